@@ -1,0 +1,64 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// L2PolicySpec says which Services' addresses are announced on the local segment, by which
+// nodes and on which interfaces.
+type L2PolicySpec struct {
+	// ServiceSelector chooses the Services announced. Empty or absent: every Service.
+	// +optional
+	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
+
+	// NodeSelector chooses the nodes that may announce. Empty or absent: every node.
+	// +optional
+	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+
+	// Interfaces are regular expressions (RE2, matched against the whole name) naming the
+	// interfaces to answer ARP and NDP on. Empty: every interface that is up, except loopback.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.all(r, type('x'.matches(r)) == bool)",message="every entry must be a valid regular expression"
+	// +listType=atomic
+	Interfaces []string `json:"interfaces,omitempty"`
+
+	// Pools limits the policy to addresses from these IPPools. Empty: every pool.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=set
+	Pools []string `json:"pools,omitempty"`
+
+	// LoadBalancerIPs announces the addresses in status.loadBalancer.ingress.
+	// +optional
+	// +kubebuilder:default=true
+	LoadBalancerIPs *bool `json:"loadBalancerIPs,omitempty"`
+
+	// ExternalIPs also announces the addresses in spec.externalIPs.
+	// +optional
+	ExternalIPs bool `json:"externalIPs,omitempty"`
+}
+
+// L2Policy announces Service addresses by answering ARP (IPv4) and NDP (IPv6): for each
+// address one eligible node answers, and another takes over when it fails.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=l2policy,categories=ferrolb
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type L2Policy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec L2PolicySpec `json:"spec"`
+}
+
+// L2PolicyList is a list of L2Policies.
+//
+// +kubebuilder:object:root=true
+type L2PolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []L2Policy `json:"items"`
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrolb/ferrolb/internal/controller"
+)
+
+func newControllerCommand() *cobra.Command {
+	var kf kubeFlags
+	opts := controller.Options{}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Allocate addresses to LoadBalancer Services (run once per cluster)",
+		Long: `The controller watches Services of type LoadBalancer and IPPools, gives each Service
+addresses from the pools that match it, and writes them to status.loadBalancer.ingress.
+Refusals are reported as Events on the Service. Several replicas may run: a Lease picks
+the one that works.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := kf.restConfig()
+			if err != nil {
+				return err
+			}
+			return controller.Run(cmd.Context(), cfg, opts)
+		},
+	}
+	kf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":7472", `address for Prometheus /metrics ("0": off)`)
+	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":7473", `address for /healthz and /readyz ("0": off)`)
+	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "take turns with other replicas through a Lease")
+	f.StringVar(&opts.LeaseNamespace, "lease-namespace", envOr("POD_NAMESPACE", "ferrolb-system"),
+		"namespace of the leader-election Lease (default: $POD_NAMESPACE)")
+	return cmd
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

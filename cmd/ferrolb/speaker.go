@@ -1,0 +1,36 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrolb/ferrolb/internal/speaker"
+)
+
+func newSpeakerCommand() *cobra.Command {
+	var kf kubeFlags
+	opts := speaker.Options{}
+	cmd := &cobra.Command{
+		Use:   "speaker",
+		Short: "Make Service addresses reachable from this node (run on every node)",
+		Long: `The speaker runs on every node, in the host network. It makes the addresses the
+controller allocated reachable from outside the cluster: on the local segment by
+answering ARP and NDP (one node per address, with fast failover), or by announcing
+them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := kf.restConfig()
+			if err != nil {
+				return err
+			}
+			return speaker.Run(cmd.Context(), cfg, opts)
+		},
+	}
+	kf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "the Node this speaker runs on (default: $NODE_NAME)")
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":7474", `address for Prometheus /metrics ("0": off)`)
+	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":7475", `address for /healthz and /readyz ("0": off)`)
+	return cmd
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages FerroLB's tests use, when they are missing. Run as root on a
+# Debian machine; elsewhere it says what is missing and carries on, so unprivileged unit
+# tests still run.
+set -euo pipefail
+# command -> Debian package. The network tests (speaker, lab, datapath) use these as the real
+# peers and clients.
+declare -A need=(
+  [ip]=iproute2
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "deps: missing ${missing[*]}: install them (as root: bash hack/deps.sh)" >&2
+  exit 0
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
