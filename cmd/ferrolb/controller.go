@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/controller"
 )
 
@@ -34,6 +35,14 @@ the one that works.`,
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "take turns with other replicas through a Lease")
 	f.StringVar(&opts.LeaseNamespace, "lease-namespace", envOr("POD_NAMESPACE", "ferrolb-system"),
 		"namespace of the leader-election Lease (default: $POD_NAMESPACE)")
+	f.StringVar(&opts.LoadBalancerClass, "load-balancer-class", config.LoadBalancerClass,
+		"serve Services with this spec.loadBalancerClass, and those with none")
+	// API Priority and Fairness protects the API server; the client-side limit only has to keep
+	// a runaway loop in check, and client-go's default (5 qps) would stretch a backlog of 1,000
+	// Services over minutes.
+	f.Float32Var(&opts.QPS, "kube-api-qps", 500, "requests per second to the API server")
+	f.IntVar(&opts.Burst, "kube-api-burst", 1000, "burst of requests to the API server")
+	f.IntVar(&opts.Workers, "workers", 4, "Services reconciled at once")
 	return cmd
 }
 

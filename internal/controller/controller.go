@@ -8,13 +8,25 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ferrolbv1alpha1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/config"
 )
 
 // Options configure the controller.
@@ -27,6 +39,19 @@ type Options struct {
 	LeaderElection bool
 	// LeaseNamespace holds the Lease.
 	LeaseNamespace string
+	// LoadBalancerClass is the spec.loadBalancerClass served besides none; default
+	// ferrolb.io/ferrolb.
+	LoadBalancerClass string
+	// QPS and Burst limit the controller's requests to the API server; zero keeps
+	// client-go's defaults.
+	QPS   float32
+	Burst int
+	// Workers is how many Services are reconciled at once; default 4.
+	Workers int
+	// Restartable lets one process run the controller more than once (tests do);
+	// controller-runtime otherwise refuses a second controller of the same name, whose
+	// metrics would collide.
+	Restartable bool
 }
 
 // leaseName is the Lease replicas of the controller compete for.
@@ -50,6 +75,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	cfg = rest.CopyConfig(cfg)
+	if opts.QPS > 0 {
+		cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
+	}
 	renew, lease := 10*time.Second, 15*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
@@ -61,6 +90,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &lease,
 		RenewDeadline:                 &renew,
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: &opts.Restartable},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -68,5 +98,65 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := addHealthChecks(mgr); err != nil {
 		return err
 	}
+	if err := setupIPAM(mgr, opts); err != nil {
+		return err
+	}
 	return mgr.Start(ctx)
+}
+
+// setupIPAM registers the Service and IPPool reconcilers, which share one allocation.
+func setupIPAM(mgr ctrl.Manager, opts Options) error {
+	class := opts.LoadBalancerClass
+	if class == "" {
+		class = config.LoadBalancerClass
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	state := newAllocation(class)
+	poolEvents := make(chan event.GenericEvent, 1024)
+	retry := make(chan event.GenericEvent, 1024)
+	svcs := &serviceReconciler{
+		client:     mgr.GetClient(),
+		recorder:   mgr.GetEventRecorder("ferrolb-controller"),
+		state:      state,
+		poolEvents: poolEvents,
+		retry:      retry,
+	}
+	// Any change to a pool re-evaluates every Service FerroLB serves: a pending one may now
+	// get an address, a held one may now be in no pool.
+	allServices := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list corev1.ServiceList
+		if err := mgr.GetClient().List(ctx, &list); err != nil {
+			logf.FromContext(ctx).Error(err, "list Services after a pool change")
+			return nil
+		}
+		var out []reconcile.Request
+		for i := range list.Items {
+			if config.Served(&list.Items[i], class) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+			}
+		}
+		return out
+	})
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("service").
+		For(&corev1.Service{}).
+		Watches(&ferrolbv1alpha1.IPPool{}, allServices, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(retry, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(svcs)
+	if err != nil {
+		return fmt.Errorf("service controller: %w", err)
+	}
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("ippool").
+		For(&ferrolbv1alpha1.IPPool{}).
+		WatchesRawSource(source.Channel(poolEvents, &handler.EnqueueRequestForObject{})).
+		Complete(&poolReconciler{client: mgr.GetClient(), state: state})
+	if err != nil {
+		return fmt.Errorf("ippool controller: %w", err)
+	}
+	return nil
 }

@@ -44,7 +44,7 @@ func TestLeaderElection(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- controller.Run(runCtx, env.Config, controller.Options{
-			MetricsAddr: "0", HealthAddr: "0", LeaderElection: true, LeaseNamespace: ns.Name,
+			MetricsAddr: "0", HealthAddr: "0", LeaderElection: true, LeaseNamespace: ns.Name, Restartable: true,
 		})
 	}()
 

@@ -27,9 +27,10 @@ import (
 	ferrolbv1alpha1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 )
 
-// ServiceCIDR is the API server's Service cluster IP range. The default /24 would cap a test
+// ServiceCIDR is the API server's Service cluster IP ranges: dual-stack, so Services can be
+// PreferDualStack and RequireDualStack, and an IPv4 /16 because the default /24 would cap a test
 // at 253 Services; scale tests need thousands.
-const ServiceCIDR = "10.96.0.0/16"
+const ServiceCIDR = "10.96.0.0/16,fd00:10:96::/112"
 
 // Env is a running API server with etcd.
 type Env struct {

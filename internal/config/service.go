@@ -1,0 +1,201 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/ferrolb/ferrolb/internal/ipam"
+)
+
+// Service annotations FerroLB reads. MetalLB's and Cilium's are honoured too, so a migration
+// needs no edits to Services.
+const (
+	AnnotationIPs        = "ferrolb.io/ips"
+	AnnotationPool       = "ferrolb.io/pool"
+	AnnotationSharingKey = "ferrolb.io/sharing-key"
+)
+
+// LoadBalancerClass is the spec.loadBalancerClass FerroLB serves by default (besides none).
+const LoadBalancerClass = "ferrolb.io/ferrolb"
+
+// The annotations that request addresses, pools and sharing, in precedence order: when a
+// Service carries several that disagree, the first wins and the others are reported.
+var (
+	ipAnnotations = []string{
+		AnnotationIPs,
+		"metallb.io/loadBalancerIPs",
+		"metallb.universe.tf/loadBalancerIPs",
+		"lbipam.cilium.io/ips",
+		"io.cilium/lb-ipam-ips",
+	}
+	poolAnnotations = []string{
+		AnnotationPool,
+		"metallb.io/address-pool",
+		"metallb.universe.tf/address-pool",
+	}
+	// sharingAnnotations: FerroLB's and Cilium's keys are scoped to the Service's namespace
+	// (a tenant cannot attach to another tenant's address by guessing its key); MetalLB's are
+	// cluster-wide, as in MetalLB, so migrated Services keep sharing across namespaces.
+	sharingAnnotations = []struct {
+		name    string
+		cluster bool
+	}{
+		{AnnotationSharingKey, false},
+		{"lbipam.cilium.io/sharing-key", false},
+		{"metallb.io/allow-shared-ip", true},
+		{"metallb.universe.tf/allow-shared-ip", true},
+	}
+)
+
+// knownAnnotations are the ferrolb.io/ annotations FerroLB defines; any other is reported, as
+// it is most likely a typo that would otherwise be silently ignored.
+var knownAnnotations = []string{AnnotationIPs, AnnotationPool, AnnotationSharingKey}
+
+// Key identifies a Service in the allocator.
+func Key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }
+
+// Served reports whether FerroLB allocates for svc: a LoadBalancer Service with no class or
+// with class.
+func Served(svc *corev1.Service, class string) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	return svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass == class
+}
+
+// ServiceRequest translates a Service into an allocation request. pools are all pools; the
+// request's candidates are those that serve the Service (or those it names, if they serve it).
+// Problems with the Service's annotations come back as FieldErrors: the request still carries
+// everything that could be understood, so one bad entry costs only itself.
+func ServiceRequest(svc *corev1.Service, pools []Pool) (ipam.Request, []FieldError) {
+	var problems []FieldError
+	req := ipam.Request{Service: Key(svc), Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal}
+	for _, f := range svc.Spec.IPFamilies {
+		switch f {
+		case corev1.IPv4Protocol:
+			req.Families = append(req.Families, ipam.IPv4)
+		case corev1.IPv6Protocol:
+			req.Families = append(req.Families, ipam.IPv6)
+		}
+	}
+	if p := svc.Spec.IPFamilyPolicy; p != nil {
+		switch *p {
+		case corev1.IPFamilyPolicyPreferDualStack:
+			req.Policy = ipam.PreferDualStack
+		case corev1.IPFamilyPolicyRequireDualStack:
+			req.Policy = ipam.RequireDualStack
+		}
+	}
+	for _, p := range svc.Spec.Ports {
+		req.Ports = append(req.Ports, ipam.Port{Protocol: string(p.Protocol), Number: uint16(p.Port)}) //nolint:gosec // the API server bounds ports to 1-65535
+	}
+
+	ann := svc.Annotations
+	for k := range ann {
+		if strings.HasPrefix(k, "ferrolb.io/") && !slices.Contains(knownAnnotations, k) {
+			problems = append(problems, FieldError{annotationPath(k), fmt.Sprintf("unknown annotation; FerroLB reads %s", strings.Join(knownAnnotations, ", "))})
+		}
+	}
+
+	// Requested addresses.
+	ipsFrom, ipsValue := first(ann, ipAnnotations)
+	if ipsFrom != "" {
+		problems = append(problems, disagreeing(ann, ipAnnotations, ipsFrom)...)
+		for _, s := range strings.Split(ipsValue, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			a, err := parseAddr(s)
+			if err != nil {
+				problems = append(problems, FieldError{annotationPath(ipsFrom), fmt.Sprintf("%q is not an IP address", s)})
+				continue
+			}
+			if !slices.Contains(req.Addresses, a) {
+				req.Addresses = append(req.Addresses, a)
+			}
+		}
+		if svc.Spec.LoadBalancerIP != "" {
+			problems = append(problems, FieldError{"spec.loadBalancerIP", fmt.Sprintf("ignored: annotation %s takes precedence", ipsFrom)})
+		}
+	} else if s := svc.Spec.LoadBalancerIP; s != "" {
+		a, err := parseAddr(s)
+		if err != nil {
+			problems = append(problems, FieldError{"spec.loadBalancerIP", fmt.Sprintf("%q is not an IP address", s)})
+		} else {
+			req.Addresses = append(req.Addresses, a)
+		}
+	}
+
+	// Sharing.
+	for _, sa := range sharingAnnotations {
+		v := strings.TrimSpace(ann[sa.name])
+		if v == "" {
+			continue
+		}
+		if req.SharingKey != "" {
+			problems = append(problems, FieldError{annotationPath(sa.name), "ignored: another sharing annotation takes precedence"})
+			continue
+		}
+		if sa.cluster {
+			req.SharingKey = "cluster/" + v
+		} else {
+			req.SharingKey = "namespace/" + svc.Namespace + "/" + v
+		}
+	}
+
+	// Candidate pools.
+	poolFrom, poolValue := first(ann, poolAnnotations)
+	var named []string
+	if poolFrom != "" {
+		problems = append(problems, disagreeing(ann, poolAnnotations, poolFrom)...)
+		for _, n := range strings.Split(poolValue, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				named = append(named, n)
+			}
+		}
+		req.NamedPool = true
+	}
+	for _, p := range pools {
+		if named != nil && !slices.Contains(named, p.Name) {
+			continue
+		}
+		if p.Serves(svc.Namespace, svc.Name, svc.Labels) {
+			req.Pools = append(req.Pools, p.Name)
+		}
+	}
+	for _, n := range named {
+		if !slices.ContainsFunc(pools, func(p Pool) bool { return p.Name == n }) {
+			problems = append(problems, FieldError{annotationPath(poolFrom), fmt.Sprintf("no IPPool named %q", n)})
+		} else if !slices.Contains(req.Pools, n) {
+			problems = append(problems, FieldError{annotationPath(poolFrom), fmt.Sprintf("IPPool %q does not serve this Service (its namespaces or serviceSelector exclude it)", n)})
+		}
+	}
+	return req, problems
+}
+
+func annotationPath(name string) string { return "metadata.annotations[" + name + "]" }
+
+// first returns the first of names set in ann, and its value.
+func first(ann map[string]string, names []string) (string, string) {
+	for _, n := range names {
+		if v, ok := ann[n]; ok && strings.TrimSpace(v) != "" {
+			return n, v
+		}
+	}
+	return "", ""
+}
+
+// disagreeing reports the annotations among names, other than winner, whose value differs.
+func disagreeing(ann map[string]string, names []string, winner string) []FieldError {
+	var out []FieldError
+	for _, n := range names {
+		if v, ok := ann[n]; ok && n != winner && v != ann[winner] {
+			out = append(out, FieldError{annotationPath(n), fmt.Sprintf("ignored: %s takes precedence", winner)})
+		}
+	}
+	return out
+}

@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/ipam"
+)
+
+// Conditions of an IPPool.
+const (
+	ConditionReady    = "Ready"
+	ConditionConflict = "Conflict"
+)
+
+// poolReconciler writes each IPPool's status: whether it is valid and serving, whether it
+// overlaps another pool, and how many addresses it holds and hands out.
+type poolReconciler struct {
+	client client.Client
+	state  *allocation
+}
+
+func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pool := &v1.IPPool{}
+	if err := r.client.Get(ctx, req.NamespacedName, pool); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	r.state.mu.Lock()
+	if err := r.state.sync(ctx, r.client); err != nil {
+		r.state.mu.Unlock()
+		return ctrl.Result{}, err
+	}
+	st, _ := r.state.alloc.Pool(pool.Name)
+	perr := r.state.poolErrs[pool.Name]
+	r.state.mu.Unlock()
+
+	status := pool.Status.DeepCopy()
+	status.ObservedGeneration = pool.Generation
+	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready",
+		Message: "the pool hands out addresses", ObservedGeneration: pool.Generation}
+	switch {
+	case perr != nil:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Invalid", perr.Error()
+	case st.Err != nil:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Invalid", st.Err.Error()
+	case pool.Spec.Disabled:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Disabled",
+			"spec.disabled: no new allocations; Services keep the addresses they hold"
+	}
+	meta.SetStatusCondition(&status.Conditions, ready)
+	conflict := metav1.Condition{Type: ConditionConflict, Status: metav1.ConditionFalse, Reason: "NoOverlap",
+		Message: "the pool overlaps no other pool", ObservedGeneration: pool.Generation}
+	if len(st.Conflicts) > 0 {
+		conflict.Status, conflict.Reason = metav1.ConditionTrue, "Overlap"
+		conflict.Message = fmt.Sprintf("overlaps pool %s: the overlapping addresses are handed out by neither",
+			strings.Join(st.Conflicts, ", "))
+	}
+	meta.SetStatusCondition(&status.Conditions, conflict)
+	status.IPv4 = count(st, ipam.IPv4)
+	status.IPv6 = count(st, ipam.IPv6)
+
+	if equality.Semantic.DeepEqual(status, &pool.Status) {
+		return ctrl.Result{}, nil
+	}
+	pool.Status = *status
+	if err := r.client.Status().Update(ctx, pool); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+func count(st ipam.PoolStatus, fam ipam.Family) *v1.AddressCount {
+	total := st.Total[fam]
+	if total == nil {
+		return nil
+	}
+	used := st.Used[fam]
+	free := new(big.Int).Sub(total, big.NewInt(int64(used)))
+	if free.Sign() < 0 {
+		free.SetInt64(0)
+	}
+	return &v1.AddressCount{Total: total.String(), Used: int64(used), Free: free.String()}
+}

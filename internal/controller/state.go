@@ -1,0 +1,143 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/config"
+	"github.com/ferrolb/ferrolb/internal/ipam"
+)
+
+// allocation is the controller's in-memory view of who holds what. The Services' status is
+// the record; this view is rebuilt from it (restore) before anything is allocated, and kept in
+// step with the pools on every use.
+type allocation struct {
+	mu       sync.Mutex
+	alloc    *ipam.Allocator
+	pools    []config.Pool
+	poolErrs map[string]error
+	applied  map[string]int64 // pool name -> generation last applied
+	restored bool
+	class    string
+	// pending are the Services refused something; they are retried when an address is freed.
+	pending map[string]struct{}
+}
+
+func newAllocation(class string) *allocation {
+	return &allocation{alloc: ipam.New(), applied: map[string]int64{}, poolErrs: map[string]error{}, class: class,
+		pending: map[string]struct{}{}}
+}
+
+// sync brings the allocator's pools in line with the IPPools in c and, the first time,
+// restores every Service's holdings from its status. Call with mu held.
+func (s *allocation) sync(ctx context.Context, c client.Reader) error {
+	var list v1.IPPoolList
+	if err := c.List(ctx, &list); err != nil {
+		return fmt.Errorf("list IPPools: %w", err)
+	}
+	gens := make(map[string]int64, len(list.Items))
+	for _, p := range list.Items {
+		gens[p.Name] = p.Generation
+	}
+	if !s.restored || !maps.Equal(gens, s.applied) {
+		s.setPools(list.Items)
+		s.applied = gens
+	}
+	if s.restored {
+		return nil
+	}
+	return s.restore(ctx, c)
+}
+
+func (s *allocation) setPools(items []v1.IPPool) {
+	s.pools = s.pools[:0]
+	s.poolErrs = map[string]error{}
+	var ip []ipam.Pool
+	for i := range items {
+		p, err := config.ParsePool(&items[i])
+		if err != nil {
+			s.poolErrs[p.Name] = err
+			// Keep the name known to the allocator, with no addresses: it hands out nothing,
+			// and what Services hold from it is reported, never taken away.
+			p.Ranges = nil
+		}
+		s.pools = append(s.pools, p)
+		ip = append(ip, p.Pool)
+	}
+	slices.SortFunc(s.pools, func(a, b config.Pool) int { return strings.Compare(a.Name, b.Name) })
+	s.alloc.SetPools(ip)
+}
+
+// restore records what every served Service holds according to its status, oldest Service
+// first, so that if two claim one address the older one keeps it.
+func (s *allocation) restore(ctx context.Context, c client.Reader) error {
+	var list corev1.ServiceList
+	if err := c.List(ctx, &list); err != nil {
+		return fmt.Errorf("list Services: %w", err)
+	}
+	svcs := list.Items
+	slices.SortFunc(svcs, func(a, b corev1.Service) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(config.Key(&a), config.Key(&b))
+	})
+	log := logf.FromContext(ctx)
+	n := 0
+	for i := range svcs {
+		svc := &svcs[i]
+		addrs := ingressAddrs(svc)
+		if !config.Served(svc, s.class) || len(addrs) == 0 {
+			continue
+		}
+		req, _ := config.ServiceRequest(svc, s.pools)
+		for _, r := range s.alloc.Restore(req, addrs) {
+			log.Info("address in status not restored", "service", req.Service, "refusal", r.String())
+		}
+		n++
+	}
+	s.restored = true
+	log.Info("restored allocations from Service status", "services", n)
+	return nil
+}
+
+// waiting returns the pending Services if freed says an address was freed. Call with mu held.
+func (s *allocation) waiting(freed bool) []string {
+	if !freed || len(s.pending) == 0 {
+		return nil
+	}
+	return slices.Collect(maps.Keys(s.pending))
+}
+
+// poolOf names the pool whose blocks hold addr, or "".
+func (s *allocation) poolOf(addr netip.Addr) string {
+	for _, p := range s.pools {
+		for _, r := range p.Ranges {
+			if r.Contains(addr) {
+				return p.Name
+			}
+		}
+	}
+	return ""
+}
+
+// ingressAddrs are the addresses in a Service's status.
+func ingressAddrs(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(in.IP); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
