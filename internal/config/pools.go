@@ -9,8 +9,8 @@ import (
 	"net/netip"
 	"slices"
 
-	"k8s.io/apimachinery/pkg/labels"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/ipam"

@@ -20,10 +20,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ferrolbv1alpha1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/config"
@@ -154,7 +154,7 @@ func setupIPAM(mgr ctrl.Manager, opts Options) error {
 		Named("ippool").
 		For(&ferrolbv1alpha1.IPPool{}).
 		WatchesRawSource(source.Channel(poolEvents, &handler.EnqueueRequestForObject{})).
-		Complete(&poolReconciler{client: mgr.GetClient(), state: state})
+		Complete(&poolReconciler{client: mgr.GetClient(), state: state, countInterval: time.Second, lastWrite: map[string]time.Time{}})
 	if err != nil {
 		return fmt.Errorf("ippool controller: %w", err)
 	}

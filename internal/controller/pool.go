@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync"
+	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +30,12 @@ const (
 type poolReconciler struct {
 	client client.Client
 	state  *allocation
+	// countInterval spaces writes that only change usage counts: while Services are being
+	// allocated by the thousand, one write per pool per interval, not one per Service.
+	countInterval time.Duration
+
+	mu        sync.Mutex
+	lastWrite map[string]time.Time
 }
 
 func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -72,6 +80,11 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if equality.Semantic.DeepEqual(status, &pool.Status) {
 		return ctrl.Result{}, nil
 	}
+	onlyCounts := equality.Semantic.DeepEqual(status.Conditions, pool.Status.Conditions) &&
+		status.ObservedGeneration == pool.Status.ObservedGeneration
+	if wait := r.wait(pool.Name); onlyCounts && wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	pool.Status = *status
 	if err := r.client.Status().Update(ctx, pool); err != nil {
 		if apierrors.IsConflict(err) {
@@ -79,7 +92,17 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 		return ctrl.Result{}, err
 	}
+	r.mu.Lock()
+	r.lastWrite[pool.Name] = time.Now()
+	r.mu.Unlock()
 	return ctrl.Result{}, nil
+}
+
+// wait is how long a counts-only write to the pool must wait.
+func (r *poolReconciler) wait(name string) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Until(r.lastWrite[name].Add(r.countInterval))
 }
 
 func count(st ipam.PoolStatus, fam ipam.Family) *v1.AddressCount {
