@@ -77,7 +77,7 @@ func TestParsePoolDefaults(t *testing.T) {
 		t.Error("autoAssign unset should mean true")
 	}
 	q := mustPool(t, "q", v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, Priority: ptr.To[int32](5)})
-	if !(q.Priority < p.Priority) {
+	if q.Priority >= p.Priority {
 		t.Errorf("a pool with priority 5 (%d) must come before one without (%d)", q.Priority, p.Priority)
 	}
 }

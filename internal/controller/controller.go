@@ -114,6 +114,10 @@ func setupIPAM(mgr ctrl.Manager, opts Options) error {
 	if workers <= 0 {
 		workers = 4
 	}
+	m, err := newIPAMMetrics()
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	state := newAllocation(class)
 	poolEvents := make(chan event.GenericEvent, 1024)
 	retry := make(chan event.GenericEvent, 1024)
@@ -123,6 +127,7 @@ func setupIPAM(mgr ctrl.Manager, opts Options) error {
 		state:      state,
 		poolEvents: poolEvents,
 		retry:      retry,
+		metrics:    m,
 	}
 	// Any change to a pool re-evaluates every Service FerroLB serves: a pending one may now
 	// get an address, a held one may now be in no pool.
@@ -140,7 +145,7 @@ func setupIPAM(mgr ctrl.Manager, opts Options) error {
 		}
 		return out
 	})
-	err := ctrl.NewControllerManagedBy(mgr).
+	err = ctrl.NewControllerManagedBy(mgr).
 		Named("service").
 		For(&corev1.Service{}).
 		Watches(&ferrolbv1alpha1.IPPool{}, allServices, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -154,7 +159,7 @@ func setupIPAM(mgr ctrl.Manager, opts Options) error {
 		Named("ippool").
 		For(&ferrolbv1alpha1.IPPool{}).
 		WatchesRawSource(source.Channel(poolEvents, &handler.EnqueueRequestForObject{})).
-		Complete(&poolReconciler{client: mgr.GetClient(), state: state, countInterval: time.Second, lastWrite: map[string]time.Time{}})
+		Complete(&poolReconciler{client: mgr.GetClient(), state: state, metrics: m, countInterval: time.Second, lastWrite: map[string]time.Time{}})
 	if err != nil {
 		return fmt.Errorf("ippool controller: %w", err)
 	}

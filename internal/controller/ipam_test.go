@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/controller"
@@ -395,6 +396,11 @@ func TestPoolStatus(t *testing.T) {
 	if !meta.IsStatusConditionTrue(got.Conditions, controller.ConditionReady) || meta.IsStatusConditionTrue(got.Conditions, controller.ConditionConflict) {
 		t.Errorf("conditions = %+v, want Ready and no Conflict", got.Conditions)
 	}
+	for state, want := range map[string]float64{"used": 1, "total": 8} {
+		if got := gauge(t, "ferrolb_pool_addresses", map[string]string{"pool": "status-a", "family": "IPv4", "state": state}); got != want {
+			t.Errorf("ferrolb_pool_addresses{pool=status-a,family=IPv4,state=%s} = %v, want %v", state, got, want)
+		}
+	}
 
 	// An overlapping pool: both are marked, and neither hands out the overlap (.4-.7).
 	createPool(t, "status-b", v1.IPPoolSpec{Blocks: blocks("10.16.0.4-10.16.0.12"), Namespaces: onlyNamespace(ns)})
@@ -468,4 +474,29 @@ func TestUnknownAnnotationReported(t *testing.T) {
 		}
 	}
 	waitEvent(t, ns, "typo", "InvalidConfiguration", "unknown annotation")
+}
+
+// gauge reads one series from the registry the controller's /metrics serves.
+func gauge(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue series
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no series %s%v", name, labels)
+	return 0
 }

@@ -28,8 +28,9 @@ const (
 // poolReconciler writes each IPPool's status: whether it is valid and serving, whether it
 // overlaps another pool, and how many addresses it holds and hands out.
 type poolReconciler struct {
-	client client.Client
-	state  *allocation
+	client  client.Client
+	state   *allocation
+	metrics *ipamMetrics
 	// countInterval spaces writes that only change usage counts: while Services are being
 	// allocated by the thousand, one write per pool per interval, not one per Service.
 	countInterval time.Duration
@@ -41,6 +42,9 @@ type poolReconciler struct {
 func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pool := &v1.IPPool{}
 	if err := r.client.Get(ctx, req.NamespacedName, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.metrics.poolDeleted(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	r.state.mu.Lock()
@@ -51,6 +55,7 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	st, _ := r.state.alloc.Pool(pool.Name)
 	perr := r.state.poolErrs[pool.Name]
 	r.state.mu.Unlock()
+	r.metrics.pool(st)
 
 	status := pool.Status.DeepCopy()
 	status.ObservedGeneration = pool.Generation
@@ -88,7 +93,8 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	pool.Status = *status
 	if err := r.client.Status().Update(ctx, pool); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{Requeue: true}, nil
+			// Someone wrote the pool since we read it: recompute from the fresh object.
+			return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
 		}
 		return ctrl.Result{}, err
 	}

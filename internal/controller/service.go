@@ -42,7 +42,8 @@ type serviceReconciler struct {
 	// poolEvents asks the pool reconciler to refresh a pool's usage counts.
 	poolEvents chan<- event.GenericEvent
 	// retry re-queues Services that wait for an address, when one is freed.
-	retry chan<- event.GenericEvent
+	retry   chan<- event.GenericEvent
+	metrics *ipamMetrics
 }
 
 func (r *serviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -65,7 +66,9 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		r.state.alloc.Release(key)
 		delete(r.state.pending, key)
 		waiting := r.state.waiting(len(before) > 0)
+		r.metrics.pending.Set(float64(len(r.state.pending)))
 		r.state.mu.Unlock()
+		r.metrics.allocations.WithLabelValues("released").Add(float64(len(before)))
 		r.touchPools(ctx, before)
 		r.requeue(ctx, waiting)
 		if svc == nil {
@@ -85,6 +88,7 @@ func (r *serviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		delete(r.state.pending, key)
 	}
 	waiting := r.state.waiting(len(res.Released) > 0)
+	r.metrics.pending.Set(float64(len(r.state.pending)))
 	r.state.mu.Unlock()
 
 	changed := append(slices.Clone(before), res.Addresses...)
@@ -135,6 +139,10 @@ func (r *serviceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 	for _, p := range problems {
 		invalid = append(invalid, p.Error())
 	}
+	// Counted here, once per change of the Service's status, not once per re-evaluation.
+	r.metrics.allocations.WithLabelValues("assigned").Add(float64(len(assigned)))
+	r.metrics.allocations.WithLabelValues("released").Add(float64(len(released)))
+	r.metrics.allocations.WithLabelValues("refused").Add(float64(len(refused)))
 	r.event(svc, corev1.EventTypeNormal, "IPAllocated", "assigned ", assigned)
 	r.event(svc, corev1.EventTypeNormal, "IPReleased", "released ", released)
 	r.event(svc, corev1.EventTypeWarning, "AllocationFailed", "refused ", refused)
