@@ -16,7 +16,8 @@ const (
 	SingleStack Policy = iota
 	// PreferDualStack: one address of each family where pools can give it.
 	PreferDualStack
-	// RequireDualStack: one address of each family, or none.
+	// RequireDualStack: one address of each family, or none: a Service that would end up
+	// with one family only (requested addresses included) gives up what it has.
 	RequireDualStack
 )
 
@@ -33,7 +34,10 @@ func (p Port) String() string { return fmt.Sprintf("%d/%s", p.Number, p.Protocol
 type Request struct {
 	// Service identifies the Service, for example "namespace/name".
 	Service string
-	// Families are the Service's families in order (spec.ipFamilies); empty means IPv4.
+	// Families are the Service's families in order (spec.ipFamilies); empty means IPv4
+	// (both families for a dual-stack policy). The API server lists only the cluster's
+	// families, so a PreferDualStack Service in a single-stack cluster lists one, and gets
+	// one: an address of a family the cluster cannot route would be refused traffic anyway.
 	Families []Family
 	Policy   Policy
 	// Pools are the pools whose selectors match the Service (the caller resolves them).
@@ -110,7 +114,7 @@ type Allocator struct {
 	order    []*pool // valid pools by priority, then name
 	index    map[Family][]indexEntry
 	holders  map[netip.Addr]*holding
-	services map[string][]netip.Addr // what each Service holds, in the order it got them
+	services map[string][]netip.Addr            // what each Service holds, in the order it got them
 	shared   map[string]map[netip.Addr]struct{} // sharing key -> addresses held under it
 	taken    func(netip.Addr) bool              // whether anybody holds an address
 }
@@ -316,6 +320,8 @@ func wantedFamilies(req Request) (out [2]Family, n int) {
 	switch {
 	case len(req.Families) > 1 && req.Families[1] != out[0]:
 		out[1] = req.Families[1]
+	case len(req.Families) == 1 && req.Policy == PreferDualStack:
+		return out, 1
 	case out[0] == IPv4:
 		out[1] = IPv6
 	default:
@@ -355,7 +361,10 @@ func (a *Allocator) grantable(addr netip.Addr, req Request, wanted []Family) str
 	}
 	fam := FamilyOf(addr)
 	if !slices.Contains(wanted, fam) {
-		return fmt.Sprintf("the Service is single-stack %s", wanted[0])
+		if req.Policy == SingleStack {
+			return fmt.Sprintf("the Service is single-stack %s", wanted[0])
+		}
+		return fmt.Sprintf("the Service's ipFamilies list only %s", wanted[0])
 	}
 	p, conflict := a.poolOf(addr)
 	switch {

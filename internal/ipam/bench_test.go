@@ -158,3 +158,36 @@ func BenchmarkAssign100kFromEmpty(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRestart100k rebuilds an allocator holding 100k Services (SetPools, Restore each)
+// and assigns one more: the first allocation's cursor steps once over every restored address
+// at the start of the pool. One op is the whole restart.
+func BenchmarkRestart100k(b *testing.B) {
+	const n = 100_000
+	for _, bp := range benchPools {
+		b.Run(bp.name, func(b *testing.B) {
+			old, reqs := benchAllocator(b, bp, n)
+			held := make([][]netip.Addr, n)
+			for i, r := range reqs {
+				held[i] = old.Holds(r.Service)
+			}
+			pools := []ipam.Pool{{Name: "big", Ranges: []ipam.Range{ipam.PrefixRange(bp.prefix)}, AutoAssign: true}}
+			fresh := benchRequest(bp.fam, "fresh")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a := ipam.New()
+				a.SetPools(pools)
+				for j, r := range reqs {
+					if refused := a.Restore(r, held[j]); refused != nil {
+						b.Fatal(refused)
+					}
+				}
+				if res := a.Assign(fresh); len(res.Addresses) != 1 {
+					b.Fatalf("got %v, refused %v", res.Addresses, res.Refused)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e9, "s/restart")
+		})
+	}
+}

@@ -9,5 +9,6 @@
 // Allocation cost does not grow with the number of addresses handed out: each pool keeps, per
 // family, a cursor over never-used addresses and a min-heap of released ones, so an
 // allocation is O(log n) (amortised O(1) while a pool fills in order), even in an IPv4 /8 or
-// an IPv6 /64.
+// an IPv6 /64. (A Service with a sharing key also looks at every address held under that
+// key: O(k) for k such addresses.)
 package ipam

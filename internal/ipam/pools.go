@@ -18,7 +18,8 @@ type Pool struct {
 	AutoAssign bool
 	// AvoidBuggyIPs skips IPv4 addresses ending in .0 and .255.
 	AvoidBuggyIPs bool
-	// Disabled: no new allocations; holders keep their addresses.
+	// Disabled: no new allocations (nor new sharers of an address in it); holders keep
+	// their addresses.
 	Disabled bool
 	// Priority orders candidate pools, lowest first; ties go by name.
 	Priority int
@@ -230,9 +231,9 @@ func mergeConflicts(cs []indexEntry) []indexEntry {
 			if out[n-1].To.Less(c.To) {
 				out[n-1].To = c.To
 			}
-			names := append(out[n-1].conflicts, c.conflicts...)
-			slices.Sort(names)
-			out[n-1].conflicts = slices.Compact(names)
+			out[n-1].conflicts = append(out[n-1].conflicts, c.conflicts...)
+			slices.Sort(out[n-1].conflicts)
+			out[n-1].conflicts = slices.Compact(out[n-1].conflicts)
 			continue
 		}
 		c.conflicts = slices.Clone(c.conflicts)
