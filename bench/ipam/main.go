@@ -35,14 +35,15 @@ func main() {
 	n := flag.Int("n", 1000, "Services per run")
 	runs := flag.Int("runs", 3, "runs of each measurement")
 	parallel := flag.Int("parallel", 8, "client goroutines creating Services in the churn run")
+	workers := flag.Int("workers", 4, "the controller's --workers")
 	flag.Parse()
-	if err := run(*n, *runs, *parallel); err != nil {
+	if err := run(*n, *runs, *parallel, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, runs, parallel int) (err error) {
+func run(n, runs, parallel, workers int) (err error) {
 	env, err := kubetest.Start()
 	if err != nil {
 		return err
@@ -58,7 +59,7 @@ func run(n, runs, parallel int) (err error) {
 		return err
 	}
 
-	fmt.Printf("FerroLB controller against kube-apiserver + etcd on this machine, %d Services per run\n\n", n)
+	fmt.Printf("FerroLB controller (%d workers) against kube-apiserver + etcd on this machine, %d Services per run, %d creating clients\n\n", workers, n, parallel)
 	fmt.Printf("%-8s %-4s %12s %12s %12s %12s\n", "run", "#", "all (s)", "p50 (ms)", "p99 (ms)", "max (ms)")
 	var backlog, churnP50, churnP99 []time.Duration
 	for i := range runs {
@@ -75,7 +76,7 @@ func run(n, runs, parallel int) (err error) {
 			return err
 		}
 		start := time.Now()
-		stop := startController(ctx, env)
+		stop := startController(ctx, env, workers)
 		if err := w.wait(5 * time.Minute); err != nil {
 			stop()
 			return err
@@ -95,6 +96,10 @@ func run(n, runs, parallel int) (err error) {
 			stop()
 			return err
 		}
+		// The waiter reads its watch while the Services are created, so each address is seen
+		// when it is written.
+		waited := make(chan error, 1)
+		go func() { waited <- w.wait(5 * time.Minute) }()
 		start = time.Now()
 		created, err := createServices(ctx, cs, ns, n, parallel)
 		if err != nil {
@@ -102,7 +107,7 @@ func run(n, runs, parallel int) (err error) {
 			return err
 		}
 		createdIn := time.Since(start)
-		if err := w.wait(5 * time.Minute); err != nil {
+		if err := <-waited; err != nil {
 			stop()
 			return err
 		}
@@ -126,12 +131,12 @@ func pct(sorted []time.Duration, p int) time.Duration {
 	return sorted[(len(sorted)-1)*p/100]
 }
 
-func startController(ctx context.Context, env *kubetest.Env) (stop func()) {
+func startController(ctx context.Context, env *kubetest.Env, workers int) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		done <- controller.Run(ctx, env.Config, controller.Options{
-			MetricsAddr: "0", HealthAddr: "0", QPS: 500, Burst: 1000, Restartable: true,
+			MetricsAddr: "0", HealthAddr: "0", QPS: 500, Burst: 1000, Workers: workers, Restartable: true,
 		})
 	}()
 	return func() {
@@ -204,34 +209,56 @@ feed:
 
 // waiter watches a namespace and records when each Service first has an address.
 type waiter struct {
+	ctx  context.Context
+	cs   kubernetes.Interface
+	ns   string
 	w    watch.Interface
 	n    int
 	seen map[string]time.Time
 }
 
 func newWaiter(ctx context.Context, cs kubernetes.Interface, ns string, n int) (*waiter, error) {
-	w, err := cs.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{})
+	w := &waiter{ctx: ctx, cs: cs, ns: ns, n: n, seen: make(map[string]time.Time, n)}
+	return w, w.rewatch()
+}
+
+// rewatch lists the namespace (recording what is addressed already) and watches from there:
+// the API server may close a watch that falls behind under load.
+func (w *waiter) rewatch() error {
+	list, err := w.cs.CoreV1().Services(w.ns).List(w.ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &waiter{w: w, n: n, seen: make(map[string]time.Time, n)}, nil
+	for i := range list.Items {
+		w.observe(&list.Items[i])
+	}
+	w.w, err = w.cs.CoreV1().Services(w.ns).Watch(w.ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	return err
+}
+
+func (w *waiter) observe(svc *corev1.Service) {
+	if len(svc.Status.LoadBalancer.Ingress) == 0 {
+		return
+	}
+	if _, done := w.seen[svc.Name]; !done {
+		w.seen[svc.Name] = time.Now()
+	}
 }
 
 func (w *waiter) wait(timeout time.Duration) error {
-	defer w.w.Stop()
+	defer func() { w.w.Stop() }()
 	deadline := time.After(timeout)
 	for len(w.seen) < w.n {
 		select {
 		case ev, ok := <-w.w.ResultChan():
 			if !ok {
-				return fmt.Errorf("watch closed with %d of %d addressed", len(w.seen), w.n)
-			}
-			svc, ok := ev.Object.(*corev1.Service)
-			if !ok || len(svc.Status.LoadBalancer.Ingress) == 0 {
+				if err := w.rewatch(); err != nil {
+					return fmt.Errorf("watch closed with %d of %d addressed: %w", len(w.seen), w.n, err)
+				}
 				continue
 			}
-			if _, done := w.seen[svc.Name]; !done {
-				w.seen[svc.Name] = time.Now()
+			if svc, ok := ev.Object.(*corev1.Service); ok {
+				w.observe(svc)
 			}
 		case <-deadline:
 			return fmt.Errorf("timed out with %d of %d addressed", len(w.seen), w.n)
