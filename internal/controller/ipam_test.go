@@ -506,3 +506,30 @@ func gauge(t *testing.T, name string, labels map[string]string) float64 {
 	t.Fatalf("no series %s%v", name, labels)
 	return 0
 }
+
+// TestPoolDeletedKeepsAddress: deleting a pool takes no address away; the Service keeps it,
+// it is reported, a restart keeps it too, and it is not handed to anyone else.
+func TestPoolDeletedKeepsAddress(t *testing.T) {
+	ns := newNamespace(t, "orphan")
+	stop := startController(t)
+	p := createPool(t, "orphan-pool", v1.IPPoolSpec{Blocks: blocks("10.19.0.0/30"), Namespaces: onlyNamespace(ns)})
+	createService(t, ns, "a", nil)
+	waitIngress(t, ns, "a", "10.19.0.0")
+	if err := env.Client.Delete(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	c := waitCondition(t, ns, "a", func(c *metav1.Condition) bool { return strings.Contains(c.Message, "in no pool any more") })
+	if c.Status != metav1.ConditionTrue {
+		t.Errorf("condition = %+v, want True (the Service still holds its address)", c)
+	}
+	waitEvent(t, ns, "a", "AddressNotInPool", "10.19.0.0")
+	stop()
+
+	// After a restart, with the pool back, the address stays with a and b gets another.
+	startController(t)
+	createPool(t, "orphan-pool-2", v1.IPPoolSpec{Blocks: blocks("10.19.0.0/30"), Namespaces: onlyNamespace(ns)})
+	createService(t, ns, "b", nil)
+	waitIngress(t, ns, "b", "10.19.0.1")
+	waitIngress(t, ns, "a", "10.19.0.0")
+	waitCondition(t, ns, "a", func(c *metav1.Condition) bool { return c.Message == "10.19.0.0 from pool orphan-pool-2" })
+}
