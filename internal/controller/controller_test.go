@@ -56,7 +56,12 @@ func TestLeaderElection(t *testing.T) {
 		}
 		return *lease.Spec.HolderIdentity
 	}
-	waitFor(t, 30*time.Second, "the controller to hold the Lease", func() bool { return holder() != "" })
+	poll(t, func() string {
+		if holder() == "" {
+			return "the controller does not hold the Lease"
+		}
+		return ""
+	})
 
 	cancel()
 	select {
@@ -72,12 +77,18 @@ func TestLeaderElection(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// poll calls check every 50 ms until it returns "", and fails the test with the last thing
+// it said if that takes more than 30 s.
+func poll(t *testing.T, check func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		msg := check()
+		if msg == "" {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			t.Fatalf("after 30s: %s", msg)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -127,35 +126,29 @@ func ingressIPs(svc *corev1.Service) []string {
 func waitIngress(t *testing.T, ns, name string, want ...string) *corev1.Service {
 	t.Helper()
 	var svc *corev1.Service
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll(t, func() string {
 		svc = getService(t, ns, name)
-		got := ingressIPs(svc)
-		if slices.Equal(got, want) {
-			return svc
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/%s ingress = %v, want %v; condition: %+v", ns, name, got, want,
+		if got := ingressIPs(svc); !slices.Equal(got, want) {
+			return fmt.Sprintf("%s/%s ingress = %v, want %v; condition: %+v", ns, name, got, want,
 				meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAllocated))
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
+	return svc
 }
 
 // waitCondition waits until the Service's Allocated condition satisfies ok.
 func waitCondition(t *testing.T, ns, name string, ok func(*metav1.Condition) bool) *metav1.Condition {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c := meta.FindStatusCondition(getService(t, ns, name).Status.Conditions, controller.ConditionAllocated)
-		if c != nil && ok(c) {
-			return c
+	var c *metav1.Condition
+	poll(t, func() string {
+		c = meta.FindStatusCondition(getService(t, ns, name).Status.Conditions, controller.ConditionAllocated)
+		if c == nil || !ok(c) {
+			return fmt.Sprintf("%s/%s: condition %+v does not satisfy the test", ns, name, c)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/%s: condition %+v never satisfied the test", ns, name, c)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
+	return c
 }
 
 // eventsFor lists the notes of the Events about a Service with the given reason.
@@ -176,17 +169,13 @@ func eventsFor(t *testing.T, ns, name, reason string) []string {
 
 func waitEvent(t *testing.T, ns, name, reason, substr string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll(t, func() string {
 		notes := eventsFor(t, ns, name, reason)
-		if slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, substr) }) {
-			return
+		if !slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, substr) }) {
+			return fmt.Sprintf("no %s Event on %s/%s containing %q; have %q", reason, ns, name, substr, notes)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s Event on %s/%s containing %q; have %q", reason, ns, name, substr, notes)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 func onlyNamespace(ns string) []string { return []string{ns} }
@@ -219,13 +208,12 @@ func TestAllocateAndRelease(t *testing.T) {
 	// (The API server itself clears status.loadBalancer on such a change; the controller
 	// removes its condition.)
 	waitIngress(t, ns, "a")
-	deadline := time.Now().Add(30 * time.Second)
-	for c := meta.FindStatusCondition(getService(t, ns, "a").Status.Conditions, controller.ConditionAllocated); c != nil; c = meta.FindStatusCondition(getService(t, ns, "a").Status.Conditions, controller.ConditionAllocated) {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition %+v left on a ClusterIP Service", c)
+	poll(t, func() string {
+		if c := meta.FindStatusCondition(getService(t, ns, "a").Status.Conditions, controller.ConditionAllocated); c != nil {
+			return fmt.Sprintf("condition %+v left on a ClusterIP Service", c)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
 	// The freed address is handed out again; b's is untouched.
 	createService(t, ns, "c", nil)
 	waitIngress(t, ns, "c", "10.10.0.0")
@@ -337,9 +325,20 @@ func TestSharing(t *testing.T) {
 	// Same key, colliding port: a different address.
 	createService(t, ns, "http2", shared(80))
 	waitIngress(t, ns, "http2", "10.13.0.1")
-	// MetalLB's annotation works too, and a Service without a key never shares.
+	// A Service without a key never shares.
 	createService(t, ns, "plain", nil)
 	waitIngress(t, ns, "plain", "10.13.0.2")
+	// MetalLB's annotation shares too.
+	metallb := func(port int32) func(*corev1.Service) {
+		return func(s *corev1.Service) {
+			s.Annotations = map[string]string{"metallb.universe.tf/allow-shared-ip": "web"}
+			s.Spec.Ports[0].Port = port
+		}
+	}
+	createService(t, ns, "m1", metallb(8080))
+	waitIngress(t, ns, "m1", "10.13.0.3")
+	createService(t, ns, "m2", metallb(8081))
+	waitIngress(t, ns, "m2", "10.13.0.3")
 }
 
 func TestDualStack(t *testing.T) {
@@ -449,20 +448,17 @@ func TestPoolStatus(t *testing.T) {
 
 func waitPool(t *testing.T, name string, ok func(v1.IPPoolStatus) bool) v1.IPPoolStatus {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		p := &v1.IPPool{}
+	p := &v1.IPPool{}
+	poll(t, func() string {
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
 			t.Fatal(err)
 		}
-		if ok(p.Status) {
-			return p.Status
+		if !ok(p.Status) {
+			return fmt.Sprintf("pool %s status does not satisfy the test: %+v", name, p.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pool %s status never satisfied the test: %+v", name, p.Status)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
+	return p.Status
 }
 
 func TestUnknownAnnotationReported(t *testing.T) {
