@@ -7,6 +7,9 @@ set -euo pipefail
 # peers and clients.
 declare -A need=(
   [ip]=iproute2
+  [ping]=iputils-ping
+  [arping]=arping
+  [ndisc6]=ndisc6
 )
 missing=()
 for cmd in "${!need[@]}"; do
