@@ -1,0 +1,205 @@
+// Package member tells which speakers are alive, fast enough for Layer 2 failover under a
+// second: every speaker sends a small UDP heartbeat to every other speaker each interval, and
+// declares a peer dead after a few intervals without one (BFD's idea, over a full mesh).
+//
+// Why not the API server: a Node turns NotReady after tens of seconds. Why not memberlist:
+// its gossip and suspicion protocol targets large clusters and second-scale detection; tuned
+// to 100 ms probes its suspicion timeouts misfire. A mesh of heartbeats is simple, its
+// detection time is exactly interval x multiplier, and a healed partition converges as soon
+// as heartbeats flow again (both sides see each other alive; the election is a pure function
+// of the alive set).
+package member
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Peer is another speaker: its node name and where it listens for heartbeats.
+type Peer struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+// Config configures a Tracker.
+type Config struct {
+	// Name is this speaker's node name.
+	Name string
+	// Interval between heartbeats; default 100 ms.
+	Interval time.Duration
+	// Multiplier is how many intervals may pass without a heartbeat before a peer is dead;
+	// default 3.
+	Multiplier int
+}
+
+// Tracker sends heartbeats to its peers and tracks which of them are alive.
+type Tracker struct {
+	cfg  Config
+	conn net.PacketConn
+	now  func() time.Time
+
+	mu       sync.Mutex
+	peers    map[string]netip.AddrPort
+	lastSeen map[string]time.Time
+	alive    map[string]bool
+	changed  chan struct{}
+}
+
+// New returns a Tracker that listens on conn (a UDP socket) and sends from it.
+func New(cfg Config, conn net.PacketConn) (*Tracker, error) {
+	if len(cfg.Name) == 0 || len(cfg.Name) > maxNameLength {
+		return nil, fmt.Errorf("node name %q: must be 1 to %d bytes", cfg.Name, maxNameLength)
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 100 * time.Millisecond
+	}
+	if cfg.Multiplier <= 0 {
+		cfg.Multiplier = 3
+	}
+	return &Tracker{
+		cfg:      cfg,
+		conn:     conn,
+		now:      time.Now,
+		peers:    map[string]netip.AddrPort{},
+		lastSeen: map[string]time.Time{},
+		alive:    map[string]bool{},
+		changed:  make(chan struct{}, 1),
+	}, nil
+}
+
+// SetPeers replaces the set of peers (the speaker learns them from Node objects). A peer
+// that is new starts dead until its first heartbeat arrives.
+func (t *Tracker) SetPeers(peers []Peer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	next := make(map[string]netip.AddrPort, len(peers))
+	for _, p := range peers {
+		if p.Name != t.cfg.Name {
+			next[p.Name] = p.Addr
+		}
+	}
+	for name := range t.peers {
+		if _, ok := next[name]; !ok {
+			delete(t.lastSeen, name)
+			if t.alive[name] {
+				delete(t.alive, name)
+				t.notify()
+			}
+		}
+	}
+	t.peers = next
+}
+
+// Alive returns the names of the live speakers, this one included, sorted.
+func (t *Tracker) Alive() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := append(slices.Collect(maps.Keys(t.alive)), t.cfg.Name)
+	slices.Sort(out)
+	return out
+}
+
+// Changed is signalled (coalesced) whenever the alive set changes.
+func (t *Tracker) Changed() <-chan struct{} { return t.changed }
+
+// Run sends and receives heartbeats until ctx ends, then closes the socket. It returns after
+// its receiving goroutine has exited.
+func (t *Tracker) Run(ctx context.Context) error {
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- t.receive() }()
+	tick := time.NewTicker(t.cfg.Interval)
+	defer tick.Stop()
+	t.send()
+	for {
+		select {
+		case <-ctx.Done():
+			err := t.conn.Close()
+			_ = <-recvErr // the socket is closed: receive returns, with the expected error
+			return err
+		case err := <-recvErr:
+			return errors.Join(fmt.Errorf("receive heartbeats: %w", err), t.conn.Close())
+		case <-tick.C:
+			t.expire()
+			t.send()
+		}
+	}
+}
+
+func (t *Tracker) send() {
+	b, err := heartbeat{Name: t.cfg.Name}.marshal()
+	if err != nil {
+		return // New checked the name
+	}
+	t.mu.Lock()
+	addrs := slices.Collect(maps.Values(t.peers))
+	t.mu.Unlock()
+	for _, a := range addrs {
+		// A lost heartbeat is what the multiplier is for; an unreachable peer is dead anyway.
+		_, _ = t.conn.WriteTo(b, net.UDPAddrFromAddrPort(a))
+	}
+}
+
+func (t *Tracker) receive() error {
+	buf := make([]byte, 512)
+	for {
+		n, from, err := t.conn.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		t.handle(buf[:n], from)
+	}
+}
+
+// handle records a heartbeat. Only known peers, from the address and port they are known by
+// (a tracker sends from the socket it listens on), count: a stray or spoofed-name packet from
+// elsewhere, even another socket on the peer's host, cannot keep a dead node alive.
+func (t *Tracker) handle(b []byte, from net.Addr) {
+	var h heartbeat
+	if err := h.unmarshal(b); err != nil {
+		return
+	}
+	ua, ok := from.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	src := ua.AddrPort()
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	want, known := t.peers[h.Name]
+	if !known || netip.AddrPortFrom(want.Addr().Unmap(), want.Port()) != src {
+		return
+	}
+	t.lastSeen[h.Name] = t.now()
+	if !t.alive[h.Name] {
+		t.alive[h.Name] = true
+		t.notify()
+	}
+}
+
+// expire declares dead the peers not heard from within interval x multiplier.
+func (t *Tracker) expire() {
+	limit := t.now().Add(-t.cfg.Interval * time.Duration(t.cfg.Multiplier))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name := range t.alive {
+		if t.lastSeen[name].Before(limit) {
+			delete(t.alive, name)
+			t.notify()
+		}
+	}
+}
+
+func (t *Tracker) notify() {
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}

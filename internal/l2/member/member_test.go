@@ -1,0 +1,142 @@
+package member_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ferrolb/ferrolb/internal/l2/member"
+)
+
+// speaker is one Tracker on loopback, running until stopped.
+type speaker struct {
+	name    string
+	addr    netip.AddrPort
+	tracker *member.Tracker
+	stop    func() error
+}
+
+func start(t *testing.T, name string) *speaker {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := member.New(member.Config{Name: name, Interval: 20 * time.Millisecond, Multiplier: 3}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	s := &speaker{name: name, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), tracker: tr}
+	stopped := false
+	s.stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func mesh(speakers ...*speaker) {
+	var peers []member.Peer
+	for _, s := range speakers {
+		peers = append(peers, member.Peer{Name: s.name, Addr: s.addr})
+	}
+	for _, s := range speakers {
+		s.tracker.SetPeers(peers)
+	}
+}
+
+// waitAlive waits until s sees exactly want alive; it fails after a generous 5 s (detection
+// itself takes interval x multiplier = 60 ms; this is no timing assertion).
+func waitAlive(t *testing.T, s *speaker, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	deadline := time.After(5 * time.Second)
+	for {
+		if got := s.tracker.Alive(); slices.Equal(got, want) {
+			return
+		}
+		select {
+		case <-s.tracker.Changed():
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%s sees %v alive, want %v", s.name, s.tracker.Alive(), want)
+		}
+	}
+}
+
+func TestTracker(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	a, b, c := start(t, "a"), start(t, "b"), start(t, "c")
+	mesh(a, b, c)
+	for _, s := range []*speaker{a, b, c} {
+		waitAlive(t, s, "a", "b", "c")
+	}
+
+	// c dies: a and b see it dead.
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, a, "a", "b")
+	waitAlive(t, b, "a", "b")
+
+	// A packet naming c from an address that is not c's does not bring c back.
+	stray, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stray.Close()
+	hb := append([]byte("FLB\x01\x01\x01"), 'c')
+	for range 10 {
+		if _, err := stray.WriteTo(hb, net.UDPAddrFromAddrPort(a.addr)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := a.tracker.Alive(); slices.Contains(got, "c") {
+		t.Errorf("a sees c alive from a stray packet: %v", got)
+	}
+
+	// c comes back on a new address: once the peers learn it, all see each other again.
+	c2 := start(t, "c")
+	mesh(a, b, c2)
+	for _, s := range []*speaker{a, b, c2} {
+		waitAlive(t, s, "a", "b", "c")
+	}
+
+	// A peer removed from the set is forgotten at once.
+	mesh(a, b)
+	waitAlive(t, a, "a", "b")
+	for _, s := range []*speaker{a, b, c2} {
+		if err := s.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestNewRejectsBadName(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := member.New(member.Config{}, conn); err == nil {
+		t.Error("New accepted an empty node name")
+	}
+}
