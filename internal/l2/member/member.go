@@ -120,9 +120,12 @@ func (t *Tracker) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			err := t.conn.Close()
-			_ = <-recvErr // the socket is closed: receive returns, with the expected error
-			return err
+			closeErr := t.conn.Close()
+			// Closing the socket ends receive; any other error it saw is worth reporting.
+			if err := <-recvErr; !errors.Is(err, net.ErrClosed) {
+				return errors.Join(fmt.Errorf("receive heartbeats: %w", err), closeErr)
+			}
+			return closeErr
 		case err := <-recvErr:
 			return errors.Join(fmt.Errorf("receive heartbeats: %w", err), t.conn.Close())
 		case <-tick.C:
