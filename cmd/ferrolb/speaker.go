@@ -2,9 +2,11 @@ package main
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
@@ -32,5 +34,10 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "the Node this speaker runs on (default: $NODE_NAME)")
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":7474", `address for Prometheus /metrics ("0": off)`)
 	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":7475", `address for /healthz and /readyz ("0": off)`)
+	f.StringVar(&opts.LoadBalancerClass, "load-balancer-class", config.LoadBalancerClass,
+		"serve Services with this spec.loadBalancerClass, and those with none")
+	f.Uint16Var(&opts.MemberPort, "member-port", 7946, "UDP port speakers exchange heartbeats on (open it between nodes)")
+	f.DurationVar(&opts.MemberInterval, "member-interval", 100*time.Millisecond,
+		"heartbeat interval; a node is declared dead after 3 missed, and its addresses move")
 	return cmd
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
@@ -57,13 +56,11 @@ func ParsePool(p *v1.IPPool) (Pool, error) {
 		}
 		out.Ranges = append(out.Ranges, r)
 	}
-	if p.Spec.ServiceSelector != nil {
-		sel, err := metav1.LabelSelectorAsSelector(p.Spec.ServiceSelector)
-		if err != nil {
-			return out, FieldError{"spec.serviceSelector", err.Error()}
-		}
-		out.Selector = sel
+	sel, err := selector(p.Spec.ServiceSelector)
+	if err != nil {
+		return out, FieldError{"spec.serviceSelector", err.Error()}
 	}
+	out.Selector = sel
 	return out, nil
 }
 

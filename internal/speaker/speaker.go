@@ -1,23 +1,35 @@
 // Package speaker is FerroLB's node agent. It runs on every node (host network) and makes the
-// addresses the controller allocated reachable: by Layer 2 (ARP/NDP) or BGP.
-//
-// Today it connects to the API server, checks that its Node exists and serves health and
-// metrics; announcing lands with the Layer 2 and BGP work (see docs/architecture.md).
+// addresses the controller allocated reachable. Layer 2: for each address one live, eligible
+// node answers ARP and NDP (internal/l2), chosen the same way by every speaker; speakers learn
+// who is alive from each other's heartbeats (internal/l2/member) within 300 ms.
 package speaker
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/controller"
+	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
 // Options configure the speaker.
@@ -28,12 +40,34 @@ type Options struct {
 	MetricsAddr string
 	// HealthAddr serves /healthz and /readyz; "0" turns it off.
 	HealthAddr string
+	// LoadBalancerClass is the spec.loadBalancerClass served besides none.
+	LoadBalancerClass string
+	// MemberPort is the UDP port speakers exchange heartbeats on; default 7946.
+	MemberPort uint16
+	// MemberInterval is the heartbeat interval (default 100 ms); a peer is dead after 3
+	// missed.
+	MemberInterval time.Duration
+	// Netns runs f in the node's network namespace. Nil in production (the speaker runs in
+	// the host's); tests run several nodes in one process.
+	Netns func(f func() error) error
+	// Restartable lets one process run several speakers (tests); see controller.Options.
+	Restartable bool
 }
 
 // Run runs the speaker until ctx ends. It returns only after its goroutines have exited.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if opts.NodeName == "" {
 		return errors.New("node name is empty: set --node-name (in a DaemonSet, from spec.nodeName)")
+	}
+	if opts.LoadBalancerClass == "" {
+		opts.LoadBalancerClass = config.LoadBalancerClass
+	}
+	if opts.MemberPort == 0 {
+		opts.MemberPort = 7946
+	}
+	do := opts.Netns
+	if do == nil {
+		do = func(f func() error) error { return f() }
 	}
 	scheme, err := controller.Scheme()
 	if err != nil {
@@ -43,6 +77,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: opts.HealthAddr,
+		Controller:             ctrlconfig.Controller{SkipNameValidation: &opts.Restartable},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -51,9 +86,71 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	// An uncached read: the cache is not running yet.
-	reader := mgr.GetAPIReader()
-	if err := reader.Get(ctx, types.NamespacedName{Name: opts.NodeName}, &corev1.Node{}); err != nil {
+	if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Name: opts.NodeName}, &corev1.Node{}); err != nil {
 		return fmt.Errorf("node %q: %w", opts.NodeName, err)
+	}
+
+	var conn net.PacketConn
+	if err := do(func() (err error) {
+		conn, err = net.ListenPacket("udp", fmt.Sprintf(":%d", opts.MemberPort))
+		return err
+	}); err != nil {
+		return fmt.Errorf("heartbeat socket: %w", err)
+	}
+	tracker, err := member.New(member.Config{Name: opts.NodeName, Interval: opts.MemberInterval}, conn)
+	if err != nil {
+		return errors.Join(err, conn.Close())
+	}
+	ann := newAnnouncer(opts.Netns)
+	changes := make(chan event.GenericEvent, 1)
+	runnables := []manager.RunnableFunc{
+		tracker.Run,
+		ann.Start,
+		// The live set changing is an event like any other: recompute.
+		func(ctx context.Context) error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-tracker.Changed():
+					select {
+					case changes <- event.GenericEvent{Object: &corev1.Node{}}:
+					default: // one pending recompute covers any number of changes
+					}
+				}
+			}
+		},
+	}
+	for _, r := range runnables {
+		if err := mgr.Add(r); err != nil {
+			return err
+		}
+	}
+
+	r := &l2Reconciler{
+		client:     mgr.GetClient(),
+		recorder:   mgr.GetEventRecorder("ferrolb-speaker"),
+		node:       opts.NodeName,
+		class:      opts.LoadBalancerClass,
+		memberPort: opts.MemberPort,
+		tracker:    tracker,
+		announcer:  ann,
+	}
+	// Every event maps to one key: the reconcile is a full recomputation.
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "layer2"}}}
+	})
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("layer2").
+		Watches(&corev1.Service{}, all).
+		Watches(&corev1.Node{}, all).
+		Watches(&discoveryv1.EndpointSlice{}, all).
+		Watches(&v1.L2Policy{}, all).
+		Watches(&v1.IPPool{}, all).
+		WatchesRawSource(source.Channel(changes, all)).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("layer2 controller: %w", err)
 	}
 	return mgr.Start(ctx)
 }

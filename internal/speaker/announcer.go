@@ -1,0 +1,174 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/ferrolb/ferrolb/internal/l2/arp"
+	"github.com/ferrolb/ferrolb/internal/l2/ndp"
+)
+
+// announcer owns this node's ARP and NDP responders, one pair per interface that announces
+// something, and keeps them in line with the addresses the node should answer for.
+type announcer struct {
+	// do runs f in the node's network namespace: sockets opened there stay there. Production
+	// runs in the host namespace already (nil); tests run several nodes in one process.
+	do func(f func() error) error
+
+	started chan struct{}
+	ctx     context.Context //nolint:containedctx // the responders' lifetime, set once by Start
+	wg      sync.WaitGroup
+
+	mu     sync.Mutex
+	ifaces map[string]*responders
+	// announced: address -> interfaces it is announced on.
+	announced map[netip.Addr][]string
+}
+
+type responders struct {
+	arp    *arp.Responder
+	ndp    *ndp.Responder
+	cancel context.CancelFunc
+}
+
+func newAnnouncer(do func(func() error) error) *announcer {
+	if do == nil {
+		do = func(f func() error) error { return f() }
+	}
+	return &announcer{do: do, started: make(chan struct{}), ifaces: map[string]*responders{}, announced: map[netip.Addr][]string{}}
+}
+
+// Start runs until ctx ends, then stops every responder and waits for them: a stopped speaker
+// answers for nothing.
+func (a *announcer) Start(ctx context.Context) error {
+	a.mu.Lock()
+	a.ctx = ctx
+	a.mu.Unlock()
+	close(a.started)
+	<-ctx.Done()
+	a.mu.Lock()
+	for _, r := range a.ifaces {
+		r.cancel()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	return nil
+}
+
+// interfaces lists the node's interfaces that are up, except loopback.
+func (a *announcer) interfaces() ([]net.Interface, error) {
+	var out []net.Interface
+	err := a.do(func() error {
+		ifs, err := net.Interfaces()
+		for _, ifi := range ifs {
+			if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagLoopback == 0 && len(ifi.HardwareAddr) == 6 {
+				out = append(out, ifi)
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// Apply announces each address of want on its interfaces, and nothing else.
+func (a *announcer) Apply(ctx context.Context, want map[netip.Addr][]string) error {
+	select {
+	case <-a.started:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	// Withdraw first: a takeover elsewhere must not meet a late answer from here.
+	for addr, ifs := range a.announced {
+		for _, name := range ifs {
+			if slices.Contains(want[addr], name) {
+				continue
+			}
+			if r := a.ifaces[name]; r != nil {
+				withdraw(r, addr)
+			}
+		}
+	}
+	next := map[netip.Addr][]string{}
+	for addr, ifs := range want {
+		for _, name := range ifs {
+			r, err := a.responders(name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := announce(r, addr); err != nil {
+				errs = append(errs, fmt.Errorf("announce %s on %s: %w", addr, name, err))
+				continue
+			}
+			next[addr] = append(next[addr], name)
+		}
+	}
+	a.announced = next
+	return errors.Join(errs...)
+}
+
+// Announced returns what is announced, for metrics and tests.
+func (a *announcer) Announced() map[netip.Addr][]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[netip.Addr][]string, len(a.announced))
+	for k, v := range a.announced {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// responders returns the responders of an interface, starting them on first use. Call with
+// mu held.
+func (a *announcer) responders(name string) (*responders, error) {
+	if r := a.ifaces[name]; r != nil {
+		return r, nil
+	}
+	r := &responders{}
+	err := a.do(func() error {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return err
+		}
+		if r.arp, err = arp.New(ifi); err != nil {
+			return fmt.Errorf("ARP responder on %s: %w", name, err)
+		}
+		if r.ndp, err = ndp.New(ifi); err != nil {
+			return errors.Join(fmt.Errorf("NDP responder on %s: %w", name, err), r.arp.Close())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	r.cancel = cancel
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); _ = r.arp.Run(ctx) }()
+	go func() { defer a.wg.Done(); _ = r.ndp.Run(ctx) }()
+	a.ifaces[name] = r
+	return r, nil
+}
+
+func announce(r *responders, addr netip.Addr) error {
+	if addr.Is4() {
+		return r.arp.Announce(addr)
+	}
+	return r.ndp.Announce(addr)
+}
+
+func withdraw(r *responders, addr netip.Addr) {
+	if addr.Is4() {
+		r.arp.Withdraw(addr)
+		return
+	}
+	_ = r.ndp.Withdraw(addr) // only fails for an address it could never have announced
+}

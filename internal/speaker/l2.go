@@ -1,0 +1,242 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/config"
+	"github.com/ferrolb/ferrolb/internal/l2"
+	"github.com/ferrolb/ferrolb/internal/l2/member"
+)
+
+// ConditionAnnounced is the Service condition that says which node announces each of its
+// addresses, and how: "which node has my IP?" answered with kubectl.
+const ConditionAnnounced = "ferrolb.io/Announced"
+
+// LabelExcludeFromLB is the well-known Node label that keeps a node out of load balancing.
+const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// l2Reconciler recomputes, from the whole cache and the live set, which addresses this node
+// answers for, on which interfaces. It is level-triggered: every event leads to the same full
+// computation, so no event can be missed or applied out of order.
+type l2Reconciler struct {
+	client     client.Client
+	recorder   events.EventRecorder
+	node       string
+	class      string
+	memberPort uint16
+	tracker    *member.Tracker
+	announcer  *announcer
+}
+
+// assignment is who announces one address of a Service.
+type assignment struct {
+	addr       netip.Addr
+	node       string
+	interfaces []string // on this node, when node is this node
+}
+
+func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	var (
+		svcs     corev1.ServiceList
+		nodes    corev1.NodeList
+		policies v1.L2PolicyList
+		pools    v1.IPPoolList
+		eps      discoveryv1.EndpointSliceList
+	)
+	for _, l := range []client.ObjectList{&svcs, &nodes, &policies, &pools, &eps} {
+		if err := r.client.List(ctx, l); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	r.tracker.SetPeers(peers(nodes.Items, r.memberPort))
+	alive := r.tracker.Alive()
+
+	var pols []config.L2Policy
+	for i := range policies.Items {
+		p, err := config.ParseL2Policy(&policies.Items[i])
+		if err != nil {
+			log.Error(err, "L2Policy ignored", "policy", policies.Items[i].Name)
+			continue
+		}
+		pols = append(pols, p)
+	}
+	var cpools []config.Pool
+	for i := range pools.Items {
+		if p, err := config.ParsePool(&pools.Items[i]); err == nil {
+			cpools = append(cpools, p)
+		}
+	}
+	ifs, err := r.announcer.interfaces()
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("list interfaces: %w", err)
+	}
+
+	want := map[netip.Addr][]string{}
+	var writes []*corev1.Service
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
+		if !config.Served(svc, r.class) {
+			continue
+		}
+		var ready []string
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			ready = readyNodes(svc, eps.Items)
+		}
+		var as []assignment
+		for _, p := range pols {
+			if !p.MatchesService(svc.Namespace, svc.Name, svc.Labels) {
+				continue
+			}
+			var cands []string
+			for _, n := range nodes.Items {
+				if _, excluded := n.Labels[LabelExcludeFromLB]; excluded || !p.MatchesNode(n.Labels) ||
+					!slices.Contains(alive, n.Name) || (ready != nil && !slices.Contains(ready, n.Name)) {
+					continue
+				}
+				cands = append(cands, n.Name)
+			}
+			if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && ready == nil {
+				cands = nil // Local with no ready endpoint anywhere: nobody may announce
+			}
+			for _, addr := range addresses(svc, p) {
+				if len(p.Pools) > 0 && !slices.Contains(p.Pools, poolOf(cpools, addr)) {
+					continue
+				}
+				winner, ok := l2.Announcer(addr, cands)
+				if !ok {
+					continue
+				}
+				a := assignment{addr: addr, node: winner}
+				if winner == r.node {
+					for _, ifi := range ifs {
+						if p.MatchesInterface(ifi.Name) && !slices.Contains(want[addr], ifi.Name) {
+							want[addr] = append(want[addr], ifi.Name)
+							a.interfaces = append(a.interfaces, ifi.Name)
+						}
+					}
+				}
+				as = append(as, a)
+			}
+		}
+		if w := r.condition(svc, as); w != nil {
+			writes = append(writes, w)
+		}
+	}
+	if err := r.announcer.Apply(ctx, want); err != nil {
+		log.Error(err, "announcing")
+	}
+	for _, svc := range writes {
+		if err := r.client.Status().Update(ctx, svc); err != nil {
+			return ctrl.Result{}, fmt.Errorf("status of %s/%s: %w", svc.Namespace, svc.Name, err)
+		}
+		c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced)
+		r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, "Announced", "Announce", "%s", c.Message)
+	}
+	return ctrl.Result{}, nil
+}
+
+// condition returns the Service with its Announced condition updated when this node is the
+// one to write it (the announcer of its first address: one writer, the same on every node),
+// and nil when there is nothing to write.
+func (r *l2Reconciler) condition(svc *corev1.Service, as []assignment) *corev1.Service {
+	if len(as) == 0 || as[0].node != r.node {
+		return nil
+	}
+	var parts []string
+	for _, a := range as {
+		s := fmt.Sprintf("%s by %s (layer 2", a.addr, a.node)
+		if len(a.interfaces) > 0 {
+			s += " on " + strings.Join(a.interfaces, ", ")
+		}
+		parts = append(parts, s+")")
+	}
+	c := metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Layer2",
+		Message: "announced: " + strings.Join(parts, "; "), ObservedGeneration: svc.Generation}
+	svc = svc.DeepCopy()
+	if !meta.SetStatusCondition(&svc.Status.Conditions, c) {
+		return nil
+	}
+	return svc
+}
+
+// addresses are the Service addresses a policy announces.
+func addresses(svc *corev1.Service, p config.L2Policy) []netip.Addr {
+	var out []netip.Addr
+	if p.LoadBalancerIPs {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if a, err := netip.ParseAddr(in.IP); err == nil {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	if p.ExternalIPs {
+		for _, s := range svc.Spec.ExternalIPs {
+			if a, err := netip.ParseAddr(s); err == nil && !slices.Contains(out, a.Unmap()) {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+// readyNodes are the nodes with a ready endpoint of svc; nil if none.
+func readyNodes(svc *corev1.Service, eps []discoveryv1.EndpointSlice) []string {
+	var out []string
+	for _, s := range eps {
+		if s.Namespace != svc.Namespace || s.Labels[discoveryv1.LabelServiceName] != svc.Name {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if e.NodeName == nil || (e.Conditions.Ready != nil && !*e.Conditions.Ready) {
+				continue
+			}
+			if !slices.Contains(out, *e.NodeName) {
+				out = append(out, *e.NodeName)
+			}
+		}
+	}
+	return out
+}
+
+func poolOf(pools []config.Pool, addr netip.Addr) string {
+	for _, p := range pools {
+		for _, r := range p.Ranges {
+			if r.Contains(addr) {
+				return p.Name
+			}
+		}
+	}
+	return ""
+}
+
+// peers are the other speakers, at their Node's first InternalIP.
+func peers(nodes []corev1.Node, port uint16) []member.Peer {
+	var out []member.Peer
+	for _, n := range nodes {
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				out = append(out, member.Peer{Name: n.Name, Addr: netip.AddrPortFrom(ip.Unmap(), port)})
+				break
+			}
+		}
+	}
+	return out
+}
