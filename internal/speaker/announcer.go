@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/ferrolb/ferrolb/internal/l2/arp"
 	"github.com/ferrolb/ferrolb/internal/l2/ndp"
 )
@@ -60,13 +62,16 @@ func (a *announcer) Start(ctx context.Context) error {
 	return nil
 }
 
-// interfaces lists the node's interfaces that are up, except loopback.
+// interfaces lists the node's Ethernet interfaces that are up and have carrier, except
+// loopback. An interface without carrier cannot reach clients: announcing on it would black-hole
+// the address.
 func (a *announcer) interfaces() ([]net.Interface, error) {
 	var out []net.Interface
 	err := a.do(func() error {
 		ifs, err := net.Interfaces()
 		for _, ifi := range ifs {
-			if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagLoopback == 0 && len(ifi.HardwareAddr) == 6 {
+			usable := ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagRunning != 0
+			if usable && ifi.Flags&net.FlagLoopback == 0 && len(ifi.HardwareAddr) == 6 {
 				out = append(out, ifi)
 			}
 		}
@@ -171,4 +176,28 @@ func withdraw(r *responders, addr netip.Addr) {
 		return
 	}
 	_ = r.ndp.Withdraw(addr) // only fails for an address it could never have announced
+}
+
+// watchLinks signals changed whenever a link of the node changes (carrier lost or back, an
+// interface added or removed), until ctx ends.
+func (a *announcer) watchLinks(ctx context.Context, changed func()) error {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	// The subscription's socket is opened in the node's namespace, and its reader goroutine
+	// ends when done is closed.
+	if err := a.do(func() error { return netlink.LinkSubscribe(updates, done) }); err != nil {
+		return fmt.Errorf("subscribe to link changes: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-updates:
+			if !ok {
+				return errors.New("link subscription closed")
+			}
+			changed()
+		}
+	}
 }

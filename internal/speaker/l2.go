@@ -3,6 +3,7 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -64,7 +65,6 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 		}
 	}
 	r.tracker.SetPeers(peers(nodes.Items, r.memberPort))
-	alive := r.tracker.Alive()
 
 	var pols []config.L2Policy
 	for i := range policies.Items {
@@ -85,6 +85,14 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("list interfaces: %w", err)
 	}
+	// A node that cannot announce (no carrier on any interface a policy selects) stops
+	// heartbeating and counts itself out, so the others take its addresses over within the
+	// detection time, even when heartbeats could still flow over another network.
+	down := len(pols) > 0 && !slices.ContainsFunc(pols, func(p config.L2Policy) bool {
+		return slices.ContainsFunc(ifs, func(ifi net.Interface) bool { return p.MatchesInterface(ifi.Name) })
+	})
+	r.tracker.SetDown(down)
+	alive := r.tracker.Alive()
 
 	want := map[netip.Addr][]string{}
 	var writes []*corev1.Service

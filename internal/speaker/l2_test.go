@@ -39,42 +39,84 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// segment is one Ethernet segment: a bridge in a switch namespace, with a client and nodes.
-type segment struct {
-	t      *testing.T
-	sw     *netns.NS
-	client *netns.NS
-	ports  int
+// lab is a switch namespace with bridges (Ethernet segments) that namespaces join.
+type lab struct {
+	t     *testing.T
+	sw    *netns.NS
+	ports int
 }
 
-func newSegment(t *testing.T) *segment {
-	sw := netns.ForTest(t, "sw")
-	sw.MustRun(t, "ip", "link", "add", "br0", "type", "bridge")
-	sw.MustRun(t, "ip", "link", "set", "br0", "up")
-	s := &segment{t: t, sw: sw}
-	s.client = s.attach("cl", "192.0.2.1/24", "2001:db8::1/64")
-	return s
+func newLab(t *testing.T, bridges ...string) *lab {
+	l := &lab{t: t, sw: netns.ForTest(t, "sw")}
+	for _, b := range bridges {
+		l.sw.MustRun(t, "ip", "link", "add", b, "type", "bridge")
+		l.sw.MustRun(t, "ip", "link", "set", b, "up")
+	}
+	return l
 }
 
-// attach adds a namespace with eth0 on the bridge and the given addresses.
-func (s *segment) attach(prefix string, addrs ...string) *netns.NS {
-	ns := netns.ForTest(s.t, prefix)
-	// Interfaces copy the default settings when created: no duplicate address detection delay.
-	ns.MustRun(s.t, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
-	s.ports++
-	port := fmt.Sprintf("sw%d", s.ports)
-	if err := netns.Veth(ns, "eth0", s.sw, port); err != nil {
-		s.t.Fatal(err)
-	}
-	s.sw.MustRun(s.t, "ip", "link", "set", port, "master", "br0")
-	for _, a := range addrs {
-		ns.MustRun(s.t, "ip", "addr", "add", a, "dev", "eth0")
-	}
+// host creates a namespace without duplicate address detection delays.
+func (l *lab) host(prefix string) *netns.NS {
+	ns := netns.ForTest(l.t, prefix)
+	// Interfaces copy the default settings when created.
+	ns.MustRun(l.t, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
 	return ns
+}
+
+// join links ns to a bridge through interface ifname with the given addresses, and returns
+// the switch-side port (cut it to take the carrier away from ifname).
+func (l *lab) join(ns *netns.NS, ifname, bridge string, addrs ...string) string {
+	l.ports++
+	port := fmt.Sprintf("sw%d", l.ports)
+	if err := netns.Veth(ns, ifname, l.sw, port); err != nil {
+		l.t.Fatal(err)
+	}
+	l.sw.MustRun(l.t, "ip", "link", "set", port, "master", bridge)
+	for _, a := range addrs {
+		ns.MustRun(l.t, "ip", "addr", "add", a, "dev", ifname)
+	}
+	return port
 }
 
 func mac(t *testing.T, ns *netns.NS) string {
 	return strings.TrimSpace(ns.MustRun(t, "cat", "/sys/class/net/eth0/address"))
+}
+
+// createService creates a LoadBalancer Service and writes its addresses to its status, as the
+// controller would: these tests are about the speaker.
+func createService(t *testing.T, namespace, name string, vips ...netip.Addr) {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeLoadBalancer,
+			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyPreferDualStack),
+			Ports:          []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if err := env.Client.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vips {
+		svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: v.String()})
+	}
+	if err := env.Client.Status().Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createPolicy(t *testing.T, name string, interfaces ...string) {
+	t.Helper()
+	pol := &v1.L2Policy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.L2PolicySpec{Interfaces: interfaces}}
+	if err := env.Client.Create(context.Background(), pol); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pol) })
 }
 
 // node registers a Node object and runs its speaker, with sockets in ns, until stop.
@@ -146,38 +188,15 @@ func waitNeighbour(t *testing.T, client *netns.NS, vip netip.Addr, want string, 
 // resolves it there, the Service says who announces it, and when that node's speaker dies
 // the other node takes over and the client's neighbour entry follows.
 func TestLayer2Failover(t *testing.T) {
-	ctx := context.Background()
-	seg := newSegment(t)
-	nodeNS := map[string]*netns.NS{
-		"l2-node-a": seg.attach("na", "192.0.2.11/24"),
-		"l2-node-b": seg.attach("nb", "192.0.2.12/24"),
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "l2-failover"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	pol := &v1.L2Policy{ObjectMeta: metav1.ObjectMeta{Name: "l2-failover"}, Spec: v1.L2PolicySpec{Interfaces: []string{"eth0"}}}
-	if err := env.Client.Create(ctx, pol); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pol) })
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web"},
-		Spec: corev1.ServiceSpec{
-			Type:           corev1.ServiceTypeLoadBalancer,
-			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyPreferDualStack),
-			Ports:          []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}},
-		},
-	}
-	if err := env.Client.Create(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	l := newLab(t, "br0")
+	client := l.host("cl")
+	l.join(client, "eth0", "br0", "192.0.2.1/24", "2001:db8::1/64")
+	nodeNS := map[string]*netns.NS{"l2-node-a": l.host("na"), "l2-node-b": l.host("nb")}
+	l.join(nodeNS["l2-node-a"], "eth0", "br0", "192.0.2.11/24")
+	l.join(nodeNS["l2-node-b"], "eth0", "br0", "192.0.2.12/24")
+	createPolicy(t, "l2-failover", "eth0")
 	v4, v6 := netip.MustParseAddr("192.0.2.100"), netip.MustParseAddr("2001:db8::100")
-	// The controller's part, written directly: this test is about the speaker.
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: v4.String()}, {IP: v6.String()}}
-	if err := env.Client.Status().Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	createService(t, "l2-failover", "web", v4, v6)
 
 	stops := map[string]func(){}
 	for name, ip := range map[string]string{"l2-node-a": "192.0.2.11", "l2-node-b": "192.0.2.12"} {
@@ -186,10 +205,10 @@ func TestLayer2Failover(t *testing.T) {
 	both := []string{"l2-node-a", "l2-node-b"}
 	for _, vip := range []netip.Addr{v4, v6} {
 		winner, _ := l2.Announcer(vip, both)
-		waitNeighbour(t, seg.client, vip, mac(t, nodeNS[winner]), true)
+		waitNeighbour(t, client, vip, mac(t, nodeNS[winner]), true)
 	}
 	first, _ := l2.Announcer(v4, both)
-	waitAnnounced(t, ns.Name, svc.Name, fmt.Sprintf("%s by %s (layer 2 on eth0)", v4, first))
+	waitAnnounced(t, "l2-failover", "web", fmt.Sprintf("%s by %s (layer 2 on eth0)", v4, first))
 
 	// The announcer of the IPv4 address dies; the other node takes both addresses, and the
 	// client's existing entries move to it without waiting for them to expire.
@@ -199,9 +218,9 @@ func TestLayer2Failover(t *testing.T) {
 		survivor = both[1]
 	}
 	for _, vip := range []netip.Addr{v4, v6} {
-		waitNeighbour(t, seg.client, vip, mac(t, nodeNS[survivor]), false)
+		waitNeighbour(t, client, vip, mac(t, nodeNS[survivor]), false)
 	}
-	waitAnnounced(t, ns.Name, svc.Name, fmt.Sprintf("%s by %s (layer 2 on eth0)", v4, survivor))
+	waitAnnounced(t, "l2-failover", "web", fmt.Sprintf("%s by %s (layer 2 on eth0)", v4, survivor))
 }
 
 func waitAnnounced(t *testing.T, ns, name, want string) {
@@ -220,5 +239,57 @@ func waitAnnounced(t *testing.T, ns, name, want string) {
 			t.Fatalf("Announced condition = %+v, want a message containing %q", c, want)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestLayer2CarrierLoss: the announcing node's service interface loses carrier while its
+// heartbeats still flow over another network (a reported Cilium failure: the lease kept
+// renewing and nothing failed over). The node must give its address up at once and another
+// take over; when the carrier returns, exactly one node answers again.
+func TestLayer2CarrierLoss(t *testing.T) {
+	l := newLab(t, "svc", "nodes")
+	client := l.host("cl")
+	l.join(client, "eth0", "svc", "192.0.2.1/24")
+	names := []string{"l2-carrier-a", "l2-carrier-b"}
+	nodeNS := map[string]*netns.NS{}
+	port := map[string]string{}
+	for i, name := range names {
+		ns := l.host(fmt.Sprintf("c%d", i))
+		nodeNS[name] = ns
+		// eth0: the service segment, no address of its own. eth1: the node network, which
+		// carries the heartbeats.
+		port[name] = l.join(ns, "eth0", "svc")
+		ip := fmt.Sprintf("198.51.100.%d", 11+i)
+		l.join(ns, "eth1", "nodes", ip+"/24")
+		node(t, name, ip, ns)
+	}
+	createPolicy(t, "l2-carrier", "eth0")
+	vip := netip.MustParseAddr("192.0.2.110")
+	createService(t, "l2-carrier", "web", vip)
+
+	winner, _ := l2.Announcer(vip, names)
+	other := names[0]
+	if other == winner {
+		other = names[1]
+	}
+	waitNeighbour(t, client, vip, mac(t, nodeNS[winner]), true)
+
+	l.sw.MustRun(t, "ip", "link", "set", port[winner], "down")
+	waitNeighbour(t, client, vip, mac(t, nodeNS[other]), false)
+	waitAnnounced(t, "l2-carrier", "web", fmt.Sprintf("%s by %s", vip, other))
+
+	// Carrier back: the winner by hash is eligible again and takes the address back; in
+	// steady state exactly one node answers.
+	l.sw.MustRun(t, "ip", "link", "set", port[winner], "up")
+	waitNeighbour(t, client, vip, mac(t, nodeNS[winner]), false)
+	out, _ := client.Run("arping", "-c", "3", "-i", "eth0", "-S", "192.0.2.1", vip.String())
+	macs := map[string]bool{}
+	for f := range strings.FieldsSeq(strings.ToLower(out)) {
+		if strings.Count(f, ":") == 5 {
+			macs[f] = true
+		}
+	}
+	if len(macs) != 1 || !macs[mac(t, nodeNS[winner])] {
+		t.Errorf("arping for %s answered by %v, want only %s:\n%s", vip, macs, mac(t, nodeNS[winner]), out)
 	}
 }

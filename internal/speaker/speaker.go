@@ -103,6 +103,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	ann := newAnnouncer(opts.Netns)
 	changes := make(chan event.GenericEvent, 1)
+	recompute := func() {
+		select {
+		case changes <- event.GenericEvent{Object: &corev1.Node{}}:
+		default: // one pending recompute covers any number of changes
+		}
+	}
 	runnables := []manager.RunnableFunc{
 		tracker.Run,
 		ann.Start,
@@ -113,13 +119,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 				case <-ctx.Done():
 					return nil
 				case <-tracker.Changed():
-					select {
-					case changes <- event.GenericEvent{Object: &corev1.Node{}}:
-					default: // one pending recompute covers any number of changes
-					}
+					recompute()
 				}
 			}
 		},
+		// So is a link losing or regaining carrier.
+		func(ctx context.Context) error { return ann.watchLinks(ctx, recompute) },
 	}
 	for _, r := range runnables {
 		if err := mgr.Add(r); err != nil {

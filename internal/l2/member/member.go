@@ -45,7 +45,11 @@ type Tracker struct {
 	conn net.PacketConn
 	now  func() time.Time
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// down: this speaker cannot serve (no carrier on its announcing interfaces). It sends
+	// no heartbeats, so its peers declare it dead and take its addresses over, and it counts
+	// itself out of Alive.
+	down     bool
 	peers    map[string]netip.AddrPort
 	lastSeen map[string]time.Time
 	alive    map[string]bool
@@ -97,13 +101,31 @@ func (t *Tracker) SetPeers(peers []Peer) {
 	t.peers = next
 }
 
-// Alive returns the names of the live speakers, this one included, sorted.
+// Alive returns the names of the live speakers, this one included unless it is down,
+// sorted.
 func (t *Tracker) Alive() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := append(slices.Collect(maps.Keys(t.alive)), t.cfg.Name)
+	out := slices.Collect(maps.Keys(t.alive))
+	if !t.down {
+		out = append(out, t.cfg.Name)
+	}
 	slices.Sort(out)
 	return out
+}
+
+// SetDown says whether this speaker can serve. While down it sends no heartbeats.
+func (t *Tracker) SetDown(down bool) {
+	t.mu.Lock()
+	changed := t.down != down
+	t.down = down
+	t.mu.Unlock()
+	if changed {
+		t.notify()
+		if !down {
+			t.send() // be seen again at once, not at the next tick
+		}
+	}
 }
 
 // Changed is signalled (coalesced) whenever the alive set changes.
@@ -141,6 +163,10 @@ func (t *Tracker) send() {
 		return // New checked the name
 	}
 	t.mu.Lock()
+	if t.down {
+		t.mu.Unlock()
+		return
+	}
 	addrs := slices.Collect(maps.Values(t.peers))
 	t.mu.Unlock()
 	for _, a := range addrs {

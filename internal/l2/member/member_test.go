@@ -120,6 +120,16 @@ func TestTracker(t *testing.T) {
 		waitAlive(t, s, "a", "b", "c")
 	}
 
+	// A speaker that goes down stops heartbeating: its peers declare it dead, and it counts
+	// itself out at once. Up again, it is seen again.
+	b.tracker.SetDown(true)
+	if got := b.tracker.Alive(); slices.Contains(got, "b") {
+		t.Errorf("b counts itself alive while down: %v", got)
+	}
+	waitAlive(t, a, "a", "c")
+	b.tracker.SetDown(false)
+	waitAlive(t, a, "a", "b", "c")
+
 	// A peer removed from the set is forgotten at once.
 	mesh(a, b)
 	waitAlive(t, a, "a", "b")
