@@ -30,6 +30,8 @@ type announcer struct {
 	ifaces map[string]*responders
 	// announced: address -> interfaces it is announced on.
 	announced map[netip.Addr][]string
+	// takeovers counts addresses this node started announcing.
+	takeovers uint64
 }
 
 type responders struct {
@@ -114,6 +116,9 @@ func (a *announcer) Apply(ctx context.Context, want map[netip.Addr][]string) err
 				continue
 			}
 			next[addr] = append(next[addr], name)
+		}
+		if len(a.announced[addr]) == 0 && len(next[addr]) > 0 {
+			a.takeovers++
 		}
 	}
 	a.announced = next

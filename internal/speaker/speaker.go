@@ -102,6 +102,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return errors.Join(err, conn.Close())
 	}
 	ann := newAnnouncer(opts.Netns)
+	if err := registerCollector(l2Collector{ann: ann, tracker: tracker}); err != nil {
+		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
+	}
 	changes := make(chan event.GenericEvent, 1)
 	recompute := func() {
 		select {

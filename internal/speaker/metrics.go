@@ -1,0 +1,83 @@
+package speaker
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/ferrolb/ferrolb/internal/l2/member"
+)
+
+var (
+	descAnnounced = prometheus.NewDesc("ferrolb_l2_announced_addresses",
+		"Addresses this node answers ARP/NDP for, per interface.", []string{"interface"}, nil)
+	descAnswered = prometheus.NewDesc("ferrolb_l2_requests_answered_total",
+		"ARP requests and neighbor solicitations answered, per interface.", []string{"interface", "protocol"}, nil)
+	descIgnored = prometheus.NewDesc("ferrolb_l2_requests_ignored_total",
+		"ARP and NDP frames received and not answered (not for an announced address, malformed, our own).", []string{"interface", "protocol"}, nil)
+	descGratuitous = prometheus.NewDesc("ferrolb_l2_gratuitous_sent_total",
+		"Gratuitous ARPs and unsolicited neighbor advertisements sent, per interface.", []string{"interface", "protocol"}, nil)
+	descSendErrors = prometheus.NewDesc("ferrolb_l2_send_errors_total",
+		"ARP and NDP frames the kernel refused to send.", []string{"interface", "protocol"}, nil)
+	descTakeovers = prometheus.NewDesc("ferrolb_l2_takeovers_total",
+		"Times this node started announcing an address.", nil, nil)
+	descAlive = prometheus.NewDesc("ferrolb_speakers_alive",
+		"Speakers this node sees alive by their heartbeats, itself included unless it cannot announce.", nil, nil)
+)
+
+// l2Collector reads the speaker's state when Prometheus scrapes: the responders keep plain
+// counters and know nothing of Prometheus.
+type l2Collector struct {
+	ann     *announcer
+	tracker *member.Tracker
+}
+
+func (c l2Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAnnounced, descAnswered, descIgnored, descGratuitous, descSendErrors, descTakeovers, descAlive} {
+		ch <- d
+	}
+}
+
+func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
+	perIface := map[string]int{}
+	for _, ifs := range c.ann.Announced() {
+		for _, name := range ifs {
+			perIface[name]++
+		}
+	}
+	for name, n := range perIface {
+		ch <- prometheus.MustNewConstMetric(descAnnounced, prometheus.GaugeValue, float64(n), name)
+	}
+	c.ann.mu.Lock()
+	for name, r := range c.ann.ifaces {
+		a, n := r.arp.Stats(), r.ndp.Stats()
+		counter := func(d *prometheus.Desc, v uint64, proto string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), name, proto)
+		}
+		counter(descAnswered, a.RequestsAnswered, "arp")
+		counter(descAnswered, n.Answered, "ndp")
+		counter(descIgnored, a.RequestsIgnored, "arp")
+		counter(descIgnored, n.Ignored, "ndp")
+		counter(descGratuitous, a.GratuitousSent, "arp")
+		counter(descGratuitous, n.Unsolicited, "ndp")
+		counter(descSendErrors, a.SendErrors, "arp")
+		counter(descSendErrors, n.SendErrors, "ndp")
+	}
+	takeovers := c.ann.takeovers
+	c.ann.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descTakeovers, prometheus.CounterValue, float64(takeovers))
+	ch <- prometheus.MustNewConstMetric(descAlive, prometheus.GaugeValue, float64(len(c.tracker.Alive())))
+}
+
+// registerCollector adds the speaker's metrics to controller-runtime's registry, replacing
+// those of a speaker run before in this process (tests run several).
+func registerCollector(c prometheus.Collector) error {
+	err := metrics.Registry.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		metrics.Registry.Unregister(are.ExistingCollector)
+		return metrics.Registry.Register(c)
+	}
+	return err
+}

@@ -1,0 +1,68 @@
+package speaker
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ferrolb/ferrolb/internal/l2/member"
+	"github.com/ferrolb/ferrolb/internal/lab/netns"
+)
+
+// TestMetrics: the collector reports what the responders did, as a scrape would see it.
+func TestMetrics(t *testing.T) {
+	client, node := netns.ForTest(t, "mcl"), netns.ForTest(t, "mnd")
+	if err := netns.Veth(client, "eth0", node, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	client.MustRun(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ann := newAnnouncer(node.Do)
+	done := make(chan error, 1)
+	go func() { done <- ann.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	vip := netip.MustParseAddr("192.0.2.100")
+	if err := ann.Apply(ctx, map[netip.Addr][]string{vip: {"eth0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := client.Run("arping", "-c", "1", "-C", "1", "-w", "2", "-i", "eth0", "-S", "192.0.2.1", vip.String()); err != nil {
+		t.Fatalf("arping: %v\n%s", err, out)
+	}
+
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tr, err := member.New(member.Config{Name: "node"}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(l2Collector{ann: ann, tracker: tr})
+	want := `
+# HELP ferrolb_l2_announced_addresses Addresses this node answers ARP/NDP for, per interface.
+# TYPE ferrolb_l2_announced_addresses gauge
+ferrolb_l2_announced_addresses{interface="eth0"} 1
+# HELP ferrolb_l2_requests_answered_total ARP requests and neighbor solicitations answered, per interface.
+# TYPE ferrolb_l2_requests_answered_total counter
+ferrolb_l2_requests_answered_total{interface="eth0",protocol="arp"} 1
+ferrolb_l2_requests_answered_total{interface="eth0",protocol="ndp"} 0
+# HELP ferrolb_l2_takeovers_total Times this node started announcing an address.
+# TYPE ferrolb_l2_takeovers_total counter
+ferrolb_l2_takeovers_total 1
+# HELP ferrolb_speakers_alive Speakers this node sees alive by their heartbeats, itself included unless it cannot announce.
+# TYPE ferrolb_speakers_alive gauge
+ferrolb_speakers_alive 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"ferrolb_l2_announced_addresses", "ferrolb_l2_requests_answered_total", "ferrolb_l2_takeovers_total", "ferrolb_speakers_alive"); err != nil {
+		t.Error(err)
+	}
+}
