@@ -26,7 +26,12 @@ func TestMetrics(t *testing.T) {
 	ann := newAnnouncer(node.Do)
 	done := make(chan error, 1)
 	go func() { done <- ann.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
 	vip := netip.MustParseAddr("192.0.2.100")
 	if err := ann.Apply(ctx, map[netip.Addr][]string{vip: {"eth0"}}); err != nil {
 		t.Fatal(err)
