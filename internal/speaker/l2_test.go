@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -291,5 +292,106 @@ func TestLayer2CarrierLoss(t *testing.T) {
 	}
 	if len(macs) != 1 || !macs[mac(t, nodeNS[winner])] {
 		t.Errorf("arping for %s answered by %v, want only %s:\n%s", vip, macs, mac(t, nodeNS[winner]), out)
+	}
+}
+
+// TestLayer2Eligibility: only eligible nodes announce. With externalTrafficPolicy Local, a
+// node without a ready local endpoint never does; a policy's nodeSelector excludes the
+// others; an interface the policy does not select never answers. Each case is set up so that
+// the node that wins by hash alone is the ineligible one.
+func TestLayer2Eligibility(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t, "svc", "other")
+	cl := l.host("cl")
+	l.join(cl, "eth0", "svc", "192.0.2.1/24")
+	probe := l.host("pr") // on a segment no policy selects
+	l.join(probe, "eth0", "other", "203.0.113.1/24")
+	names := []string{"l2-elig-a", "l2-elig-b"}
+	nodeNS := map[string]*netns.NS{}
+	for i, name := range names {
+		ns := l.host(fmt.Sprintf("e%d", i))
+		nodeNS[name] = ns
+		ip := fmt.Sprintf("192.0.2.%d", 21+i)
+		l.join(ns, "eth0", "svc", ip+"/24")
+		l.join(ns, "eth1", "other", fmt.Sprintf("203.0.113.%d/24", 21+i))
+		node(t, name, ip, ns)
+	}
+	// Pick addresses whose hash winner is names[0]; names[1] must announce them instead.
+	pick := func(from string) netip.Addr {
+		a := netip.MustParseAddr(from)
+		for {
+			if w, _ := l2.Announcer(a, names); w == names[0] {
+				return a
+			}
+			a = a.Next()
+		}
+	}
+	local, edge := pick("192.0.2.120"), pick("192.0.2.140")
+
+	for _, p := range []*v1.L2Policy{
+		{ObjectMeta: metav1.ObjectMeta{Name: "l2-elig-local"}, Spec: v1.L2PolicySpec{
+			Interfaces:      []string{"eth0"},
+			ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "local"}},
+		}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "l2-elig-edge"}, Spec: v1.L2PolicySpec{
+			Interfaces:      []string{"eth0"},
+			ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "edge"}},
+			NodeSelector:    &metav1.LabelSelector{MatchLabels: map[string]string{"role": "edge"}},
+		}},
+	} {
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	}
+	n := &corev1.Node{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: names[1]}, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Labels = map[string]string{"role": "edge"}
+	if err := env.Client.Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+
+	createService(t, "l2-elig-local", "web", local)
+	svc := &corev1.Service{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "l2-elig-local", Name: "web"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Labels = map[string]string{"app": "local"}
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	if err := env.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eps := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "l2-elig-local", Name: "web-1",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.244.1.5"}, NodeName: ptr.To(names[1]), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			{Addresses: []string{"10.244.0.5"}, NodeName: ptr.To(names[0]), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}},
+		},
+	}
+	if err := env.Client.Create(ctx, eps); err != nil {
+		t.Fatal(err)
+	}
+
+	createService(t, "l2-elig-edge", "web", edge)
+	svc = &corev1.Service{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "l2-elig-edge", Name: "web"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Labels = map[string]string{"app": "edge"}
+	if err := env.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, vip := range []netip.Addr{local, edge} {
+		waitNeighbour(t, cl, vip, mac(t, nodeNS[names[1]]), true)
+	}
+	waitAnnounced(t, "l2-elig-local", "web", fmt.Sprintf("%s by %s", local, names[1]))
+	// eth1 is not selected: nothing answers there, although the node announces the address.
+	if out, err := probe.Run("arping", "-c", "2", "-C", "1", "-w", "2", "-i", "eth0", "-S", "203.0.113.1", edge.String()); err == nil {
+		t.Errorf("an interface the policy does not select answered for %s:\n%s", edge, out)
 	}
 }
