@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -44,10 +45,23 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
 	tr, err := member.New(member.Config{Name: "node"}, conn)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A running tracker counts itself alive once warm (a detection time after it starts).
+	trDone := make(chan error, 1)
+	go func() { trDone <- tr.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-trDone; err != nil {
+			t.Error(err)
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); len(tr.Alive()) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the tracker never counted itself alive")
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(l2Collector{ann: ann, tracker: tr})

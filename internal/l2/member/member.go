@@ -49,11 +49,20 @@ type Tracker struct {
 	// down: this speaker cannot serve (no carrier on its announcing interfaces). It sends
 	// no heartbeats, so its peers declare it dead and take its addresses over, and it counts
 	// itself out of Alive.
-	down     bool
-	peers    map[string]netip.AddrPort
-	lastSeen map[string]time.Time
-	alive    map[string]bool
-	changed  chan struct{}
+	down bool
+	// started is when this speaker began to send; until a detection time later it may not
+	// have heard every live peer yet, so it does not count itself alive (warm): a speaker
+	// that believed itself alone would claim every address.
+	started time.Time
+	warm    bool
+	peers   map[string]netip.AddrPort
+	// firstSeen is when a peer's current run of heartbeats began: a newcomer counts as
+	// alive only after a detection time, when it has heard everyone too, so both sides
+	// switch together.
+	firstSeen map[string]time.Time
+	lastSeen  map[string]time.Time
+	alive     map[string]bool
+	changed   chan struct{}
 }
 
 // New returns a Tracker that listens on conn (a UDP socket) and sends from it.
@@ -68,13 +77,14 @@ func New(cfg Config, conn net.PacketConn) (*Tracker, error) {
 		cfg.Multiplier = 3
 	}
 	return &Tracker{
-		cfg:      cfg,
-		conn:     conn,
-		now:      time.Now,
-		peers:    map[string]netip.AddrPort{},
-		lastSeen: map[string]time.Time{},
-		alive:    map[string]bool{},
-		changed:  make(chan struct{}, 1),
+		cfg:       cfg,
+		conn:      conn,
+		now:       time.Now,
+		peers:     map[string]netip.AddrPort{},
+		firstSeen: map[string]time.Time{},
+		lastSeen:  map[string]time.Time{},
+		alive:     map[string]bool{},
+		changed:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -92,6 +102,7 @@ func (t *Tracker) SetPeers(peers []Peer) {
 	for name := range t.peers {
 		if _, ok := next[name]; !ok {
 			delete(t.lastSeen, name)
+			delete(t.firstSeen, name)
 			if t.alive[name] {
 				delete(t.alive, name)
 				t.notify()
@@ -107,7 +118,7 @@ func (t *Tracker) Alive() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := slices.Collect(maps.Keys(t.alive))
-	if !t.down {
+	if t.warm && !t.down {
 		out = append(out, t.cfg.Name)
 	}
 	slices.Sort(out)
@@ -119,6 +130,11 @@ func (t *Tracker) SetDown(down bool) {
 	t.mu.Lock()
 	changed := t.down != down
 	t.down = down
+	if changed && !down {
+		// Back up: the peers need a detection time to trust us again, and so do we, so that
+		// both sides hand the addresses over at the same moment, not one before the other.
+		t.started, t.warm = t.now(), false
+	}
 	t.mu.Unlock()
 	if changed {
 		t.notify()
@@ -138,6 +154,9 @@ func (t *Tracker) Run(ctx context.Context) error {
 	go func() { recvErr <- t.receive() }()
 	tick := time.NewTicker(t.cfg.Interval)
 	defer tick.Stop()
+	t.mu.Lock()
+	t.started = t.now()
+	t.mu.Unlock()
 	t.send()
 	for {
 		select {
@@ -151,7 +170,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 		case err := <-recvErr:
 			return errors.Join(fmt.Errorf("receive heartbeats: %w", err), t.conn.Close())
 		case <-tick.C:
-			t.expire()
+			t.evaluate()
 			t.send()
 		}
 	}
@@ -206,21 +225,38 @@ func (t *Tracker) handle(b []byte, from net.Addr) {
 	if !known || netip.AddrPortFrom(want.Addr().Unmap(), want.Port()) != src {
 		return
 	}
-	t.lastSeen[h.Name] = t.now()
-	if !t.alive[h.Name] {
-		t.alive[h.Name] = true
-		t.notify()
+	now := t.now()
+	t.lastSeen[h.Name] = now
+	if _, ok := t.firstSeen[h.Name]; !ok {
+		t.firstSeen[h.Name] = now
 	}
 }
 
-// expire declares dead the peers not heard from within interval x multiplier.
-func (t *Tracker) expire() {
-	limit := t.now().Add(-t.cfg.Interval * time.Duration(t.cfg.Multiplier))
+// evaluate brings the alive set up to date: a peer is alive when heard within the detection
+// time and for at least the detection time; this speaker is warm a detection time after it
+// started.
+func (t *Tracker) evaluate() {
+	now := t.now()
+	detect := t.cfg.Interval * time.Duration(t.cfg.Multiplier)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for name := range t.alive {
-		if t.lastSeen[name].Before(limit) {
-			delete(t.alive, name)
+	if !t.warm && !t.started.IsZero() && !now.Before(t.started.Add(detect)) {
+		t.warm = true
+		t.notify()
+	}
+	for name := range t.peers {
+		heard := now.Sub(t.lastSeen[name]) <= detect
+		if !heard {
+			delete(t.firstSeen, name) // a run of heartbeats starts afresh
+		}
+		first, ok := t.firstSeen[name]
+		alive := heard && ok && now.Sub(first) >= detect
+		if alive != t.alive[name] {
+			if alive {
+				t.alive[name] = true
+			} else {
+				delete(t.alive, name)
+			}
 			t.notify()
 		}
 	}

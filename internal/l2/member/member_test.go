@@ -23,11 +23,16 @@ type speaker struct {
 
 func start(t *testing.T, name string) *speaker {
 	t.Helper()
+	return startWith(t, name, 20*time.Millisecond)
+}
+
+func startWith(t *testing.T, name string, interval time.Duration) *speaker {
+	t.Helper()
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := member.New(member.Config{Name: name, Interval: 20 * time.Millisecond, Multiplier: 3}, conn)
+	tr, err := member.New(member.Config{Name: name, Interval: interval, Multiplier: 3}, conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,5 +153,26 @@ func TestNewRejectsBadName(t *testing.T) {
 	defer conn.Close()
 	if _, err := member.New(member.Config{}, conn); err == nil {
 		t.Error("New accepted an empty node name")
+	}
+}
+
+// TestWarmup: a speaker that has just started has not heard its peers yet, and must not act
+// as if it were alone (it would claim every address); a peer just heard from is not trusted
+// until it too has had time to hear everyone. Both become alive after a detection time.
+func TestWarmup(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	// 200 ms x 3: the "not yet" checks below hold for 600 ms, far beyond scheduling noise.
+	a := startWith(t, "a", 200*time.Millisecond)
+	b := startWith(t, "b", 200*time.Millisecond)
+	mesh(a, b)
+	if got := a.tracker.Alive(); len(got) != 0 {
+		t.Errorf("a just started and sees %v alive, want nobody (not even itself)", got)
+	}
+	waitAlive(t, a, "a", "b")
+	waitAlive(t, b, "a", "b")
+	for _, s := range []*speaker{a, b} {
+		if err := s.stop(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
