@@ -56,9 +56,9 @@ type Tracker struct {
 	started time.Time
 	warm    bool
 	peers   map[string]netip.AddrPort
-	// firstSeen is when a peer's current run of heartbeats began: a newcomer counts as
-	// alive only after a detection time, when it has heard everyone too, so both sides
-	// switch together.
+	// firstSeen is when a peer's current run of heartbeats began: a newcomer (first heard
+	// after we warmed up) counts as alive only after a detection time, when it has heard
+	// everyone too, so both sides switch together.
 	firstSeen map[string]time.Time
 	lastSeen  map[string]time.Time
 	alive     map[string]bool
@@ -250,7 +250,11 @@ func (t *Tracker) evaluate() {
 			delete(t.firstSeen, name) // a run of heartbeats starts afresh
 		}
 		first, ok := t.firstSeen[name]
-		alive := heard && ok && now.Sub(first) >= detect
+		// A peer heard before we warmed up was running already: trust it as we warm up, or we
+		// would think ourselves alone for a moment. One that appears later is a newcomer:
+		// trust it a detection time after its first heartbeat, when it is warm too.
+		warmAt := t.started.Add(detect)
+		alive := heard && ok && (now.Sub(first) >= detect || (!t.started.IsZero() && first.Before(warmAt)))
 		if alive != t.alive[name] {
 			if alive {
 				t.alive[name] = true
