@@ -12,6 +12,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -95,7 +97,11 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 	alive := r.tracker.Alive()
 
 	want := map[netip.Addr][]string{}
-	var writes []*corev1.Service
+	type write struct {
+		svc  *corev1.Service
+		cond *metav1.Condition
+	}
+	var writes []write
 	for i := range svcs.Items {
 		svc := &svcs.Items[i]
 		if !config.Served(svc, r.class) {
@@ -141,27 +147,26 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 				as = append(as, a)
 			}
 		}
-		if w := r.condition(svc, as); w != nil {
-			writes = append(writes, w)
+		if c := r.condition(svc, as); c != nil {
+			writes = append(writes, write{svc, c})
 		}
 	}
 	if err := r.announcer.Apply(ctx, want); err != nil {
 		log.Error(err, "announcing")
 	}
-	for _, svc := range writes {
-		if err := r.client.Status().Update(ctx, svc); err != nil {
-			return ctrl.Result{}, fmt.Errorf("status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	for _, w := range writes {
+		if err := r.applyCondition(ctx, w.svc, w.cond); err != nil {
+			return ctrl.Result{}, fmt.Errorf("status of %s/%s: %w", w.svc.Namespace, w.svc.Name, err)
 		}
-		c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced)
-		r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, "Announced", "Announce", "%s", c.Message)
+		r.recorder.Eventf(w.svc, nil, corev1.EventTypeNormal, "Announced", "Announce", "%s", w.cond.Message)
 	}
 	return ctrl.Result{}, nil
 }
 
-// condition returns the Service with its Announced condition updated when this node is the
-// one to write it (the announcer of its first address: one writer, the same on every node),
-// and nil when there is nothing to write.
-func (r *l2Reconciler) condition(svc *corev1.Service, as []assignment) *corev1.Service {
+// condition returns the Announced condition to apply to a Service when this node is the one
+// to write it (the announcer of its first address: one writer, the same on every node), and
+// nil when there is nothing to change.
+func (r *l2Reconciler) condition(svc *corev1.Service, as []assignment) *metav1.Condition {
 	if len(as) == 0 || as[0].node != r.node {
 		return nil
 	}
@@ -175,11 +180,24 @@ func (r *l2Reconciler) condition(svc *corev1.Service, as []assignment) *corev1.S
 	}
 	c := metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Layer2",
 		Message: "announced: " + strings.Join(parts, "; "), ObservedGeneration: svc.Generation}
-	svc = svc.DeepCopy()
-	if !meta.SetStatusCondition(&svc.Status.Conditions, c) {
+	if old := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced); old != nil &&
+		old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message && old.ObservedGeneration == c.ObservedGeneration {
 		return nil
 	}
-	return svc
+	return &c
+}
+
+// applyCondition sets the Announced condition by server-side apply: the speaker owns that one
+// condition (conditions are a list keyed by type), so it neither conflicts with nor overwrites
+// the controller's, whatever the cache's age.
+func (r *l2Reconciler) applyCondition(ctx context.Context, svc *corev1.Service, c *metav1.Condition) error {
+	cond := metav1ac.Condition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).
+		WithMessage(c.Message).WithObservedGeneration(c.ObservedGeneration).WithLastTransitionTime(metav1.Now())
+	if old := meta.FindStatusCondition(svc.Status.Conditions, c.Type); old != nil && old.Status == c.Status {
+		cond.WithLastTransitionTime(old.LastTransitionTime)
+	}
+	ac := corev1ac.Service(svc.Name, svc.Namespace).WithStatus(corev1ac.ServiceStatus().WithConditions(cond))
+	return r.client.Status().Apply(ctx, ac, client.FieldOwner("ferrolb-speaker"), client.ForceOwnership)
 }
 
 // addresses are the Service addresses a policy announces.
