@@ -10,6 +10,7 @@ declare -A need=(
   [ping]=iputils-ping
   [arping]=arping
   [ndisc6]=ndisc6
+  [nft]=nftables
 )
 missing=()
 for cmd in "${!need[@]}"; do
