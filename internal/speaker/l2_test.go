@@ -288,7 +288,7 @@ func TestLayer2CarrierLoss(t *testing.T) {
 	// Steady state: exactly one node answers (the hand-over itself may overlap by a few ms).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		macs := answering(t, client, vip)
+		macs := answering(client, vip)
 		if len(macs) == 1 && macs[mac(t, nodeNS[winner])] {
 			break
 		}
@@ -400,7 +400,7 @@ func TestLayer2Eligibility(t *testing.T) {
 }
 
 // answering returns the MACs that answer ARP for vip on the client's eth0.
-func answering(t *testing.T, client *netns.NS, vip netip.Addr) map[string]bool {
+func answering(client *netns.NS, vip netip.Addr) map[string]bool {
 	out, _ := client.Run("arping", "-c", "3", "-i", "eth0", "-S", "192.0.2.1", vip.String())
 	macs := map[string]bool{}
 	for f := range strings.FieldsSeq(strings.ToLower(out)) {
@@ -438,7 +438,7 @@ func TestLayer2PartitionHeals(t *testing.T) {
 		nodeNS[name].MustRun(t, "nft", "add table inet part; add chain inet part in { type filter hook input priority 0; }; add rule inet part in udp dport 7946 drop")
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for len(answering(t, client, vip)) != 2 {
+	for len(answering(client, vip)) != 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("during the partition the two nodes never both answered: the partition did not take")
 		}
@@ -449,7 +449,7 @@ func TestLayer2PartitionHeals(t *testing.T) {
 	}
 	deadline = time.Now().Add(15 * time.Second)
 	for {
-		got := answering(t, client, vip)
+		got := answering(client, vip)
 		if len(got) == 1 && got[mac(t, nodeNS[winner])] {
 			break
 		}
