@@ -26,17 +26,7 @@ import (
 var env *kubetest.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = kubetest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	os.Exit(kubetest.Run(m, &env))
 }
 
 var seq atomic.Int64

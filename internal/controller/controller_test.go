@@ -2,7 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -19,17 +18,7 @@ import (
 var env *kubetest.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = kubetest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	os.Exit(kubetest.Run(m, &env))
 }
 
 // TestLeaderElection: the controller takes the Lease, and gives it back when stopped so the

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -139,4 +140,24 @@ func RepoRoot() (string, error) {
 		return "", fmt.Errorf("repository root not found from %s: %w", file, err)
 	}
 	return filepath.Clean(root), nil
+}
+
+// Run is a package's TestMain with a real API server: it starts one, stores it in *env, runs
+// the tests, stops it and returns the exit code: func TestMain(m *testing.M) {
+// os.Exit(kubetest.Run(m, &env)) }.
+func Run(m *testing.M, env **Env) int {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
 }

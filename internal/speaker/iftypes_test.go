@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -74,16 +73,7 @@ func TestInterfaceTypes(t *testing.T) {
 			client.MustRun(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "cl0")
 			want := strings.TrimSpace(node.MustRun(t, "cat", "/sys/class/net/svc0/address"))
 
-			ctx, cancel := context.WithCancel(context.Background())
-			ann := newAnnouncer(node.Do)
-			done := make(chan error, 1)
-			go func() { done <- ann.Start(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
+			ctx, ann := startAnnouncer(t, node)
 			vip := netip.MustParseAddr("192.0.2.100")
 			if err := ann.Apply(ctx, map[netip.Addr][]string{vip: {"svc0"}}); err != nil {
 				t.Fatal(err)

@@ -28,17 +28,7 @@ import (
 var env *kubetest.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = kubetest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	os.Exit(kubetest.Run(m, &env))
 }
 
 // lab is a switch namespace with bridges (Ethernet segments) that namespaces join.

@@ -23,16 +23,7 @@ func TestMetrics(t *testing.T) {
 	}
 	client.MustRun(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	ann := newAnnouncer(node.Do)
-	done := make(chan error, 1)
-	go func() { done <- ann.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	ctx, ann := startAnnouncer(t, node)
 	vip := netip.MustParseAddr("192.0.2.100")
 	if err := ann.Apply(ctx, map[netip.Addr][]string{vip: {"eth0"}}); err != nil {
 		t.Fatal(err)
@@ -50,8 +41,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A running tracker counts itself alive once warm (a detection time after it starts).
+	trCtx, cancel := context.WithCancel(ctx)
 	trDone := make(chan error, 1)
-	go func() { trDone <- tr.Run(ctx) }()
+	go func() { trDone <- tr.Run(trCtx) }()
 	defer func() {
 		cancel()
 		if err := <-trDone; err != nil {
