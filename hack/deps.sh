@@ -11,11 +11,15 @@ declare -A need=(
   [arping]=arping
   [ndisc6]=ndisc6
   [nft]=nftables
+  [/usr/lib/frr/bgpd]=frr
+  [vtysh]=frr
 )
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+# One package may provide several commands.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "deps: missing ${missing[*]}: install them (as root: bash hack/deps.sh)" >&2
