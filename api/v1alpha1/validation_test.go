@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -37,10 +38,7 @@ func name() metav1.ObjectMeta {
 }
 
 func TestCRDsInstalled(t *testing.T) {
-	var got []string
-	for _, gr := range env.CRDs() {
-		got = append(got, gr.String())
-	}
+	got := installedCRDs()
 	want := []string{
 		"bfdprofiles.ferrolb.io", "bgpadvertisements.ferrolb.io", "bgppeers.ferrolb.io",
 		"ippools.ferrolb.io", "l2policies.ferrolb.io",
@@ -317,4 +315,52 @@ func TestSamplesAreValid(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDeployManifest: every object in deploy/ferrolb.yaml, the file users apply, is accepted
+// by the API server as written (the Deployment and DaemonSet, the RBAC, the namespace), and
+// its CRDs are the ones installed here.
+func TestDeployManifest(t *testing.T) {
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "ferrolb.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kinds := map[string]int{}
+	for i, doc := range strings.Split(string(data), "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		kinds[u.GetKind()]++
+		if u.GetKind() == "CustomResourceDefinition" {
+			if !slices.Contains(installedCRDs(), u.GetName()) {
+				t.Errorf("deploy/ferrolb.yaml has CRD %s, which config/crd/bases does not", u.GetName())
+			}
+			continue
+		}
+		if err := env.Client.Create(ctx, u); err != nil {
+			t.Errorf("document %d (%s %s): %v", i, u.GetKind(), u.GetName(), err)
+		}
+	}
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 5, "ClusterRole": 2,
+		"ClusterRoleBinding": 2, "ServiceAccount": 2, "Deployment": 1, "DaemonSet": 1}
+	if diff := cmp.Diff(want, kinds); diff != "" {
+		t.Errorf("kinds in deploy/ferrolb.yaml (-want +got):\n%s", diff)
+	}
+}
+
+func installedCRDs() []string {
+	var out []string
+	for _, gr := range env.CRDs() {
+		out = append(out, gr.String())
+	}
+	return out
 }
