@@ -20,6 +20,7 @@ import (
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/controller"
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 var nsSeq atomic.Int64
@@ -28,24 +29,9 @@ var nsSeq atomic.Int64
 // called.
 func startController(t *testing.T) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controller.Run(ctx, env.Config, controller.Options{MetricsAddr: "0", HealthAddr: "0", Restartable: true})
-	}()
-	var stopped bool
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return testrun.Background(t, "controller", func(ctx context.Context) error {
+		return controller.Run(ctx, env.Config, controller.Options{MetricsAddr: "0", HealthAddr: "0", Restartable: true})
+	})
 }
 
 // newNamespace creates a namespace of its own for one test.

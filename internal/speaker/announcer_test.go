@@ -5,21 +5,14 @@ import (
 	"testing"
 
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 // startAnnouncer runs an announcer whose sockets live in ns until the test ends, and returns
-// it with the context it runs under.
+// it with a context that lives as long.
 func startAnnouncer(t *testing.T, ns *netns.NS) (context.Context, *announcer) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	ann := newAnnouncer(ns.Do)
-	done := make(chan error, 1)
-	go func() { done <- ann.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return ctx, ann
+	testrun.Background(t, "announcer", ann.Start)
+	return t.Context(), ann
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
 	"github.com/ferrolb/ferrolb/internal/speaker"
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 var env *kubetest.Env
@@ -124,26 +125,11 @@ func node(t *testing.T, name, ip string, ns *netns.NS) (stop func()) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- speaker.Run(runCtx, env.Config, speaker.Options{
+	return testrun.Background(t, "speaker "+name, func(ctx context.Context) error {
+		return speaker.Run(ctx, env.Config, speaker.Options{
 			NodeName: name, MetricsAddr: "0", HealthAddr: "0", Netns: ns.Do, Restartable: true,
 		})
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("speaker %s: %v", name, err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	})
 }
 
 // neighbour makes the client's kernel resolve vip (ping) and returns the MAC in its

@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 // TestMetrics: the collector reports what the responders did, as a scrape would see it.
@@ -41,15 +41,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A running tracker counts itself alive once warm (a detection time after it starts).
-	trCtx, cancel := context.WithCancel(ctx)
-	trDone := make(chan error, 1)
-	go func() { trDone <- tr.Run(trCtx) }()
-	defer func() {
-		cancel()
-		if err := <-trDone; err != nil {
-			t.Error(err)
-		}
-	}()
+	testrun.Background(t, "tracker", tr.Run)
 	for deadline := time.Now().Add(5 * time.Second); len(tr.Alive()) == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the tracker never counted itself alive")

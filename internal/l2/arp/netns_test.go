@@ -1,7 +1,6 @@
 package arp_test
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/ferrolb/ferrolb/internal/l2/arp"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 // These tests put the responder on real interfaces in network namespaces and ask the
@@ -36,16 +36,8 @@ func startResponder(t *testing.T, ns *netns.NS, ifname string) *arp.Responder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	// Registered after the namespaces' cleanups, so it runs before them.
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run on %s: %v", ifname, err)
-		}
-	})
+	// Its cleanup is registered after the namespaces', so it runs before them.
+	testrun.Background(t, "Run on "+ifname, r.Run)
 	return r
 }
 

@@ -1,7 +1,6 @@
 package member_test
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ferrolb/ferrolb/internal/l2/member"
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 // speaker is one Tracker on loopback, running until stopped.
@@ -18,7 +18,7 @@ type speaker struct {
 	name    string
 	addr    netip.AddrPort
 	tracker *member.Tracker
-	stop    func() error
+	stop    func()
 }
 
 func start(t *testing.T, name string) *speaker {
@@ -36,25 +36,10 @@ func startWith(t *testing.T, name string, interval time.Duration) *speaker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Run(ctx) }()
-	s := &speaker{name: name, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), tracker: tr}
-	stopped := false
-	s.stop = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		return <-done
+	return &speaker{
+		name: name, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), tracker: tr,
+		stop: testrun.Background(t, "tracker "+name, tr.Run),
 	}
-	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return s
 }
 
 func mesh(speakers ...*speaker) {
@@ -95,9 +80,7 @@ func TestTracker(t *testing.T) {
 	}
 
 	// c dies: a and b see it dead.
-	if err := c.stop(); err != nil {
-		t.Fatal(err)
-	}
+	c.stop()
 	waitAlive(t, a, "a", "b")
 	waitAlive(t, b, "a", "b")
 
@@ -139,9 +122,7 @@ func TestTracker(t *testing.T) {
 	mesh(a, b)
 	waitAlive(t, a, "a", "b")
 	for _, s := range []*speaker{a, b, c2} {
-		if err := s.stop(); err != nil {
-			t.Fatal(err)
-		}
+		s.stop()
 	}
 }
 
@@ -171,8 +152,6 @@ func TestWarmup(t *testing.T) {
 	waitAlive(t, a, "a", "b")
 	waitAlive(t, b, "a", "b")
 	for _, s := range []*speaker{a, b} {
-		if err := s.stop(); err != nil {
-			t.Fatal(err)
-		}
+		s.stop()
 	}
 }

@@ -1,7 +1,6 @@
 package ndp
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 // These tests put the responder in one network namespace and the kernel's own NDP clients
@@ -40,17 +40,9 @@ func startResponder(t *testing.T, ns *netns.NS, ifname string) (*Responder, net.
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	// Registered after the namespace's cleanup, so it runs first: the responder stops before
-	// its namespace goes.
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run on %s: %v", ifname, err)
-		}
-	})
+	// Its cleanup is registered after the namespace's, so it runs first: the responder stops
+	// before its namespace goes.
+	testrun.Background(t, "Run on "+ifname, r.Run)
 	return r, mac
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/ndp"
+
+	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
 // fakeConn stands in for the sockets: frames pushed into in are read, writes are recorded.
@@ -113,18 +115,13 @@ var fakeIfi = &net.Interface{Index: 7, Name: "fake0", MTU: 1500, HardwareAddr: o
 // start runs r until the test ends and checks that Run returns nil and closes the conn.
 func start(t *testing.T, r *Responder, f *fakeConn) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	// Registered first, so it runs after Run has returned.
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
 		if f.nClosed == 0 {
 			t.Error("Run did not close the conn")
 		}
 	})
+	testrun.Background(t, "Run", r.Run)
 }
 
 func unsolicitedTo(addr netip.Addr) sent {
