@@ -7,6 +7,7 @@ set -euo pipefail
 # peers and clients.
 declare -A need=(
   [ip]=iproute2
+  [sysctl]=procps
   [ping]=iputils-ping
   [arping]=arping
   [ndisc6]=ndisc6
