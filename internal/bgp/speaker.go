@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -38,12 +40,17 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Peer is a BGP neighbour. Both IPv4 and IPv6 unicast are negotiated with every peer.
+// Peer is a BGP neighbour.
 type Peer struct {
 	Address netip.Addr
 	ASN     uint32
+	// LocalASN is the AS this speaker presents to the peer; zero means Config.ASN.
+	LocalASN uint32
 	// Port is the peer's port; zero means DefaultPort.
 	Port uint16
+	// Source is the local address the session is bound to; the zero value lets the kernel
+	// choose.
+	Source netip.Addr
 	// Password enables TCP MD5 signatures (RFC 2385) when not empty.
 	Password string
 	// HoldTime, KeepaliveTime and ConnectRetry are whole seconds; zero keeps GoBGP's
@@ -53,6 +60,30 @@ type Peer struct {
 	ConnectRetry  time.Duration
 	// EBGPMultihop lets an eBGP session cross routers (TTL 255 instead of 1).
 	EBGPMultihop bool
+	// IPv4 and IPv6 are the unicast families the session carries; both false means the
+	// family of Address alone. Paths of the other family than Address are sent with this
+	// node's address of that family on the interface that reaches the peer as next hop.
+	IPv4, IPv6 bool
+	// GracefulRestart, when not zero, negotiates graceful restart (RFC 4724) with this
+	// restart time: when the speaker restarts, the peer keeps its routes (stale) for that
+	// long, and traffic keeps flowing until the speaker is back.
+	GracefulRestart time.Duration
+	// BFD, when enabled, runs a BFD session (RFC 5880, single hop) beside the BGP session;
+	// BFD going Down resets the BGP session at once.
+	BFD BFD
+}
+
+// BFD configures a peer's BFD session. GoBGP's implementation serves it: asynchronous mode,
+// single hop, no echo, no passive mode.
+type BFD struct {
+	Enabled bool
+	// TransmitInterval is the desired minimum transmit interval and ReceiveInterval the
+	// required minimum receive interval; zero means GoBGP's default (1 s).
+	TransmitInterval time.Duration
+	ReceiveInterval  time.Duration
+	// DetectMultiplier is the number of missed packets that takes the session down;
+	// zero means 3.
+	DetectMultiplier uint8
 }
 
 // Path is an advertised prefix.
@@ -68,6 +99,10 @@ type Path struct {
 	LargeCommunities [][3]uint32
 	// LocalPref is sent to iBGP peers; nil lets GoBGP send its default (100).
 	LocalPref *uint32
+	// Peers are the peers the path is sent to; nil means every peer. Several paths may
+	// share a prefix when their peer sets are disjoint (one advertisement's communities to
+	// one router, another's to another) and their next hops are the same.
+	Peers []netip.Addr
 }
 
 // SessionState is the BGP finite state machine's state for one peer (RFC 4271 section 8).
@@ -107,6 +142,12 @@ func (s SessionState) String() string {
 type PeerState struct {
 	Address netip.Addr
 	State   SessionState
+	// Advertised is the number of prefixes sent to the peer.
+	Advertised uint64
+	// BFD is the BFD session's state (RFC 5880: AdminDown, Down, Init, Up); empty when
+	// the peer has no BFD. BFDFailures counts its transitions from Up to Down.
+	BFD         string
+	BFDFailures uint64
 }
 
 // Established reports whether the session exchanges routes.
@@ -115,6 +156,12 @@ func (p PeerState) Established() bool { return p.State == StateEstablished }
 // Speaker is one embedded GoBGP server. SetPeers and SetPaths may be called before or
 // while Run runs; the sets they give are applied when the server starts, and at once
 // while it runs.
+//
+// Paths go into GoBGP's global RIB once per prefix, without attributes of their own; one
+// export policy decides, per peer, which prefixes the peer gets and with which
+// communities, local preference and next hop (policy.go). So a path can go to some peers
+// only, with different attributes to different peers, and a change of who gets what is
+// applied with a soft reset towards the peers concerned: no session is reset.
 type Speaker struct {
 	cfg Config
 
@@ -124,11 +171,16 @@ type Speaker struct {
 	running  bool
 	srv      *server.BgpServer // nil unless Run has started it
 	wantPeer map[netip.Addr]Peer
-	wantPath map[netip.Prefix]Path
-	// havePeer and havePath are what GoBGP holds: an entry is written only after GoBGP
-	// accepted it, so a failed change is retried by the next Set call or restart.
+	wantPath []Path
+	// have* are what GoBGP holds: an entry is written only after GoBGP accepted it, so a
+	// failed change is retried by the next Set call.
 	havePeer map[netip.Addr]Peer
-	havePath map[netip.Prefix]Path
+	haveRIB  map[netip.Prefix]netip.Addr // prefix -> next hop (invalid: self)
+	export   exportState
+	// restarted is set when Run starts: peers added by this Run announce that this
+	// speaker restarted (graceful restart's R bit), so routers keep its stale routes until
+	// it has sent them again.
+	restarted bool
 }
 
 // New validates cfg and returns a speaker that is not yet running.
@@ -148,9 +200,9 @@ func New(cfg Config) (*Speaker, error) {
 	return &Speaker{
 		cfg:      cfg,
 		wantPeer: map[netip.Addr]Peer{},
-		wantPath: map[netip.Prefix]Path{},
 		havePeer: map[netip.Addr]Peer{},
-		havePath: map[netip.Prefix]Path{},
+		haveRIB:  map[netip.Prefix]netip.Addr{},
+		export:   newExportState(),
 	}, nil
 }
 
@@ -195,7 +247,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 
 	s.mu.Lock()
 	s.srv = srv
-	err = errors.Join(s.syncPeersLocked(), s.syncPathsLocked())
+	s.restarted = true
+	err = s.syncLocked()
 	s.mu.Unlock()
 	if err != nil {
 		// Not fatal: the failed entries stay out of have*, so the next Set call retries.
@@ -207,7 +260,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.srv = nil
 	clear(s.havePeer)
-	clear(s.havePath)
+	clear(s.haveRIB)
+	s.export = newExportState()
 	s.mu.Unlock()
 	stop()
 	return nil
@@ -239,14 +293,17 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.wantPeer = want
-	return s.syncPeersLocked()
+	return s.syncLocked()
 }
 
 // SetPaths makes the advertised paths equal to paths: new and changed ones are announced
 // (a changed path replaces the old one by implicit withdrawal), gone ones are withdrawn,
 // the others are not touched.
 func (s *Speaker) SetPaths(paths []Path) error {
-	want := make(map[netip.Prefix]Path, len(paths))
+	want := make([]Path, 0, len(paths))
+	nextHop := make(map[netip.Prefix]netip.Addr, len(paths))
+	everyPeer := map[netip.Prefix]bool{}
+	seen := map[netip.Prefix]map[netip.Addr]bool{}
 	for _, p := range paths {
 		if !p.Prefix.IsValid() || p.Prefix != p.Prefix.Masked() {
 			return fmt.Errorf("path %v: not a valid prefix without host bits", p.Prefix)
@@ -254,8 +311,26 @@ func (s *Speaker) SetPaths(paths []Path) error {
 		if p.NextHop.IsValid() && p.NextHop.Is4() != p.Prefix.Addr().Is4() {
 			return fmt.Errorf("path %v: next hop %v is of the other address family", p.Prefix, p.NextHop)
 		}
-		if _, dup := want[p.Prefix]; dup {
-			return fmt.Errorf("path %v given twice", p.Prefix)
+		if nh, ok := nextHop[p.Prefix]; ok {
+			if nh != p.NextHop {
+				return fmt.Errorf("path %v: given with next hops %v and %v", p.Prefix, nh, p.NextHop)
+			}
+			if everyPeer[p.Prefix] || p.Peers == nil {
+				return fmt.Errorf("path %v given twice for the same peers", p.Prefix)
+			}
+		}
+		nextHop[p.Prefix] = p.NextHop
+		if p.Peers == nil {
+			everyPeer[p.Prefix] = true
+		}
+		if seen[p.Prefix] == nil {
+			seen[p.Prefix] = map[netip.Addr]bool{}
+		}
+		for _, a := range p.Peers {
+			if seen[p.Prefix][a.Unmap()] {
+				return fmt.Errorf("path %v given twice for peer %v", p.Prefix, a)
+			}
+			seen[p.Prefix][a.Unmap()] = true
 		}
 		p.Communities = slices.Clone(p.Communities)
 		p.LargeCommunities = slices.Clone(p.LargeCommunities)
@@ -263,12 +338,19 @@ func (s *Speaker) SetPaths(paths []Path) error {
 			lp := *p.LocalPref
 			p.LocalPref = &lp
 		}
-		want[p.Prefix] = p
+		if p.Peers != nil {
+			ps := make([]netip.Addr, len(p.Peers))
+			for i, a := range p.Peers {
+				ps[i] = a.Unmap()
+			}
+			p.Peers = ps
+		}
+		want = append(want, p)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.wantPath = want
-	return s.syncPathsLocked()
+	return s.syncLocked()
 }
 
 // PeerStates returns the session state of every configured peer, sorted by address. Before
@@ -276,30 +358,67 @@ func (s *Speaker) SetPaths(paths []Path) error {
 func (s *Speaker) PeerStates() ([]PeerState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	got := map[netip.Addr]SessionState{}
+	got := map[netip.Addr]PeerState{}
 	if s.srv != nil {
-		err := s.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+		err := s.srv.ListPeer(context.Background(), &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 			if p.State == nil {
 				return
 			}
-			if a, err := netip.ParseAddr(p.State.NeighborAddress); err == nil {
-				got[a] = sessionState(p.State.SessionState)
+			a, err := netip.ParseAddr(p.State.NeighborAddress)
+			if err != nil {
+				return
 			}
+			st := PeerState{Address: a.Unmap(), State: sessionState(p.State.SessionState)}
+			for _, af := range p.AfiSafis {
+				if af.State != nil {
+					st.Advertised += af.State.Advertised
+				}
+			}
+			got[st.Address] = st
 		})
 		if err != nil {
 			return nil, fmt.Errorf("list peers: %w", err)
 		}
+		s.srv.ListBfdPeer(context.Background(), func(addr string, b *api.BfdPeerState) {
+			a, err := netip.ParseAddr(addr)
+			if err != nil {
+				return
+			}
+			st, ok := got[a.Unmap()]
+			if !ok {
+				return
+			}
+			st.BFD = bfdState(b.SessionState)
+			st.BFDFailures = b.FailureTransitions
+			got[st.Address] = st
+		})
 	}
 	out := make([]PeerState, 0, len(s.wantPeer))
-	for a := range s.wantPeer {
+	for a, p := range s.wantPeer {
 		st, ok := got[a]
 		if !ok {
-			st = StateIdle
+			st = PeerState{Address: a, State: StateIdle}
 		}
-		out = append(out, PeerState{Address: a, State: st})
+		if p.BFD.Enabled && st.BFD == "" {
+			st.BFD = "Down"
+		}
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(x, y PeerState) int { return x.Address.Compare(y.Address) })
 	return out, nil
+}
+
+func bfdState(s api.BfdSessionState) string {
+	switch s {
+	case api.BfdSessionState_BFD_SESSION_STATE_ADMIN_DOWN:
+		return "AdminDown"
+	case api.BfdSessionState_BFD_SESSION_STATE_INIT:
+		return "Init"
+	case api.BfdSessionState_BFD_SESSION_STATE_UP:
+		return "Up"
+	default:
+		return "Down"
+	}
 }
 
 func sessionState(s api.PeerState_SessionState) SessionState {
@@ -332,8 +451,18 @@ func normalisePeer(p Peer) (Peer, error) {
 	if p.Port == 0 {
 		p.Port = DefaultPort
 	}
+	if p.Source.IsValid() {
+		p.Source = p.Source.Unmap()
+		if p.Source.Is4() != p.Address.Is4() {
+			return p, fmt.Errorf("peer %v: source address %v is of the other address family", p.Address, p.Source)
+		}
+	}
+	if !p.IPv4 && !p.IPv6 {
+		p.IPv4, p.IPv6 = p.Address.Is4(), p.Address.Is6()
+	}
 	for name, d := range map[string]time.Duration{
 		"hold time": p.HoldTime, "keepalive time": p.KeepaliveTime, "connect retry": p.ConnectRetry,
+		"graceful restart time": p.GracefulRestart,
 	} {
 		if d < 0 || d%time.Second != 0 {
 			return p, fmt.Errorf("peer %v: %s %v: must be whole seconds", p.Address, name, d)
@@ -342,30 +471,129 @@ func normalisePeer(p Peer) (Peer, error) {
 	if p.HoldTime != 0 && p.HoldTime < 3*time.Second {
 		return p, fmt.Errorf("peer %v: hold time %v: must be 0 or at least 3s (RFC 4271)", p.Address, p.HoldTime)
 	}
+	if p.GracefulRestart > 4095*time.Second {
+		return p, fmt.Errorf("peer %v: graceful restart time %v: at most 4095s (RFC 4724)", p.Address, p.GracefulRestart)
+	}
+	if b := p.BFD; b.Enabled {
+		for name, d := range map[string]time.Duration{"transmit interval": b.TransmitInterval, "receive interval": b.ReceiveInterval} {
+			if d < 0 || d%time.Microsecond != 0 || d > time.Hour {
+				return p, fmt.Errorf("peer %v: BFD %s %v: must be whole microseconds up to 1h", p.Address, name, d)
+			}
+		}
+		if b.DetectMultiplier == 0 {
+			p.BFD.DetectMultiplier = 3
+		}
+	} else {
+		p.BFD = BFD{}
+	}
 	return p, nil
 }
 
-// syncPeersLocked applies the difference between wantPeer and havePeer. s.mu is held.
-func (s *Speaker) syncPeersLocked() error {
+// carries reports whether the session with p carries pfx's family.
+func (p Peer) carries(pfx netip.Prefix) bool {
+	if pfx.Addr().Is4() {
+		return p.IPv4
+	}
+	return p.IPv6
+}
+
+// syncLocked makes GoBGP hold wantPeer and wantPath, in an order that never sends a peer
+// a path it should not have and lets a new session start with its full set of paths (its
+// first UPDATEs then End-of-RIB, which graceful restart relies on). s.mu is held.
+func (s *Speaker) syncLocked() error {
 	if s.srv == nil {
 		return nil
 	}
+	ctx := context.Background()
 	var errs []error
+	// 1. Sessions that are gone or changed end first: nothing below concerns them.
 	for a, have := range s.havePeer {
 		if want, ok := s.wantPeer[a]; ok && want == have {
 			continue
 		}
-		if err := s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: a.String()}); err != nil {
+		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
 			errs = append(errs, fmt.Errorf("delete peer %v: %w", a, err))
 			continue
 		}
 		delete(s.havePeer, a)
 	}
+
+	// 2. Who gets what, then the policy that says so; prefixes are added to its sets
+	// before their paths enter the RIB and leave them after the paths left it.
+	rib, want, err := s.desiredLocked()
+	errs = append(errs, err)
+	stays := func(pfx netip.Prefix) bool {
+		have, ok1 := s.haveRIB[pfx]
+		nh, ok2 := rib[pfx]
+		return ok1 && ok2 && have == nh
+	}
+	changed, err := s.export.apply(ctx, s.srv, want, stays)
+	errs = append(errs, err)
+
+	// 3. The RIB.
+	var withdraw, announce []*apiutil.Path
+	var withdrawn, announced []netip.Prefix
+	for pfx := range s.haveRIB {
+		if _, ok := rib[pfx]; ok {
+			continue
+		}
+		p, err := withdrawal(pfx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %v: %w", pfx, err))
+			continue
+		}
+		withdraw, withdrawn = append(withdraw, p), append(withdrawn, pfx)
+	}
+	for pfx, nh := range rib {
+		if have, ok := s.haveRIB[pfx]; ok && have == nh {
+			continue
+		}
+		p, err := announcement(pfx, nh)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("announce %v: %w", pfx, err))
+			continue
+		}
+		announce, announced = append(announce, p), append(announced, pfx)
+	}
+	if len(withdraw) > 0 {
+		if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: withdraw}); err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %d paths: %w", len(withdraw), err))
+		} else {
+			for _, pfx := range withdrawn {
+				delete(s.haveRIB, pfx)
+			}
+		}
+	}
+	if len(announce) > 0 {
+		if _, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: announce}); err != nil {
+			errs = append(errs, fmt.Errorf("announce %d paths: %w", len(announce), err))
+		} else {
+			for _, pfx := range announced {
+				s.haveRIB[pfx] = rib[pfx]
+			}
+		}
+	}
+	errs = append(errs, s.export.prune(ctx, s.srv))
+
+	// 4. Peers whose share of paths already in the RIB changed are sent the difference
+	// (a soft reset out: the session stays up). Paths that entered the RIB just now were
+	// judged by the new policy already.
+	for _, a := range changed {
+		if _, ok := s.havePeer[a]; !ok {
+			continue
+		}
+		err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: a.String(), Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resend paths to %v: %w", a, err))
+		}
+	}
+
+	// 5. New sessions last, so they start with every path they are due.
 	for a, want := range s.wantPeer {
 		if _, ok := s.havePeer[a]; ok {
 			continue
 		}
-		if err := s.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: apiPeer(want)}); err != nil {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(want)}); err != nil {
 			errs = append(errs, fmt.Errorf("add peer %v: %w", a, err))
 			continue
 		}
@@ -374,17 +602,114 @@ func (s *Speaker) syncPeersLocked() error {
 	return errors.Join(errs...)
 }
 
-func apiPeer(p Peer) *api.Peer {
+// desiredLocked computes the RIB (prefix -> next hop) and each peer's share of it.
+func (s *Speaker) desiredLocked() (map[netip.Prefix]netip.Addr, map[netip.Addr]map[netip.Prefix]attrs, error) {
+	rib := map[netip.Prefix]netip.Addr{}
+	want := map[netip.Addr]map[netip.Prefix]attrs{}
+	var errs []error
+	otherNH := map[netip.Addr]netip.Addr{}
+	for _, p := range s.wantPath {
+		rib[p.Prefix] = p.NextHop
+		peers := p.Peers
+		if peers == nil {
+			peers = slices.Collect(maps.Keys(s.wantPeer))
+		}
+		for _, a := range peers {
+			peer, ok := s.wantPeer[a]
+			if !ok || !peer.carries(p.Prefix) {
+				continue
+			}
+			at := attrsOf(p)
+			if !p.NextHop.IsValid() && p.Prefix.Addr().Is4() != a.Is4() {
+				// Next-hop self would be the session's address, of the wrong family.
+				nh, ok := otherNH[a]
+				if !ok {
+					var err error
+					nh, err = otherFamilyAddress(peer, p.Prefix.Addr().Is4())
+					if err != nil {
+						errs = append(errs, fmt.Errorf("path %v to peer %v: %w", p.Prefix, a, err))
+					}
+					otherNH[a] = nh
+				}
+				if !nh.IsValid() {
+					continue
+				}
+				at.nextHop = nh.String()
+			}
+			if want[a] == nil {
+				want[a] = map[netip.Prefix]attrs{}
+			}
+			want[a][p.Prefix] = at
+		}
+	}
+	return rib, want, errors.Join(errs...)
+}
+
+// otherFamilyAddress finds this node's address of the other family than the session's,
+// on the interface the session leaves by: the next hop for paths of that family. It asks
+// the kernel which local address it would use towards the peer (a UDP socket's connect
+// sends nothing).
+func otherFamilyAddress(p Peer, want4 bool) (netip.Addr, error) {
+	local := p.Source
+	if !local.IsValid() {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.Address, p.Port)))
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("no route to the peer: %w", err)
+		}
+		local = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		_ = c.Close()
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, ifi := range ifs {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		var has bool
+		var other netip.Addr
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, _ := netip.AddrFromSlice(n.IP)
+			ip = ip.Unmap()
+			if ip == local {
+				has = true
+			}
+			if ip.Is4() == want4 && ip.IsGlobalUnicast() && !other.IsValid() {
+				other = ip
+			}
+		}
+		if has {
+			if !other.IsValid() {
+				return netip.Addr{}, fmt.Errorf("interface %s, which reaches the peer, has no global address of the other family for a next hop", ifi.Name)
+			}
+			return other, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("local address %v is on no interface", local)
+}
+
+func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	family := func(afi api.Family_Afi) *api.AfiSafi {
-		return &api.AfiSafi{Config: &api.AfiSafiConfig{
+		af := &api.AfiSafi{Config: &api.AfiSafiConfig{
 			Family:  &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST},
 			Enabled: true,
 		}}
+		if p.GracefulRestart > 0 {
+			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		return af
 	}
 	out := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
 			PeerAsn:         p.ASN,
+			LocalAsn:        p.LocalASN,
 			AuthPassword:    p.Password,
 		},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
@@ -393,13 +718,44 @@ func apiPeer(p Peer) *api.Peer {
 			KeepaliveInterval: seconds(p.KeepaliveTime),
 			ConnectRetry:      seconds(p.ConnectRetry),
 		}},
-		AfiSafis: []*api.AfiSafi{family(api.Family_AFI_IP), family(api.Family_AFI_IP6)},
+	}
+	if p.Source.IsValid() {
+		out.Transport.LocalAddress = p.Source.String()
+	}
+	if p.IPv4 {
+		out.AfiSafis = append(out.AfiSafis, family(api.Family_AFI_IP))
+	}
+	if p.IPv6 {
+		out.AfiSafis = append(out.AfiSafis, family(api.Family_AFI_IP6))
 	}
 	if p.EBGPMultihop {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
 	}
+	if p.GracefulRestart > 0 {
+		out.GracefulRestart = &api.GracefulRestart{
+			Enabled:     true,
+			RestartTime: uint32(p.GracefulRestart / time.Second),
+			// After a restart, hold our UPDATEs until the peer's End-of-RIB (or the
+			// deferral time), then send everything and our own End-of-RIB: the peer
+			// keeps our stale routes until then.
+			LocalRestarting: s.restarted,
+			DeferralTime:    uint32(gracefulDeferral / time.Second),
+		}
+	}
+	if b := p.BFD; b.Enabled {
+		out.Bfd = &api.BfdPeerConfig{
+			Enabled:                  true,
+			DesiredMinimumTxInterval: uint32(b.TransmitInterval / time.Microsecond),
+			RequiredMinimumReceive:   uint32(b.ReceiveInterval / time.Microsecond),
+			DetectionMultiplier:      uint32(b.DetectMultiplier),
+		}
+	}
 	return out
 }
+
+// gracefulDeferral bounds how long a restarted speaker waits for a peer's End-of-RIB
+// before it sends its paths anyway.
+const gracefulDeferral = 5 * time.Second
 
 // seconds converts a duration normalisePeer checked (whole, not negative) for GoBGP.
 func seconds(d time.Duration) uint64 {
@@ -407,53 +763,6 @@ func seconds(d time.Duration) uint64 {
 		return 0
 	}
 	return uint64(d / time.Second)
-}
-
-// syncPathsLocked applies the difference between wantPath and havePath. s.mu is held.
-func (s *Speaker) syncPathsLocked() error {
-	if s.srv == nil {
-		return nil
-	}
-	var errs []error
-	for pfx := range s.havePath {
-		if _, ok := s.wantPath[pfx]; ok {
-			continue // changed paths are replaced by the add below
-		}
-		p, err := withdrawal(pfx)
-		if err == nil {
-			err = s.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{p}})
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("withdraw %v: %w", pfx, err))
-			continue
-		}
-		delete(s.havePath, pfx)
-	}
-	for pfx, want := range s.wantPath {
-		if have, ok := s.havePath[pfx]; ok && pathEqual(have, want) {
-			continue
-		}
-		p, err := announcement(want)
-		if err == nil {
-			_, err = s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{p}})
-		}
-		if err != nil {
-			// havePath keeps what was announced before (if anything): it differs from
-			// wantPath, so the next call retries, and a later removal still withdraws.
-			errs = append(errs, fmt.Errorf("announce %v: %w", pfx, err))
-			continue
-		}
-		s.havePath[pfx] = want
-	}
-	return errors.Join(errs...)
-}
-
-func pathEqual(a, b Path) bool {
-	return a.Prefix == b.Prefix && a.NextHop == b.NextHop &&
-		slices.Equal(a.Communities, b.Communities) &&
-		slices.Equal(a.LargeCommunities, b.LargeCommunities) &&
-		(a.LocalPref == nil) == (b.LocalPref == nil) &&
-		(a.LocalPref == nil || *a.LocalPref == *b.LocalPref)
 }
 
 func family(pfx netip.Prefix) bgp.Family {
@@ -471,21 +780,21 @@ func withdrawal(pfx netip.Prefix) (*apiutil.Path, error) {
 	return &apiutil.Path{Family: family(pfx), Nlri: nlri, Withdrawal: true}, nil
 }
 
-// announcement builds GoBGP's path for p. An unspecified next hop (0.0.0.0 or ::) is
-// GoBGP's way of saying next-hop self: it substitutes each session's local address.
-func announcement(p Path) (*apiutil.Path, error) {
-	nlri, err := bgp.NewIPAddrPrefix(p.Prefix)
+// announcement builds GoBGP's RIB path for pfx: origin and next hop only; the export
+// policy adds each peer's attributes. An unspecified next hop (0.0.0.0 or ::) is GoBGP's
+// way of saying next-hop self: it substitutes each session's local address.
+func announcement(pfx netip.Prefix, nh netip.Addr) (*apiutil.Path, error) {
+	nlri, err := bgp.NewIPAddrPrefix(pfx)
 	if err != nil {
 		return nil, err
 	}
-	nh := p.NextHop
 	if !nh.IsValid() {
 		nh = netip.IPv4Unspecified()
-		if p.Prefix.Addr().Is6() {
+		if pfx.Addr().Is6() {
 			nh = netip.IPv6Unspecified()
 		}
 	}
-	fam := family(p.Prefix)
+	fam := family(pfx)
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
 	if fam == bgp.RF_IPv4_UC {
 		a, err := bgp.NewPathAttributeNextHop(nh)
@@ -500,19 +809,6 @@ func announcement(p Path) (*apiutil.Path, error) {
 		}
 		attrs = append(attrs, a)
 	}
-	if len(p.Communities) > 0 {
-		attrs = append(attrs, bgp.NewPathAttributeCommunities(slices.Clone(p.Communities)))
-	}
-	if len(p.LargeCommunities) > 0 {
-		lcs := make([]*bgp.LargeCommunity, 0, len(p.LargeCommunities))
-		for _, c := range p.LargeCommunities {
-			lcs = append(lcs, bgp.NewLargeCommunity(c[0], c[1], c[2]))
-		}
-		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lcs))
-	}
-	if p.LocalPref != nil {
-		attrs = append(attrs, bgp.NewPathAttributeLocalPref(*p.LocalPref))
-	}
 	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
 }
 
@@ -524,6 +820,9 @@ func (p Path) String() string {
 	}
 	if p.LocalPref != nil {
 		s += " local-pref " + strconv.FormatUint(uint64(*p.LocalPref), 10)
+	}
+	if p.Peers != nil {
+		s += fmt.Sprintf(" to %v", p.Peers)
 	}
 	return s
 }

@@ -67,7 +67,7 @@ func lab(t *testing.T, frrPassword string) (*frr, *remoteSpeaker) {
 }
 
 func routerPeer(addr string) Peer {
-	return Peer{Address: netip.MustParseAddr(addr), ASN: routerASN, HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second}
+	return Peer{Address: netip.MustParseAddr(addr), ASN: routerASN, HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, IPv4: true, IPv6: true}
 }
 
 // waitRoute waits until FRR holds a valid path for prefix that check accepts.
