@@ -28,11 +28,14 @@ type frr struct {
 	dir string
 }
 
+// bfddConf is the BFD profile the tests' FRR offers: "fast" is 100 ms x 3.
+const bfddConf = "hostname router\nlog stdout\n!\nbfd\n profile fast\n  transmit-interval 100\n  receive-interval 100\n  detect-multiplier 3\n !\n!\n"
+
 // startFRR writes conf and starts zebra (bgpd needs it to resolve next hops; without it
-// every route is invalid) and bgpd in ns. Both are killed when the test ends.
+// every route is invalid), bfdd and bgpd in ns. They are killed when the test ends.
 func startFRR(t *testing.T, ns *netns.NS, conf string) *frr {
 	t.Helper()
-	for _, d := range []string{"zebra", "bgpd"} {
+	for _, d := range []string{"zebra", "bfdd", "bgpd"} {
 		if _, err := os.Stat(filepath.Join(frrBin, d)); err != nil {
 			t.Skipf("FRR not installed: %v", err)
 		}
@@ -56,19 +59,23 @@ func startFRR(t *testing.T, ns *netns.NS, conf string) *frr {
 		t.Fatal(err)
 	}
 	// bgpd gets conf; zebra a config of its own, as it rejects every bgp line.
-	for name, text := range map[string]string{"bgpd": conf, "zebra": "hostname router\nlog stdout\n"} {
+	for name, text := range map[string]string{"bgpd": conf, "zebra": "hostname router\nlog stdout\n", "bfdd": bfddConf} {
 		if err := os.WriteFile(filepath.Join(dir, name+".conf"), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f := &frr{t: t, dir: dir}
-	for _, d := range []string{"zebra", "bgpd"} {
+	for _, d := range []string{"zebra", "bfdd", "bgpd"} {
 		args := []string{
 			"-f", filepath.Join(dir, d+".conf"), "-i", filepath.Join(dir, d+".pid"),
 			"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir,
 		}
-		if d == "bgpd" {
+		switch d {
+		case "bgpd":
 			args = append(args, "-p", "179")
+		case "bfdd":
+			// Its control socket defaults to one path for the whole machine.
+			args = append(args, "--bfdctl", filepath.Join(dir, "bfdd.sock"))
 		}
 		cmd := ns.Command(filepath.Join(frrBin, d), args...)
 		logf, err := os.Create(filepath.Join(dir, d+".log"))
@@ -166,6 +173,8 @@ func (f *frr) waitEstablished(addr string) neighbor {
 // route is one path of FRR's `show bgp ipv4|ipv6 unicast PREFIX json`.
 type route struct {
 	Valid     bool `json:"valid"`
+	Stale     bool `json:"stale"`
+	LocPrf    int  `json:"locPrf"`
 	Community struct {
 		String string `json:"string"`
 	} `json:"community"`

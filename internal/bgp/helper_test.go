@@ -112,6 +112,7 @@ type remoteSpeaker struct {
 	stdin  io.WriteCloser
 	dec    *json.Decoder
 	stderr syncBuffer
+	killed bool
 }
 
 // syncBuffer is a bytes.Buffer that the exec package's copying goroutine may write while
@@ -161,6 +162,9 @@ func startRemoteSpeaker(t *testing.T, ns *netns.NS, cfg Config) *remoteSpeaker {
 // stop closes the helper's input, which stops the speaker (Cease to every peer), and
 // waits for the process; it kills it if it does not end in time.
 func (r *remoteSpeaker) stop() {
+	if r.killed {
+		return
+	}
 	_ = r.stdin.Close()
 	done := make(chan error, 1)
 	go func() { done <- r.cmd.Wait() }()
@@ -179,6 +183,17 @@ func (r *remoteSpeaker) stop() {
 	if r.t.Failed() {
 		r.t.Logf("speaker helper stderr:\n%s", r.stderr.String())
 	}
+}
+
+// kill ends the speaker process at once (SIGKILL): no Cease is sent, the kernel closes
+// its connections, as when a node's speaker crashes.
+func (r *remoteSpeaker) kill() {
+	r.t.Helper()
+	if err := r.cmd.Process.Kill(); err != nil {
+		r.t.Fatal(err)
+	}
+	_ = r.cmd.Wait()
+	r.killed = true
 }
 
 func (r *remoteSpeaker) call(req helperRequest) helperReply {

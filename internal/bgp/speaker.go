@@ -181,7 +181,22 @@ type Speaker struct {
 	// speaker restarted (graceful restart's R bit), so routers keep its stale routes until
 	// it has sent them again.
 	restarted bool
+
+	// bfdMu guards bfd: each BFD peer's last state and count of Up -> Down transitions,
+	// kept by Run's sampler (GoBGP keeps no such count).
+	bfdMu sync.Mutex
+	bfd   map[netip.Addr]bfdRecord
 }
+
+type bfdRecord struct {
+	state    string
+	failures uint64
+}
+
+// bfdSample is how often Run samples BFD states. A BFD session that went Down needs at
+// least two packets to be Up again, so at the fastest rates FRR offers (10 ms) a flap could
+// be missed; at the usual 100 ms and above none is.
+const bfdSample = 20 * time.Millisecond
 
 // New validates cfg and returns a speaker that is not yet running.
 func New(cfg Config) (*Speaker, error) {
@@ -203,6 +218,7 @@ func New(cfg Config) (*Speaker, error) {
 		havePeer: map[netip.Addr]Peer{},
 		haveRIB:  map[netip.Prefix]netip.Addr{},
 		export:   newExportState(),
+		bfd:      map[netip.Addr]bfdRecord{},
 	}, nil
 }
 
@@ -255,7 +271,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 		s.logger().Error("apply initial BGP configuration", "error", err)
 	}
 
-	<-ctx.Done()
+	s.sampleBFD(ctx, srv)
 
 	s.mu.Lock()
 	s.srv = nil
@@ -265,6 +281,44 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	stop()
 	return nil
+}
+
+// sampleBFD records BFD state changes until ctx ends.
+func (s *Speaker) sampleBFD(ctx context.Context, srv *server.BgpServer) {
+	t := time.NewTicker(bfdSample)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		seen := map[netip.Addr]bool{}
+		srv.ListBfdPeer(ctx, func(addr string, b *api.BfdPeerState) {
+			a, err := netip.ParseAddr(addr)
+			if err != nil {
+				return
+			}
+			a = a.Unmap()
+			seen[a] = true
+			st := bfdState(b.SessionState)
+			s.bfdMu.Lock()
+			r := s.bfd[a]
+			if r.state == "Up" && st != "Up" {
+				r.failures++
+			}
+			r.state = st
+			s.bfd[a] = r
+			s.bfdMu.Unlock()
+		})
+		s.bfdMu.Lock()
+		for a := range s.bfd {
+			if !seen[a] {
+				delete(s.bfd, a)
+			}
+		}
+		s.bfdMu.Unlock()
+	}
 }
 
 func (s *Speaker) logger() *slog.Logger {
@@ -379,19 +433,14 @@ func (s *Speaker) PeerStates() ([]PeerState, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list peers: %w", err)
 		}
-		s.srv.ListBfdPeer(context.Background(), func(addr string, b *api.BfdPeerState) {
-			a, err := netip.ParseAddr(addr)
-			if err != nil {
-				return
+		s.bfdMu.Lock()
+		for a, r := range s.bfd {
+			if st, ok := got[a]; ok {
+				st.BFD, st.BFDFailures = r.state, r.failures
+				got[a] = st
 			}
-			st, ok := got[a.Unmap()]
-			if !ok {
-				return
-			}
-			st.BFD = bfdState(b.SessionState)
-			st.BFDFailures = b.FailureTransitions
-			got[st.Address] = st
-		})
+		}
+		s.bfdMu.Unlock()
 	}
 	out := make([]PeerState, 0, len(s.wantPeer))
 	for a, p := range s.wantPeer {
@@ -717,6 +766,10 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 			HoldTime:          seconds(p.HoldTime),
 			KeepaliveInterval: seconds(p.KeepaliveTime),
 			ConnectRetry:      seconds(p.ConnectRetry),
+			// GoBGP waits 30 s by default before it reconnects after a reset, and BFD
+			// going Down is a reset: at first establishment FRR may signal BFD Down
+			// before its BFD session is up, and the session must come straight back.
+			IdleHoldTimeAfterReset: 1,
 		}},
 	}
 	if p.Source.IsValid() {

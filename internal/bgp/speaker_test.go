@@ -49,6 +49,13 @@ func frrConf(password string) string {
 // not listen, so there are no connection collisions to muddy the session counters).
 func lab(t *testing.T, frrPassword string) (*frr, *remoteSpeaker) {
 	t.Helper()
+	f, sp, _, _ := labConf(t, frrConf(frrPassword))
+	return f, sp
+}
+
+// labConf is lab with FRR's bgpd configuration given; it also returns the namespaces.
+func labConf(t *testing.T, conf string) (*frr, *remoteSpeaker, *netns.NS, *netns.NS) {
+	t.Helper()
 	router := netns.ForTest(t, "bgpr")
 	node := netns.ForTest(t, "bgpn")
 	if err := netns.Veth(router, "r0", node, "n0"); err != nil {
@@ -59,12 +66,12 @@ func lab(t *testing.T, frrPassword string) (*frr, *remoteSpeaker) {
 	router.MustRun(t, "ip", "addr", "add", routerV6+"/64", "dev", "r0", "nodad")
 	node.MustRun(t, "ip", "addr", "add", nodeV4+"/24", "dev", "n0")
 	node.MustRun(t, "ip", "addr", "add", nodeV6+"/64", "dev", "n0", "nodad")
-	f := startFRR(t, router, frrConf(frrPassword))
-	sp := startRemoteSpeaker(t, node, Config{
-		RouterID: netip.MustParseAddr(nodeV4), ASN: nodeASN, ListenPort: -1,
-	})
-	return f, sp
+	f := startFRR(t, router, conf)
+	sp := startRemoteSpeaker(t, node, nodeConfig)
+	return f, sp, router, node
 }
+
+var nodeConfig = Config{RouterID: netip.MustParseAddr(nodeV4), ASN: nodeASN, ListenPort: -1}
 
 func routerPeer(addr string) Peer {
 	return Peer{Address: netip.MustParseAddr(addr), ASN: routerASN, HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, IPv4: true, IPv6: true}
