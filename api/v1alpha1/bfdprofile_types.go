@@ -6,7 +6,14 @@ import (
 
 // BFDProfileSpec holds the timers of a BFD session (RFC 5880). Intervals are milliseconds.
 //
+// FerroLB runs BFD through GoBGP's implementation: asynchronous mode over single-hop
+// sessions. The fields it cannot honour are kept for MetalLB compatibility but rejected
+// when set, so that no setting is silently ignored.
+//
 // +kubebuilder:validation:XValidation:rule="!has(self.echoInterval) || self.echoMode",message="echoInterval needs echoMode: true"
+// +kubebuilder:validation:XValidation:rule="!has(self.echoMode) || !self.echoMode",message="echoMode is not supported: FerroLB's BFD (GoBGP's) has no echo function; remove echoMode and echoInterval"
+// +kubebuilder:validation:XValidation:rule="!has(self.passiveMode) || !self.passiveMode",message="passiveMode is not supported: FerroLB's BFD (GoBGP's) always sends first"
+// +kubebuilder:validation:XValidation:rule="!has(self.minimumTTL) || self.minimumTTL == 254",message="minimumTTL applies to multihop BFD, which FerroLB does not run (single-hop sessions require TTL 255); leave it at 254"
 type BFDProfileSpec struct {
 	// ReceiveInterval is the minimum interval at which this end can receive control
 	// packets (ms).

@@ -41,6 +41,7 @@ type GracefulRestart struct {
 
 // BGPPeerSpec describes one BGP session that the selected nodes' speakers open.
 //
+// +kubebuilder:validation:XValidation:rule="!has(self.bfdProfile) || !has(self.ebgpMultihop) || !self.ebgpMultihop",message="bfdProfile with ebgpMultihop: multihop BFD (RFC 5883) is not supported; BFD runs on single-hop sessions"
 // +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || !has(self.keepaliveTime) || duration(self.holdTime) == duration('0s') || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be shorter than holdTime"
 type BGPPeerSpec struct {
 	// PeerAddress is the router's address.

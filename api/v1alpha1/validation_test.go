@@ -189,13 +189,15 @@ func TestBGPPeerValidation(t *testing.T) {
 			s.RouterID = "10.0.0.1"
 			s.SourceAddress = "2001:db8::2"
 			s.HoldTime, s.KeepaliveTime, s.ConnectTime = dur(9*time.Second), dur(3*time.Second), dur(2*time.Second)
-			s.EBGPMultihop = true
 			s.PasswordSecretRef = &v1.SecretReference{Name: "bgp-md5", Namespace: "ferrolb-system"}
 			s.GracefulRestart = &v1.GracefulRestart{Enabled: true, RestartTime: dur(2 * time.Minute)}
 			s.Families = []v1.AddressFamily{v1.IPv4Unicast, v1.IPv6Unicast}
 			s.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "a"}}
 			s.BFDProfile = "fast"
 		})},
+		{name: "valid multihop", obj: peer(func(s *v1.BGPPeerSpec) { s.EBGPMultihop = true })},
+		{name: "multihop BFD", obj: peer(func(s *v1.BGPPeerSpec) { s.EBGPMultihop, s.BFDProfile = true, "fast" }),
+			want: []string{"spec", "multihop BFD (RFC 5883) is not supported"}},
 		{name: "peer ASN zero", obj: peer(func(s *v1.BGPPeerSpec) { s.PeerASN = 0 }), want: []string{"spec.peerASN", "greater than or equal to 1"}},
 		{name: "local ASN above 32 bits", obj: peer(func(s *v1.BGPPeerSpec) { s.LocalASN = 4294967296 }), want: []string{"spec.localASN", "less than or equal to 4294967295"}},
 		{name: "peer address not an address", obj: peer(func(s *v1.BGPPeerSpec) { s.PeerAddress = "10.0.0.300" }), want: []string{"spec.peerAddress", "must be an IPv4 or IPv6 address"}},
@@ -268,7 +270,10 @@ func TestBGPAdvertisementValidation(t *testing.T) {
 func TestBFDProfileValidation(t *testing.T) {
 	bfd := func(s v1.BFDProfileSpec) *v1.BFDProfile { return &v1.BFDProfile{ObjectMeta: name(), Spec: s} }
 	runValidation(t, []validationCase{
-		{name: "valid", obj: bfd(v1.BFDProfileSpec{ReceiveInterval: 100, TransmitInterval: 100, DetectMultiplier: 3, EchoMode: true, EchoInterval: ptr.To[int32](50), MinimumTTL: 250})},
+		{name: "valid", obj: bfd(v1.BFDProfileSpec{ReceiveInterval: 100, TransmitInterval: 100, DetectMultiplier: 3})},
+		{name: "echo mode", obj: bfd(v1.BFDProfileSpec{EchoMode: true, EchoInterval: ptr.To[int32](50)}), want: []string{"spec", "echoMode is not supported"}},
+		{name: "passive mode", obj: bfd(v1.BFDProfileSpec{PassiveMode: true}), want: []string{"spec", "passiveMode is not supported"}},
+		{name: "minimum TTL 250", obj: bfd(v1.BFDProfileSpec{MinimumTTL: 250}), want: []string{"spec", "minimumTTL applies to multihop BFD"}},
 		{name: "receive interval too short", obj: bfd(v1.BFDProfileSpec{ReceiveInterval: 5}), want: []string{"spec.receiveInterval", "greater than or equal to 10"}},
 		{name: "transmit interval negative", obj: bfd(v1.BFDProfileSpec{TransmitInterval: -100}), want: []string{"spec.transmitInterval", "greater than or equal to 10"}},
 		{name: "detect multiplier one", obj: bfd(v1.BFDProfileSpec{DetectMultiplier: 1}), want: []string{"spec.detectMultiplier", "greater than or equal to 2"}},
