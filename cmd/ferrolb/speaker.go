@@ -36,6 +36,11 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":7475", `address for /healthz and /readyz ("0": off)`)
 	f.StringVar(&opts.LoadBalancerClass, "load-balancer-class", config.LoadBalancerClass,
 		"serve Services with this spec.loadBalancerClass, and those with none")
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "ferrolb-system"
+	}
+	f.StringVar(&opts.Namespace, "namespace", ns, "the speaker's namespace: BGPPeers' MD5 Secrets are read there (default: $POD_NAMESPACE, else ferrolb-system)")
 	f.Uint16Var(&opts.MemberPort, "member-port", 7946, "UDP port speakers exchange heartbeats on (open it between nodes)")
 	f.DurationVar(&opts.MemberInterval, "member-interval", 100*time.Millisecond,
 		"heartbeat interval; a node is declared dead after 3 missed, and its addresses move")

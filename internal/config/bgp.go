@@ -14,26 +14,23 @@ import (
 	"github.com/ferrolb/ferrolb/internal/bgp"
 )
 
-// BGPPeer is a BGPPeer translated: the session as the bgp package takes it, plus what decides
-// which nodes open it. The MD5 password is read from the Secret by the speaker.
+// BGPPeer is a BGPPeer translated: the session as the bgp package takes it (local ASN,
+// source, families, graceful restart included), plus what decides which nodes open it. The
+// speaker fills in the MD5 password from the Secret and the BFD settings from the profile.
 type BGPPeer struct {
 	Name     string
 	Peer     bgp.Peer
-	LocalASN uint32
 	RouterID netip.Addr // invalid: the node's own
-	Source   netip.Addr // invalid: chosen by the kernel
 	// PasswordSecret names the Secret holding the MD5 password; Name empty: none.
-	PasswordSecret  v1.SecretReference
-	GracefulRestart time.Duration // 0: off
-	IPv4, IPv6      bool          // the families carried
-	NodeSelector    labels.Selector
-	BFDProfile      string
+	PasswordSecret v1.SecretReference
+	NodeSelector   labels.Selector
+	BFDProfile     string
 }
 
 // ParseBGPPeer translates a BGPPeer; errors name the field.
 func ParseBGPPeer(p *v1.BGPPeer) (BGPPeer, error) {
 	s := p.Spec
-	out := BGPPeer{Name: p.Name, BFDProfile: s.BFDProfile, IPv4: len(s.Families) == 0, IPv6: len(s.Families) == 0}
+	out := BGPPeer{Name: p.Name, BFDProfile: s.BFDProfile}
 	addr, err := parseAddr(s.PeerAddress)
 	if err != nil {
 		return out, FieldError{"spec.peerAddress", err.Error()}
@@ -48,10 +45,14 @@ func ParseBGPPeer(p *v1.BGPPeer) (BGPPeer, error) {
 	if err != nil {
 		return out, err
 	}
-	if out.LocalASN, err = asn("spec.localASN", s.LocalASN); err != nil {
+	localASN, err := asn("spec.localASN", s.LocalASN)
+	if err != nil {
 		return out, err
 	}
-	out.Peer = bgp.Peer{Address: addr, ASN: peerASN, EBGPMultihop: s.EBGPMultihop}
+	out.Peer = bgp.Peer{Address: addr, ASN: peerASN, LocalASN: localASN, EBGPMultihop: s.EBGPMultihop}
+	if s.EBGPMultihop && s.BFDProfile != "" {
+		return out, FieldError{"spec.bfdProfile", "multihop BFD (RFC 5883) is not supported; BFD runs on single-hop sessions"}
+	}
 	if s.PeerPort != 0 {
 		if s.PeerPort < 1 || s.PeerPort > 65535 {
 			return out, FieldError{"spec.peerPort", fmt.Sprintf("%d is not a port", s.PeerPort)}
@@ -84,31 +85,73 @@ func ParseBGPPeer(p *v1.BGPPeer) (BGPPeer, error) {
 		}
 	}
 	if s.SourceAddress != "" {
-		if out.Source, err = parseAddr(s.SourceAddress); err != nil {
+		if out.Peer.Source, err = parseAddr(s.SourceAddress); err != nil {
 			return out, FieldError{"spec.sourceAddress", err.Error()}
+		}
+		if out.Peer.Source.Is4() != addr.Is4() {
+			return out, FieldError{"spec.sourceAddress", "must be of the peer address's family"}
 		}
 	}
 	if s.PasswordSecretRef != nil {
 		out.PasswordSecret = *s.PasswordSecretRef
 	}
 	if gr := s.GracefulRestart; gr != nil && gr.Enabled {
-		out.GracefulRestart = 120 * time.Second
+		out.Peer.GracefulRestart = 120 * time.Second
 		if gr.RestartTime != nil {
-			out.GracefulRestart = gr.RestartTime.Duration
+			out.Peer.GracefulRestart = gr.RestartTime.Duration
+		}
+		if d := out.Peer.GracefulRestart; d%time.Second != 0 || d < time.Second || d > 4095*time.Second {
+			return out, FieldError{"spec.gracefulRestart.restartTime", fmt.Sprintf("%s: whole seconds from 1s to 4095s", d)}
 		}
 	}
 	for i, f := range s.Families {
 		switch f {
 		case v1.IPv4Unicast:
-			out.IPv4 = true
+			out.Peer.IPv4 = true
 		case v1.IPv6Unicast:
-			out.IPv6 = true
+			out.Peer.IPv6 = true
 		default:
 			return out, FieldError{fmt.Sprintf("spec.families[%d]", i), fmt.Sprintf("unknown family %q", f)}
 		}
 	}
 	if out.NodeSelector, err = selector(s.NodeSelector); err != nil {
 		return out, FieldError{"spec.nodeSelector", err.Error()}
+	}
+	return out, nil
+}
+
+// ParseBFDProfile translates a BFDProfile into the BFD settings of a peer; errors name the
+// field. The API server already rejects what GoBGP's BFD cannot do; this checks again for
+// objects stored before those rules existed.
+func ParseBFDProfile(p *v1.BFDProfile) (bgp.BFD, error) {
+	s := p.Spec
+	switch {
+	case s.EchoMode:
+		return bgp.BFD{}, FieldError{"spec.echoMode", "not supported: FerroLB's BFD (GoBGP's) has no echo function"}
+	case s.PassiveMode:
+		return bgp.BFD{}, FieldError{"spec.passiveMode", "not supported: FerroLB's BFD (GoBGP's) always sends first"}
+	case s.MinimumTTL != 0 && s.MinimumTTL != 254:
+		return bgp.BFD{}, FieldError{"spec.minimumTTL", "applies to multihop BFD, which FerroLB does not run"}
+	}
+	out := bgp.BFD{Enabled: true, TransmitInterval: 300 * time.Millisecond, ReceiveInterval: 300 * time.Millisecond, DetectMultiplier: 3}
+	for _, f := range []struct {
+		field string
+		v     int32
+		out   *time.Duration
+	}{{"spec.receiveInterval", s.ReceiveInterval, &out.ReceiveInterval}, {"spec.transmitInterval", s.TransmitInterval, &out.TransmitInterval}} {
+		if f.v == 0 {
+			continue
+		}
+		if f.v < 10 || f.v > 60000 {
+			return out, FieldError{f.field, fmt.Sprintf("%d ms is not 10 to 60000", f.v)}
+		}
+		*f.out = time.Duration(f.v) * time.Millisecond
+	}
+	if s.DetectMultiplier != 0 {
+		if s.DetectMultiplier < 2 || s.DetectMultiplier > 255 {
+			return out, FieldError{"spec.detectMultiplier", fmt.Sprintf("%d is not 2 to 255", s.DetectMultiplier)}
+		}
+		out.DetectMultiplier = uint8(s.DetectMultiplier)
 	}
 	return out, nil
 }
@@ -228,4 +271,19 @@ func (a BGPAdvertisement) Path(addr netip.Addr) bgp.Path {
 	}
 	p, _ := addr.Prefix(bits) // bits are in range: ParseBGPAdvertisement checked them
 	return bgp.Path{Prefix: p, Communities: a.Communities, LargeCommunities: a.LargeCommunities, LocalPref: a.LocalPref}
+}
+
+// MatchesNode reports whether a node with these labels opens the session.
+func (p BGPPeer) MatchesNode(l map[string]string) bool {
+	return p.NodeSelector == nil || p.NodeSelector.Matches(labels.Set(l))
+}
+
+// MatchesService reports whether the advertisement covers a Service with these labels.
+func (a BGPAdvertisement) MatchesService(l map[string]string) bool {
+	return a.ServiceSelector == nil || a.ServiceSelector.Matches(labels.Set(l))
+}
+
+// MatchesNode reports whether a node with these labels advertises under it.
+func (a BGPAdvertisement) MatchesNode(l map[string]string) bool {
+	return a.NodeSelector == nil || a.NodeSelector.Matches(labels.Set(l))
 }

@@ -30,27 +30,29 @@ func TestParseBGPPeer(t *testing.T) {
 		s.HoldTime, s.KeepaliveTime, s.ConnectTime = d(9*time.Second), d(3*time.Second), d(5*time.Second)
 		s.EBGPMultihop = true
 		s.RouterID = "10.0.0.1"
+		s.SourceAddress = "192.0.2.2"
 		s.PasswordSecretRef = &v1.SecretReference{Name: "md5"}
 		s.GracefulRestart = &v1.GracefulRestart{Enabled: true}
 		s.Families = []v1.AddressFamily{v1.IPv6Unicast}
-		s.BFDProfile = "fast"
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := config.BGPPeer{
 		Name: "tor",
-		Peer: bgp.Peer{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64512, Port: 1179,
-			HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, ConnectRetry: 5 * time.Second, EBGPMultihop: true},
-		LocalASN: 4200000000, RouterID: netip.MustParseAddr("10.0.0.1"),
-		PasswordSecret: v1.SecretReference{Name: "md5"}, GracefulRestart: 120 * time.Second,
-		IPv6: true, BFDProfile: "fast",
+		Peer: bgp.Peer{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64512, LocalASN: 4200000000, Port: 1179,
+			Source:   netip.MustParseAddr("192.0.2.2"),
+			HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, ConnectRetry: 5 * time.Second, EBGPMultihop: true,
+			GracefulRestart: 120 * time.Second, IPv6: true},
+		RouterID:       netip.MustParseAddr("10.0.0.1"),
+		PasswordSecret: v1.SecretReference{Name: "md5"},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}), cmpopts.IgnoreFields(config.BGPPeer{}, "NodeSelector")); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if p, _ := config.ParseBGPPeer(base(nil)); !p.IPv4 || !p.IPv6 {
-		t.Errorf("no families listed should carry both; got IPv4=%v IPv6=%v", p.IPv4, p.IPv6)
+	// No families listed: the bgp package carries the peer address's family.
+	if p, _ := config.ParseBGPPeer(base(nil)); p.Peer.IPv4 || p.Peer.IPv6 {
+		t.Errorf("no families listed should leave both unset; got IPv4=%v IPv6=%v", p.Peer.IPv4, p.Peer.IPv6)
 	}
 
 	for _, tt := range []struct {
@@ -64,6 +66,8 @@ func TestParseBGPPeer(t *testing.T) {
 		{"fractional timer", func(s *v1.BGPPeerSpec) { s.HoldTime = d(1500 * time.Millisecond) }, "spec.holdTime: 1.5s: BGP timers are whole seconds"},
 		{"keepalive not below hold", func(s *v1.BGPPeerSpec) { s.HoldTime, s.KeepaliveTime = d(9*time.Second), d(9*time.Second) }, "spec.keepaliveTime"},
 		{"IPv6 router ID", func(s *v1.BGPPeerSpec) { s.RouterID = "2001:db8::1" }, "spec.routerID"},
+		{"multihop BFD", func(s *v1.BGPPeerSpec) { s.EBGPMultihop, s.BFDProfile = true, "fast" }, "spec.bfdProfile"},
+		{"source of the other family", func(s *v1.BGPPeerSpec) { s.SourceAddress = "2001:db8::2" }, "spec.sourceAddress"},
 		{"unknown family", func(s *v1.BGPPeerSpec) { s.Families = []v1.AddressFamily{"l2vpn-evpn"} }, "spec.families[0]"},
 	} {
 		if _, err := config.ParseBGPPeer(base(tt.mod)); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -112,6 +116,38 @@ func TestParseBGPAdvertisement(t *testing.T) {
 	} {
 		if _, err := config.ParseBGPAdvertisement(adv(tt.spec)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want one containing %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestParseBFDProfile(t *testing.T) {
+	bfd := func(s v1.BFDProfileSpec) *v1.BFDProfile {
+		return &v1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Spec: s}
+	}
+	got, err := config.ParseBFDProfile(bfd(v1.BFDProfileSpec{ReceiveInterval: 100, TransmitInterval: 50, DetectMultiplier: 5, MinimumTTL: 254}))
+	want := bgp.BFD{Enabled: true, ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 50 * time.Millisecond, DetectMultiplier: 5}
+	if err != nil || got != want {
+		t.Errorf("ParseBFDProfile = %+v, %v; want %+v", got, err, want)
+	}
+	// Unset fields take the CRD's defaults (an object written without defaulting).
+	got, err = config.ParseBFDProfile(bfd(v1.BFDProfileSpec{}))
+	want = bgp.BFD{Enabled: true, ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond, DetectMultiplier: 3}
+	if err != nil || got != want {
+		t.Errorf("ParseBFDProfile(empty) = %+v, %v; want %+v", got, err, want)
+	}
+	for _, tt := range []struct {
+		name string
+		spec v1.BFDProfileSpec
+		want string
+	}{
+		{"echo", v1.BFDProfileSpec{EchoMode: true}, "spec.echoMode"},
+		{"passive", v1.BFDProfileSpec{PassiveMode: true}, "spec.passiveMode"},
+		{"minimum TTL", v1.BFDProfileSpec{MinimumTTL: 200}, "spec.minimumTTL"},
+		{"interval", v1.BFDProfileSpec{ReceiveInterval: 5}, "spec.receiveInterval"},
+		{"multiplier", v1.BFDProfileSpec{DetectMultiplier: 1}, "spec.detectMultiplier"},
+	} {
+		if _, err := config.ParseBFDProfile(bfd(tt.spec)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want one naming %s", tt.name, err, tt.want)
 		}
 	}
 }

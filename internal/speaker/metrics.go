@@ -70,6 +70,44 @@ func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAlive, prometheus.GaugeValue, float64(len(c.tracker.Alive())))
 }
 
+var (
+	descSessionUp = prometheus.NewDesc("ferrolb_bgp_session_up",
+		"1 when the BGP session with the peer is Established, else 0.", []string{"peer"}, nil)
+	descAdvertised = prometheus.NewDesc("ferrolb_bgp_advertised_prefixes",
+		"Prefixes this node sends the peer.", []string{"peer"}, nil)
+	descBFDUp = prometheus.NewDesc("ferrolb_bfd_session_up",
+		"1 when the BFD session with the peer is Up, else 0 (peers with a BFD profile only).", []string{"peer"}, nil)
+	descBFDDown = prometheus.NewDesc("ferrolb_bfd_session_down_total",
+		"Times the BFD session with the peer went from Up to Down (each took the BGP session down).", []string{"peer"}, nil)
+)
+
+// bgpCollector reads the BGP speaker's sessions when Prometheus scrapes.
+type bgpCollector struct{ runner *bgpRunner }
+
+func (c bgpCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSessionUp, descAdvertised, descBFDUp, descBFDDown} {
+		ch <- d
+	}
+}
+
+func (c bgpCollector) Collect(ch chan<- prometheus.Metric) {
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, st := range c.runner.PeerStates() {
+		peer := st.Address.String()
+		ch <- prometheus.MustNewConstMetric(descSessionUp, prometheus.GaugeValue, b2f(st.Established()), peer)
+		ch <- prometheus.MustNewConstMetric(descAdvertised, prometheus.GaugeValue, float64(st.Advertised), peer)
+		if st.BFD != "" {
+			ch <- prometheus.MustNewConstMetric(descBFDUp, prometheus.GaugeValue, b2f(st.BFD == "Up"), peer)
+			ch <- prometheus.MustNewConstMetric(descBFDDown, prometheus.CounterValue, float64(st.BFDFailures), peer)
+		}
+	}
+}
+
 // registerCollector adds the speaker's metrics to controller-runtime's registry, replacing
 // those of a speaker run before in this process (tests run several).
 func registerCollector(c prometheus.Collector) error {

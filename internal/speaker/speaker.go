@@ -8,14 +8,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -52,6 +56,9 @@ type Options struct {
 	Netns func(f func() error) error
 	// Restartable lets one process run several speakers (tests); see controller.Options.
 	Restartable bool
+	// Namespace is where the speaker runs; BGPPeers' MD5 Secrets are read there only (the
+	// speaker caches no other Secrets). Default ferrolb-system.
+	Namespace string
 }
 
 // Run runs the speaker until ctx ends. It returns only after its goroutines have exited.
@@ -64,6 +71,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if opts.MemberPort == 0 {
 		opts.MemberPort = 7946
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "ferrolb-system"
 	}
 	do := opts.Netns
 	if do == nil {
@@ -78,6 +88,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: opts.HealthAddr,
 		Controller:             ctrlconfig.Controller{SkipNameValidation: &opts.Restartable},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+		}},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -102,7 +115,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return errors.Join(err, conn.Close())
 	}
 	ann := newAnnouncer(opts.Netns)
+	runner := &bgpRunner{logger: slog.New(logr.ToSlogHandler(ctrl.Log.WithName("bgp")))}
 	if err := registerCollector(l2Collector{ann: ann, tracker: tracker}); err != nil {
+		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
+	}
+	if err := registerCollector(bgpCollector{runner: runner}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
 	changes := make(chan event.GenericEvent, 1)
@@ -115,6 +132,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	runnables := []manager.RunnableFunc{
 		tracker.Run,
 		ann.Start,
+		runner.Start,
 		// The live set changing is an event like any other: recompute.
 		func(ctx context.Context) error {
 			for {
@@ -159,6 +177,27 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("layer2 controller: %w", err)
+	}
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("bgp").
+		Watches(&corev1.Service{}, all).
+		Watches(&corev1.Node{}, all).
+		Watches(&discoveryv1.EndpointSlice{}, all).
+		Watches(&v1.BGPPeer{}, all).
+		Watches(&v1.BGPAdvertisement{}, all).
+		Watches(&v1.BFDProfile{}, all).
+		Watches(&v1.IPPool{}, all).
+		Watches(&corev1.Secret{}, all).
+		Complete(&bgpReconciler{
+			client:    mgr.GetClient(),
+			recorder:  mgr.GetEventRecorder("ferrolb-speaker"),
+			node:      opts.NodeName,
+			class:     opts.LoadBalancerClass,
+			namespace: opts.Namespace,
+			runner:    runner,
+		})
+	if err != nil {
+		return fmt.Errorf("bgp controller: %w", err)
 	}
 	return mgr.Start(ctx)
 }
