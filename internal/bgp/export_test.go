@@ -1,13 +1,13 @@
 package bgp
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
 )
 
@@ -35,7 +35,7 @@ func frrConfWith(extra map[string][]string, global ...string) string {
 
 // pathFrom returns FRR's path for prefix learnt from peer (the node's address), if any.
 func pathFrom(f *frr, prefix, peer string) (route, bool, error) {
-	rs, err := f.routes(prefix)
+	rs, err := f.Routes(prefix)
 	if err != nil {
 		return route{}, false, err
 	}
@@ -110,8 +110,8 @@ func TestPerPeerExport(t *testing.T) {
 	if _, ok, err := pathFrom(f, "198.51.100.1/32", nodeV6); err != nil || ok {
 		t.Errorf("198.51.100.1/32 reached the peer it was not meant for (%v)", err)
 	}
-	beforeA, errA := f.neighbor(nodeV4)
-	beforeB, errB := f.neighbor(nodeV6)
+	beforeA, errA := f.Neighbor(nodeV4)
+	beforeB, errB := f.Neighbor(nodeV6)
 	if errA != nil || errB != nil {
 		t.Fatal(errA, errB)
 	}
@@ -134,8 +134,8 @@ func TestPerPeerExport(t *testing.T) {
 	if r, ok, err := pathFrom(f, "198.51.100.2/32", nodeV6); err != nil || !ok || r.Community.String != "64513:22" {
 		t.Errorf("iBGP path of 198.51.100.2/32 after a's share was withdrawn: %+v %v %v", r, ok, err)
 	}
-	afterA, _ := f.neighbor(nodeV4)
-	afterB, _ := f.neighbor(nodeV6)
+	afterA, _ := f.Neighbor(nodeV4)
+	afterB, _ := f.Neighbor(nodeV6)
 	if !sameSession(beforeA, afterA) || !sameSession(beforeB, afterB) {
 		t.Errorf("a session was reset: eBGP %+v -> %+v, iBGP %+v -> %+v", beforeA, afterA, beforeB, afterB)
 	}
@@ -144,25 +144,6 @@ func TestPerPeerExport(t *testing.T) {
 		states = sp.PeerStates()
 		return len(states) == 2 && states[0].Advertised == 1 && states[1].Advertised == 3, fmt.Sprintf("%+v", states)
 	})
-}
-
-// bfdPeer is FRR's `show bfd peers json` entry.
-type bfdPeer struct {
-	Peer   string `json:"peer"`
-	Status string `json:"status"`
-}
-
-func (f *frr) bfdStatus(peer string) (string, error) {
-	var ps []bfdPeer
-	if err := f.vtysh(&ps, "show bfd peers json"); err != nil {
-		return "", err
-	}
-	for _, p := range ps {
-		if p.Peer == peer {
-			return p.Status, nil
-		}
-	}
-	return "absent", nil
 }
 
 // cut drops every packet into and out of ns while its links keep carrier: a node that
@@ -181,15 +162,8 @@ func uncut(t testing.TB, ns *netns.NS) {
 
 // kernelRoute reports whether ns's kernel has a route for prefix (FRR installed it).
 func kernelRoute(ns *netns.NS, prefix string) (bool, error) {
-	out, err := ns.Run("ip", "-j", "route", "show", "exact", prefix)
-	if err != nil {
-		return false, err
-	}
-	var rs []json.RawMessage
-	if err := json.Unmarshal([]byte(out), &rs); err != nil {
-		return false, fmt.Errorf("%w: %s", err, out)
-	}
-	return len(rs) > 0, nil
+	nh, err := labfrr.KernelNexthops(ns, prefix)
+	return len(nh) > 0, err
 }
 
 var fastBFD = BFD{Enabled: true, TransmitInterval: 100 * time.Millisecond, ReceiveInterval: 100 * time.Millisecond, DetectMultiplier: 3}
@@ -207,7 +181,7 @@ func TestBFD(t *testing.T) {
 	sp.SetPeers(peer)
 	f.waitEstablished(nodeV4)
 	f.waitFor("BFD up on both sides", func() (bool, string) {
-		st, err := f.bfdStatus(nodeV4)
+		st, err := f.BFDStatus(nodeV4)
 		ps := sp.PeerStates()
 		return err == nil && st == "up" && len(ps) == 1 && ps[0].BFD == "Up", fmt.Sprintf("FRR %q %v, speaker %+v", st, err, ps)
 	})
@@ -233,7 +207,7 @@ func TestBFD(t *testing.T) {
 	uncut(t, node)
 	f.waitEstablished(nodeV4)
 	f.waitFor("BFD up again and the route back", func() (bool, string) {
-		st, _ := f.bfdStatus(nodeV4)
+		st, _ := f.BFDStatus(nodeV4)
 		ok, _ := kernelRoute(router, vip)
 		return st == "up" && ok, fmt.Sprintf("BFD %q, route %v", st, ok)
 	})
@@ -267,7 +241,7 @@ func TestGracefulRestart(t *testing.T) {
 		r, ok, err := pathFrom(f, vip+"/32", nodeV4)
 		return err == nil && ok && r.Stale, fmt.Sprintf("%+v %v %v", r, ok, err)
 	})
-	if n, err := f.neighbor(nodeV4); err != nil || n.BGPState == "Established" {
+	if n, err := f.Neighbor(nodeV4); err != nil || n.BGPState == "Established" {
 		t.Fatalf("session still up after the kill: %+v %v", n, err)
 	}
 	if ok, err := kernelRoute(router, vip+"/32"); err != nil || !ok {

@@ -82,7 +82,7 @@ func waitRoute(f *frr, prefix string, check func(route) string) route {
 	f.t.Helper()
 	var got route
 	f.waitFor("route "+prefix, func() (bool, string) {
-		rs, err := f.routes(prefix)
+		rs, err := f.Routes(prefix)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -101,14 +101,7 @@ func waitRoute(f *frr, prefix string, check func(route) string) route {
 	return got
 }
 
-func hasNexthop(r route, ip string) bool {
-	return slices.ContainsFunc(r.Nexthops, func(n struct {
-		IP    string `json:"ip"`
-		Scope string `json:"scope"`
-	}) bool {
-		return n.IP == ip
-	})
-}
+func hasNexthop(r route, ip string) bool { return r.HasNexthop(ip) }
 
 // (a) The session establishes, and an IPv4 /32 (next hop self) and an IPv6 /128 (explicit
 // next hop) reach FRR with their communities and large communities.
@@ -177,7 +170,7 @@ func waitPrefixes(f *frr, want ...string) {
 	f.t.Helper()
 	slices.Sort(want)
 	f.waitFor(fmt.Sprintf("IPv4 table %v", want), func() (bool, string) {
-		got, err := f.prefixes("ipv4")
+		got, err := f.Prefixes("ipv4")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -196,7 +189,7 @@ func TestChangesDoNotResetSession(t *testing.T) {
 	sp.SetPaths(first)
 	f.waitEstablished(nodeV4)
 	waitPrefixes(f, "198.51.100.1/32")
-	before, err := f.neighbor(nodeV4)
+	before, err := f.Neighbor(nodeV4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +215,7 @@ func TestChangesDoNotResetSession(t *testing.T) {
 		return len(st) == 2 && st[0].Established() && st[1].Established(), fmt.Sprintf("%+v", st)
 	})
 
-	after, err := f.neighbor(nodeV4)
+	after, err := f.Neighbor(nodeV4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,10 +226,10 @@ func TestChangesDoNotResetSession(t *testing.T) {
 	// Removing the second peer leaves the first alone too.
 	sp.SetPeers(routerPeer(routerV4))
 	f.waitFor("IPv6 session down", func() (bool, string) {
-		n, err := f.neighbor(nodeV6)
+		n, err := f.Neighbor(nodeV6)
 		return err == nil && n.BGPState != "Established", fmt.Sprintf("%+v %v", n, err)
 	})
-	if n, err := f.neighbor(nodeV4); err != nil || !sameSession(before, n) {
+	if n, err := f.Neighbor(nodeV4); err != nil || !sameSession(before, n) {
 		t.Errorf("IPv4 session after removing the IPv6 peer: %+v %v, want the session of %+v", n, err, before)
 	}
 }
@@ -264,7 +257,7 @@ func TestMD5(t *testing.T) {
 	// each of which the kernel drops for the bad signature.
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) {
-		n, err := f.neighbor(nodeV4)
+		n, err := f.Neighbor(nodeV4)
 		if err != nil {
 			t.Fatal(err)
 		}
