@@ -29,6 +29,9 @@ import (
 var env *kubetest.Env
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
 	os.Exit(kubetest.Run(m, &env))
 }
 

@@ -1,0 +1,306 @@
+package speaker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
+	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/speaker"
+)
+
+// GoBGP opens its sockets from its own goroutines, so a speaker that runs BGP must run
+// wholly inside its node's namespace (internal/bgp's helper_test.go explains why): the test
+// binary, re-executed under `ip netns exec` with childEnv naming the node, runs
+// speaker.Run there. It reaches the test's API server, which listens on the host's
+// loopback, through netns.Forward.
+const (
+	childEnv       = "FERROLB_SPEAKER_CHILD"
+	childKubconfig = "FERROLB_SPEAKER_KUBECONFIG"
+)
+
+// runChild is the child's main: the speaker, until SIGTERM.
+func runChild() int {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv(childKubconfig))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err = speaker.Run(ctx, cfg, speaker.Options{
+		NodeName: os.Getenv(childEnv), MetricsAddr: "0", HealthAddr: "0", Namespace: "ferrolb-system",
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "speaker:", err)
+		return 1
+	}
+	return 0
+}
+
+// childSpeaker is a speaker process inside a node namespace.
+type childSpeaker struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan struct{}
+}
+
+func (c *childSpeaker) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stderr.Write(p)
+}
+
+// startChild registers node (with labels) and starts its speaker in ns; it stops when the
+// test ends.
+func startChild(t *testing.T, name, ip string, labels map[string]string, ns *netns.NS) *childSpeaker {
+	t.Helper()
+	ctx := context.Background()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := env.Client.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+	if err := env.Client.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(env.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopFwd, err := ns.Forward(context.Background(), u.Host, u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopFwd)
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &childSpeaker{t: t, cmd: ns.Command(exe), done: make(chan struct{})}
+	c.cmd.Env = append(os.Environ(), childEnv+"="+name, childKubconfig+"="+kubeconfig)
+	c.cmd.Stderr = c
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *childSpeaker) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		c.t.Error("speaker did not stop within 15s of SIGTERM; killed")
+	}
+	if c.t.Failed() {
+		c.mu.Lock()
+		c.t.Logf("speaker %s stderr:\n%s", c.cmd.Env[len(c.cmd.Env)-2], c.stderr.String())
+		c.mu.Unlock()
+	}
+}
+
+func bgpRouterConf(password string, v4nodes, v6nodes []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "frr defaults traditional\nhostname router\nlog stdout\n!\n")
+	fmt.Fprintf(&b, "router bgp 64512\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n")
+	for _, n := range v4nodes {
+		fmt.Fprintf(&b, " neighbor %s remote-as 64513\n neighbor %s password %s\n neighbor %s bfd\n neighbor %s bfd profile fast\n", n, n, password, n, n)
+	}
+	for _, n := range v6nodes {
+		fmt.Fprintf(&b, " neighbor %s remote-as 64513\n", n)
+	}
+	for _, af := range []struct {
+		name  string
+		nodes []string
+	}{{"ipv4", v4nodes}, {"ipv6", v6nodes}} {
+		fmt.Fprintf(&b, " address-family %s unicast\n  maximum-paths 4\n", af.name)
+		for _, n := range af.nodes {
+			fmt.Fprintf(&b, "  neighbor %s activate\n", n)
+		}
+		fmt.Fprintf(&b, " exit-address-family\n")
+	}
+	return b.String()
+}
+
+// waitNexthops waits until the router's kernel route for prefix goes via exactly want.
+func waitNexthops(t *testing.T, router *netns.NS, prefix string, want ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	slices.Sort(want)
+	deadline := start.Add(30 * time.Second)
+	for {
+		got, err := labfrr.KernelNexthops(router, prefix)
+		slices.Sort(got)
+		if err == nil && slices.Equal(got, want) {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("router's route for %s goes via %v (%v), want %v", prefix, got, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBGP runs two nodes' speakers against FRR: a dual-stack Service's addresses reach the
+// router's kernel as ECMP routes over both nodes, over an MD5-signed IPv4 session with BFD
+// and a plain IPv6 one, with the advertisement's community; with externalTrafficPolicy
+// Local only the node with a ready endpoint advertises; cutting a node's traffic (carrier
+// up) removes its next hop through BFD; deleting the Service withdraws its routes.
+func TestBGP(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t, "br0")
+	router := l.host("rt")
+	l.join(router, "eth0", "br0", "192.0.2.1/24", "2001:db8::1/64")
+	names := []string{"bgp-node-a", "bgp-node-b"}
+	v4 := []string{"192.0.2.21", "192.0.2.22"}
+	v6 := []string{"2001:db8::21", "2001:db8::22"}
+	nodeNS := map[string]*netns.NS{}
+	for i, name := range names {
+		nodeNS[name] = l.host(fmt.Sprintf("bn%d", i))
+		l.join(nodeNS[name], "eth0", "br0", v4[i]+"/24", v6[i]+"/64")
+	}
+	const password = "md5-s3cret"
+	frr := labfrr.ForTest(t, router, bgpRouterConf(password, v4, v6))
+
+	mustCreate := func(o client.Object) {
+		t.Helper()
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
+	}
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ferrolb-system"}}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatal(err)
+	}
+	mustCreate(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ferrolb-system", Name: "bgp-md5"},
+		Data: map[string][]byte{speaker.PasswordKey: []byte(password)}})
+	mustCreate(&v1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "bgp-fast"},
+		Spec: v1.BFDProfileSpec{ReceiveInterval: 100, TransmitInterval: 100, DetectMultiplier: 3}})
+	testNodes := &metav1.LabelSelector{MatchLabels: map[string]string{"bgp-test": "true"}}
+	hold, keepalive := metav1.Duration{Duration: 9 * time.Second}, metav1.Duration{Duration: 3 * time.Second}
+	mustCreate(&v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router-v4"}, Spec: v1.BGPPeerSpec{
+		PeerAddress: "192.0.2.1", PeerASN: 64512, LocalASN: 64513, NodeSelector: testNodes,
+		HoldTime: &hold, KeepaliveTime: &keepalive,
+		PasswordSecretRef: &v1.SecretReference{Name: "bgp-md5"}, BFDProfile: "bgp-fast",
+	}})
+	mustCreate(&v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router-v6"}, Spec: v1.BGPPeerSpec{
+		PeerAddress: "2001:db8::1", PeerASN: 64512, LocalASN: 64513, NodeSelector: testNodes,
+		HoldTime: &hold, KeepaliveTime: &keepalive,
+	}})
+	mustCreate(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp-pool"}, Spec: v1.IPPoolSpec{
+		Blocks: []v1.IPBlock{{CIDR: "198.51.100.0/24"}, {CIDR: "2001:db8:100::/64"}}}})
+	mustCreate(&v1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp-test"}, Spec: v1.BGPAdvertisementSpec{
+		Pools: []string{"bgp-pool"}, Communities: []string{"64513:100"}}})
+
+	for i, name := range names {
+		startChild(t, name, v4[i], map[string]string{"bgp-test": "true"}, nodeNS[name])
+	}
+	vip4, vip6 := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("2001:db8:100::10")
+	createService(t, "bgp", "web", vip4, vip6)
+	took := waitNexthops(t, router, "198.51.100.10/32", v4...)
+	t.Logf("IPv4 ECMP route over both nodes %v after the Service", took)
+	waitNexthops(t, router, "2001:db8:100::10/128", v6...)
+	rs, err := frr.Routes("198.51.100.10/32")
+	if err != nil || len(rs) != 2 || rs[0].Community.String != "64513:100" || rs[1].Community.String != "64513:100" {
+		t.Errorf("FRR's paths for 198.51.100.10/32: %+v %v; want two, each with community 64513:100", rs, err)
+	}
+
+	// externalTrafficPolicy Local: only the node with a ready endpoint advertises.
+	createLocalService(t, "bgp-local", "web", "bgp-node-a", netip.MustParseAddr("198.51.100.11"))
+	waitNexthops(t, router, "198.51.100.11/32", v4[0])
+
+	// Node b's traffic is cut with its carrier up: BFD (100 ms x 3) notices, FRR drops b's
+	// next hop; the hold time (9 s) would take much longer.
+	cut(t, nodeNS["bgp-node-b"])
+	took = waitNexthops(t, router, "198.51.100.10/32", v4[0])
+	t.Logf("node b's next hop removed %v after its traffic was cut", took)
+	if took > 3*time.Second {
+		t.Errorf("next hop removed after %v: BFD should take well under a second", took)
+	}
+	uncut(t, nodeNS["bgp-node-b"])
+	waitNexthops(t, router, "198.51.100.10/32", v4...)
+
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "bgp", Name: "web"}}
+	if err := env.Client.Delete(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	waitNexthops(t, router, "198.51.100.10/32")
+	waitNexthops(t, router, "2001:db8:100::10/128")
+	waitNexthops(t, router, "198.51.100.11/32", v4[0]) // the other Service stays
+}
+
+func cut(t *testing.T, ns *netns.NS) {
+	t.Helper()
+	ns.MustRun(t, "nft", "add", "table", "inet", "cut")
+	ns.MustRun(t, "nft", "add", "chain", "inet", "cut", "in", "{ type filter hook input priority 0 ; policy drop ; }")
+	ns.MustRun(t, "nft", "add", "chain", "inet", "cut", "out", "{ type filter hook output priority 0 ; policy drop ; }")
+}
+
+func uncut(t *testing.T, ns *netns.NS) {
+	t.Helper()
+	ns.MustRun(t, "nft", "delete", "table", "inet", "cut")
+}
+
+// createLocalService creates a Service with externalTrafficPolicy Local, its addresses in
+// its status, and an EndpointSlice with one ready endpoint on node.
+func createLocalService(t *testing.T, namespace, name, node string, vips ...netip.Addr) {
+	t.Helper()
+	ctx := context.Background()
+	createService(t, namespace, name, vips...)
+	svc := &corev1.Service{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	if err := env.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eps := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-1",
+			Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.5"}, NodeName: ptr.To(node),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+	}
+	if err := env.Client.Create(ctx, eps); err != nil {
+		t.Fatal(err)
+	}
+}
