@@ -91,11 +91,6 @@ func startChild(t *testing.T, name, ip string, labels map[string]string, ns *net
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
-
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := env.WriteKubeconfig(kubeconfig); err != nil {
-		t.Fatal(err)
-	}
 	u, err := url.Parse(env.Config.Host)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +100,17 @@ func startChild(t *testing.T, name, ip string, labels map[string]string, ns *net
 		t.Fatal(err)
 	}
 	t.Cleanup(stopFwd)
+	return spawnChild(t, name, ns)
+}
+
+// spawnChild starts the speaker process of a registered node whose namespace reaches the
+// API server.
+func spawnChild(t *testing.T, name string, ns *netns.NS) *childSpeaker {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig); err != nil {
+		t.Fatal(err)
+	}
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -119,6 +125,12 @@ func startChild(t *testing.T, name, ip string, labels map[string]string, ns *net
 	go func() { _ = c.cmd.Wait(); close(c.done) }()
 	t.Cleanup(c.stop)
 	return c
+}
+
+// kill ends the speaker at once (SIGKILL): it sends no Cease, as when it crashes.
+func (c *childSpeaker) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
 }
 
 func (c *childSpeaker) stop() {
@@ -147,6 +159,7 @@ func bgpRouterConf(password string, v4nodes, v6nodes []string) string {
 	for _, n := range v6nodes {
 		fmt.Fprintf(&b, " neighbor %s remote-as 64513\n", n)
 	}
+	// FRR helps a restarting peer by default (graceful restart helper mode).
 	for _, af := range []struct {
 		name  string
 		nodes []string
@@ -224,14 +237,16 @@ func TestBGP(t *testing.T) {
 	mustCreate(&v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router-v6"}, Spec: v1.BGPPeerSpec{
 		PeerAddress: "2001:db8::1", PeerASN: 64512, LocalASN: 64513, NodeSelector: testNodes,
 		HoldTime: &hold, KeepaliveTime: &keepalive,
+		GracefulRestart: &v1.GracefulRestart{Enabled: true},
 	}})
 	mustCreate(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp-pool"}, Spec: v1.IPPoolSpec{
 		Blocks: []v1.IPBlock{{CIDR: "198.51.100.0/24"}, {CIDR: "2001:db8:100::/64"}}}})
 	mustCreate(&v1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp-test"}, Spec: v1.BGPAdvertisementSpec{
 		Pools: []string{"bgp-pool"}, Communities: []string{"64513:100"}}})
 
+	children := map[string]*childSpeaker{}
 	for i, name := range names {
-		startChild(t, name, v4[i], map[string]string{"bgp-test": "true"}, nodeNS[name])
+		children[name] = startChild(t, name, v4[i], map[string]string{"bgp-test": "true"}, nodeNS[name])
 	}
 	vip4, vip6 := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("2001:db8:100::10")
 	createService(t, "bgp", "web", vip4, vip6)
@@ -244,8 +259,36 @@ func TestBGP(t *testing.T) {
 	}
 
 	// externalTrafficPolicy Local: only the node with a ready endpoint advertises.
-	createLocalService(t, "bgp-local", "web", "bgp-node-a", netip.MustParseAddr("198.51.100.11"))
+	createLocalService(t, "bgp-local", "web", "bgp-node-a", netip.MustParseAddr("198.51.100.11"), netip.MustParseAddr("2001:db8:100::11"))
 	waitNexthops(t, router, "198.51.100.11/32", v4[0])
+	waitNexthops(t, router, "2001:db8:100::11/128", v6[0])
+
+	// Node a's speaker crashes. The IPv6 session negotiated graceful restart: the router
+	// keeps a's route, marked stale, until the speaker is back. The IPv4 session runs BFD,
+	// whose Down FRR treats as a failure of the node, not of its control plane: that route
+	// goes at once, which is what BFD is for.
+	children["bgp-node-a"].kill()
+	waitNexthops(t, router, "198.51.100.11/32")
+	waitStale := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			rs, err := frr.Routes("2001:db8:100::11/128")
+			if err == nil && len(rs) == 1 && rs[0].Stale == want && rs[0].Valid {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("FRR's paths for 2001:db8:100::11/128: %+v %v; want one, stale=%v", rs, err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitStale(true)
+	waitNexthops(t, router, "2001:db8:100::11/128", v6[0])
+	children["bgp-node-a"] = spawnChild(t, "bgp-node-a", nodeNS["bgp-node-a"])
+	waitStale(false)
+	waitNexthops(t, router, "198.51.100.11/32", v4[0])
+	waitNexthops(t, router, "2001:db8:100::11/128", v6[0])
 
 	// Node b's traffic is cut with its carrier up: BFD (100 ms x 3) notices, FRR drops b's
 	// next hop; the hold time (9 s) would take much longer.
