@@ -14,7 +14,7 @@ const waitTimeout = 30 * time.Second
 // frr is the router of a test: FRR in a namespace, with the test's polling helpers.
 type frr struct {
 	*labfrr.Router
-	t *testing.T
+	t testing.TB
 }
 
 type (
@@ -22,7 +22,7 @@ type (
 	neighbor = labfrr.Neighbor
 )
 
-func startFRR(t *testing.T, ns *netns.NS, conf string) *frr {
+func startFRR(t testing.TB, ns *netns.NS, conf string) *frr {
 	t.Helper()
 	return &frr{Router: labfrr.ForTest(t, ns, conf), t: t}
 }

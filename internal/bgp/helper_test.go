@@ -107,7 +107,7 @@ func speakerHelper(in io.Reader, out io.Writer) error {
 
 // remoteSpeaker drives a Speaker running in a child process inside a namespace.
 type remoteSpeaker struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	dec    *json.Decoder
@@ -134,7 +134,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startRemoteSpeaker(t *testing.T, ns *netns.NS, cfg Config) *remoteSpeaker {
+func startRemoteSpeaker(t testing.TB, ns *netns.NS, cfg Config) *remoteSpeaker {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

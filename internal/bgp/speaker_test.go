@@ -54,7 +54,7 @@ func lab(t *testing.T, frrPassword string) (*frr, *remoteSpeaker) {
 }
 
 // labConf is lab with FRR's bgpd configuration given; it also returns the namespaces.
-func labConf(t *testing.T, conf string) (*frr, *remoteSpeaker, *netns.NS, *netns.NS) {
+func labConf(t testing.TB, conf string) (*frr, *remoteSpeaker, *netns.NS, *netns.NS) {
 	t.Helper()
 	router := netns.ForTest(t, "bgpr")
 	node := netns.ForTest(t, "bgpn")

@@ -64,7 +64,7 @@ func runChild() int {
 
 // childSpeaker is a speaker process inside a node namespace.
 type childSpeaker struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	stderr bytes.Buffer
@@ -79,7 +79,7 @@ func (c *childSpeaker) Write(p []byte) (int, error) {
 
 // startChild registers node (with labels) and starts its speaker in ns; it stops when the
 // test ends.
-func startChild(t *testing.T, name, ip string, labels map[string]string, ns *netns.NS) *childSpeaker {
+func startChild(t testing.TB, name, ip string, labels map[string]string, ns *netns.NS) *childSpeaker {
 	t.Helper()
 	ctx := context.Background()
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
@@ -105,7 +105,7 @@ func startChild(t *testing.T, name, ip string, labels map[string]string, ns *net
 
 // spawnChild starts the speaker process of a registered node whose namespace reaches the
 // API server.
-func spawnChild(t *testing.T, name string, ns *netns.NS) *childSpeaker {
+func spawnChild(t testing.TB, name string, ns *netns.NS) *childSpeaker {
 	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := env.WriteKubeconfig(kubeconfig); err != nil {
@@ -174,7 +174,7 @@ func bgpRouterConf(password string, v4nodes, v6nodes []string) string {
 }
 
 // waitNexthops waits until the router's kernel route for prefix goes via exactly want.
-func waitNexthops(t *testing.T, router *netns.NS, prefix string, want ...string) time.Duration {
+func waitNexthops(t testing.TB, router *netns.NS, prefix string, want ...string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	slices.Sort(want)

@@ -37,12 +37,12 @@ func TestMain(m *testing.M) {
 
 // lab is a switch namespace with bridges (Ethernet segments) that namespaces join.
 type lab struct {
-	t     *testing.T
+	t     testing.TB
 	sw    *netns.NS
 	ports int
 }
 
-func newLab(t *testing.T, bridges ...string) *lab {
+func newLab(t testing.TB, bridges ...string) *lab {
 	l := &lab{t: t, sw: netns.ForTest(t, "sw")}
 	for _, b := range bridges {
 		l.sw.MustRun(t, "ip", "link", "add", b, "type", "bridge")
