@@ -125,7 +125,7 @@ func TestPerPeerExport(t *testing.T) {
 		}
 		return ""
 	})
-	waitPath(f, "198.51.100.2/32", nodeV4, func(r route, ok bool) string {
+	waitPath(f, "198.51.100.2/32", nodeV4, func(_ route, ok bool) string {
 		if ok {
 			return "still there"
 		}

@@ -302,7 +302,7 @@ func prefixSet(name string, pfxs []netip.Prefix) *api.DefinedSet {
 	ds := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name}
 	for _, p := range pfxs {
 		ds.Prefixes = append(ds.Prefixes, &api.Prefix{
-			IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits()),
+			IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits()), //nolint:gosec // 0 to 128
 		})
 	}
 	return ds

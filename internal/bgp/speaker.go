@@ -787,7 +787,7 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	if p.GracefulRestart > 0 {
 		out.GracefulRestart = &api.GracefulRestart{
 			Enabled:     true,
-			RestartTime: uint32(p.GracefulRestart / time.Second),
+			RestartTime: uint32(p.GracefulRestart / time.Second), //nolint:gosec // normalisePeer: at most 4095
 			// After a restart, hold our UPDATEs until the peer's End-of-RIB (or the
 			// deferral time), then send everything and our own End-of-RIB: the peer
 			// keeps our stale routes until then.
@@ -798,8 +798,8 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	if b := p.BFD; b.Enabled {
 		out.Bfd = &api.BfdPeerConfig{
 			Enabled:                  true,
-			DesiredMinimumTxInterval: uint32(b.TransmitInterval / time.Microsecond),
-			RequiredMinimumReceive:   uint32(b.ReceiveInterval / time.Microsecond),
+			DesiredMinimumTxInterval: uint32(b.TransmitInterval / time.Microsecond), //nolint:gosec // normalisePeer: at most 1h
+			RequiredMinimumReceive:   uint32(b.ReceiveInterval / time.Microsecond),  //nolint:gosec // normalisePeer: at most 1h
 			DetectionMultiplier:      uint32(b.DetectMultiplier),
 		}
 	}

@@ -169,15 +169,15 @@ func (r *bgpReconciler) password(ctx context.Context, ref v1.SecretReference) (s
 		ns = r.namespace
 	}
 	if ns != r.namespace {
-		return "", fmt.Errorf("Secret %s/%s: the speaker reads Secrets only in its own namespace, %s", ns, ref.Name, r.namespace)
+		return "", fmt.Errorf("secret %s/%s: the speaker reads Secrets only in its own namespace, %s", ns, ref.Name, r.namespace)
 	}
 	var s corev1.Secret
 	if err := r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, &s); err != nil {
-		return "", fmt.Errorf("Secret %s/%s: %w", ns, ref.Name, err)
+		return "", fmt.Errorf("secret %s/%s: %w", ns, ref.Name, err)
 	}
 	pw, ok := s.Data[PasswordKey]
 	if !ok || len(pw) == 0 {
-		return "", fmt.Errorf("Secret %s/%s has no %q key", ns, ref.Name, PasswordKey)
+		return "", fmt.Errorf("secret %s/%s has no %q key", ns, ref.Name, PasswordKey)
 	}
 	return string(pw), nil
 }

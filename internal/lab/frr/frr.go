@@ -65,7 +65,7 @@ func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
 	}
 	r := &Router{Dir: dir}
 	fail := func(err error) (*Router, error) { return nil, errors.Join(err, r.Stop()) }
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, 0o755); err != nil { //nolint:gosec // the frr user must traverse it
 		return fail(err)
 	}
 	if err := os.Chown(dir, uid, gid); err != nil {
@@ -91,7 +91,7 @@ func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
 			args = append(args, "--bfdctl", filepath.Join(dir, "bfdd.sock"))
 		}
 		cmd := ns.Command(filepath.Join(Bin, d), args...)
-		logf, err := os.Create(filepath.Join(dir, d+".log"))
+		logf, err := os.Create(filepath.Join(dir, d+".log")) //nolint:gosec // our own run directory
 		if err != nil {
 			return fail(err)
 		}
@@ -165,7 +165,7 @@ func (r *Router) Stop() error {
 func (r *Router) Logs() string {
 	var b strings.Builder
 	for _, d := range daemons {
-		text, _ := os.ReadFile(filepath.Join(r.Dir, d+".log"))
+		text, _ := os.ReadFile(filepath.Join(r.Dir, d+".log")) //nolint:gosec // our own run directory
 		fmt.Fprintf(&b, "--- %s\n%s", d, text)
 	}
 	return b.String()
