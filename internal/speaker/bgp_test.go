@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -11,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +46,68 @@ const (
 	childKubconfig = "FERROLB_SPEAKER_KUBECONFIG"
 )
 
+// childMetrics is where a child serves metrics, on its namespace's own loopback.
+const childMetrics = "127.0.0.1:7474"
+
+// scrape reads a child's metrics from inside its namespace.
+func scrape(t *testing.T, ns *netns.NS) string {
+	t.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		// The socket is made on a thread inside ns, and belongs to ns for life.
+		err = ns.Do(func() error {
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + childMetrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// waitMetrics waits until every line of want is in the child's metrics.
+func waitMetrics(t *testing.T, ns *netns.NS, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := scrape(t, ns)
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool {
+			return slices.Contains(strings.Split(got, "\n"), w)
+		})
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q; have:\n%s", missing, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// metricValue is the value of the series named by series (name and labels).
+func metricValue(t *testing.T, ns *netns.NS, series string) int {
+	t.Helper()
+	for _, l := range strings.Split(scrape(t, ns), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
+}
+
 // runChild is the child's main: the speaker, until SIGTERM.
 func runChild() int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
@@ -53,7 +119,7 @@ func runChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err = speaker.Run(ctx, cfg, speaker.Options{
-		NodeName: os.Getenv(childEnv), MetricsAddr: "0", HealthAddr: "0", Namespace: "ferrolb-system",
+		NodeName: os.Getenv(childEnv), MetricsAddr: childMetrics, HealthAddr: "0", Namespace: "ferrolb-system",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "speaker:", err)
@@ -253,6 +319,13 @@ func TestBGP(t *testing.T) {
 	took := waitNexthops(t, router, "198.51.100.10/32", v4...)
 	t.Logf("IPv4 ECMP route over both nodes %v after the Service", took)
 	waitNexthops(t, router, "2001:db8:100::10/128", v6...)
+	waitMetrics(t, nodeNS["bgp-node-b"],
+		`ferrolb_bgp_session_up{peer="192.0.2.1"} 1`, `ferrolb_bgp_session_up{peer="2001:db8::1"} 1`,
+		`ferrolb_bgp_advertised_prefixes{peer="192.0.2.1"} 1`, `ferrolb_bgp_advertised_prefixes{peer="2001:db8::1"} 1`,
+		`ferrolb_bfd_session_up{peer="192.0.2.1"} 1`)
+	// FRR may signal BFD Down once at first establishment (before its BFD session is up):
+	// that counts, so the cut below is measured from here.
+	downBefore := metricValue(t, nodeNS["bgp-node-b"], `ferrolb_bfd_session_down_total{peer="192.0.2.1"}`)
 	rs, err := frr.Routes("198.51.100.10/32")
 	if err != nil || len(rs) != 2 || rs[0].Community.String != "64513:100" || rs[1].Community.String != "64513:100" {
 		t.Errorf("FRR's paths for 198.51.100.10/32: %+v %v; want two, each with community 64513:100", rs, err)
@@ -300,6 +373,8 @@ func TestBGP(t *testing.T) {
 	}
 	uncut(t, nodeNS["bgp-node-b"])
 	waitNexthops(t, router, "198.51.100.10/32", v4...)
+	waitMetrics(t, nodeNS["bgp-node-b"], `ferrolb_bfd_session_up{peer="192.0.2.1"} 1`,
+		fmt.Sprintf(`ferrolb_bfd_session_down_total{peer="192.0.2.1"} %d`, downBefore+1))
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "bgp", Name: "web"}}
 	if err := env.Client.Delete(ctx, svc); err != nil {
