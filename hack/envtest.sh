@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd (and kubectl with WITH_KUBECTL=1) from the Go module proxy for
+# Builds kube-apiserver and etcd (and kubectl, kube-proxy on request, below) from the Go module proxy for
 # controller-runtime's envtest, and caches them outside the clone so a fresh clone (and CI)
 # reuses them. Cold: about 4 minutes on 2 cores; afterwards a version check only.
 #
@@ -23,8 +23,13 @@ gobuild() { # MODDIR PKG NAME LDFLAGS
   (cd "$1" && go build -trimpath -ldflags "$4" -o "$OUT/.$3.tmp" "$2")
   mv -f "$OUT/.$3.tmp" "$OUT/$3"; log "built $3 in $((SECONDS - s))s"; }
 
-tools=(kube-apiserver); [ "${WITH_KUBECTL:-0}" = 1 ] && tools+=(kubectl)
-if ! ver kube-apiserver "v$K8S" --version || { [ ${#tools[@]} = 2 ] && ! ver kubectl "v$K8S" version --client; }; then
+# kube-apiserver always; kubectl with WITH_KUBECTL=1 and kube-proxy with WITH_KUBE_PROXY=1
+# (the lab's Service datapath). Only the missing ones are built.
+need=()
+ver kube-apiserver "v$K8S" --version || need+=(kube-apiserver)
+[ "${WITH_KUBECTL:-0}" = 1 ] && ! ver kubectl "v$K8S" version --client && need+=(kubectl)
+[ "${WITH_KUBE_PROXY:-0}" = 1 ] && ! ver kube-proxy "v$K8S" --version && need+=(kube-proxy)
+if [ ${#need[@]} -gt 0 ]; then
   M=$DIR/src/kubernetes-$K8S; toolmod "$M"; s=$SECONDS
   # k8s.io/kubernetes replaces its staging modules (k8s.io/api, ...) with ./staging paths, so
   # `go install` refuses it: point each one at its published v0.MINOR.PATCH instead.
@@ -33,13 +38,13 @@ if ! ver kube-apiserver "v$K8S" --version || { [ ${#tools[@]} = 2 ] && ! ver kub
   { printf 'module envtest.local/tools\n\ngo %s\n\nreplace (\n' "$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")"
     grep -E '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0( // indirect)?$' "$gomod" | awk -v v="v0.$MIN.$PAT" '{print "\t" $1 " => " $1 " " v}'
     echo ')'; } >"$M/go.mod"
-  for t in "${tools[@]}"; do
+  for t in "${need[@]}"; do
     (cd "$M" && go get -tool "k8s.io/kubernetes/cmd/$t@v$K8S") >>"$M/get.log" 2>&1 || { cat "$M/get.log" >&2; exit 1; }
   done
   log "kubernetes modules ready in $((SECONDS - s))s"
   X="-s -w"; for p in component-base/version client-go/pkg/version; do
     X="$X -X k8s.io/$p.gitVersion=v$K8S -X k8s.io/$p.gitMajor=$MAJ -X k8s.io/$p.gitMinor=$MIN"; done
-  for t in "${tools[@]}"; do gobuild "$M" "k8s.io/kubernetes/cmd/$t" "$t" "$X"; done
+  for t in "${need[@]}"; do gobuild "$M" "k8s.io/kubernetes/cmd/$t" "$t" "$X"; done
 fi
 if ! ver etcd "etcd Version: $ETCD" --version; then
   M=$DIR/src/etcd-$ETCD; toolmod "$M"
