@@ -1,12 +1,14 @@
 # FerroLB's developer commands. The two that matter most:
-#   make run    the controller against a real API server built on this machine
+#   make lab    the whole system on this machine, in network namespaces (root)
 #   make test   every test (as root: the network tests need namespaces)
 SHELL := bash
 GO    ?= go
-# The API server and etcd for tests, built once and cached outside the clone.
-ASSETS = $$(bash hack/envtest.sh)
+# The API server, etcd and kube-proxy (the lab's) for tests, built once and cached outside
+# the clone.
+ASSETS = $$(WITH_KUBE_PROXY=1 bash hack/envtest.sh)
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test deps generate manifests check-generated lint ci
+.PHONY: all build run lab lab-down test deps generate manifests check-generated lint ci
 
 all: build
 
@@ -15,6 +17,14 @@ build:
 
 run:
 	$(GO) run ./hack/local
+
+# kubectl is built too, for poking at the lab.
+lab: build deps
+	WITH_KUBE_PROXY=1 WITH_KUBECTL=1 bash hack/envtest.sh >/dev/null
+	$(SUDO) bin/ferrolb lab up
+
+lab-down: build
+	$(SUDO) bin/ferrolb lab down
 
 deps:
 	bash hack/deps.sh

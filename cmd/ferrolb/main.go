@@ -14,9 +14,15 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/ferrolb/ferrolb/internal/lab"
 )
 
 func main() {
+	// The lab's processes inside namespaces are this binary, re-executed (internal/lab).
+	if lab.IsChild() {
+		os.Exit(lab.RunChild())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
@@ -37,7 +43,7 @@ Run "ferrolb controller" once per cluster (a Deployment) and "ferrolb speaker" o
 node (a DaemonSet). See README.md for a quick start.`,
 		SilenceUsage: true,
 	}
-	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newVersionCommand())
+	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newLabCommand(), newVersionCommand())
 	return root
 }
 

@@ -26,7 +26,12 @@ var seq atomic.Int64
 
 // New creates a namespace named prefix-PID-N with loopback up.
 func New(prefix string) (*NS, error) {
-	ns := &NS{Name: fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.Add(1))}
+	return Named(fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.Add(1)))
+}
+
+// Named creates the namespace name exactly (the lab's fixed names), with loopback up.
+func Named(name string) (*NS, error) {
+	ns := &NS{Name: name}
 	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %w: %s", ns.Name, err, out)
 	}
