@@ -14,6 +14,7 @@ declare -A need=(
   [nft]=nftables
   [/usr/lib/frr/bgpd]=frr
   [vtysh]=frr
+  [curl]=curl
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -43,7 +43,8 @@ import (
 // Namespace is the lab's FerroLB namespace (MD5 Secrets would live there).
 const Namespace = "ferrolb-system"
 
-// Prefix starts the name of every namespace the lab creates, so `lab down` finds them all.
+// Prefix starts the name of every namespace `ferrolb lab` creates, so `lab down` finds them
+// all; the e2e tests use their own, so that they can run beside a lab.
 const Prefix = "flb-"
 
 // Node is one of the lab's nodes.
@@ -73,6 +74,7 @@ type Lab struct {
 	Kubeconfig string
 
 	exe        string
+	prefix     string
 	proxyBin   string
 	mu         sync.Mutex
 	ctrlCancel context.CancelFunc
@@ -100,6 +102,8 @@ type Options struct {
 	Dir string
 	// Logf reports progress; nil is silent.
 	Logf func(format string, args ...any)
+	// Prefix starts every namespace's name; default Prefix.
+	Prefix string
 }
 
 // Start builds the lab and returns once every Service answers through it. On error it
@@ -122,7 +126,10 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, err
 	}
-	l = &Lab{Dir: opts.Dir, exe: exe}
+	if opts.Prefix == "" {
+		opts.Prefix = Prefix
+	}
+	l = &Lab{Dir: opts.Dir, exe: exe, prefix: opts.Prefix}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.Stop())
@@ -180,7 +187,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 }
 
 func (l *Lab) newNS(name string) (*netns.NS, error) {
-	ns, err := netns.Named(Prefix + name)
+	ns, err := netns.Named(l.prefix + name)
 	if err != nil {
 		return nil, err
 	}

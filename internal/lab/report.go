@@ -52,7 +52,7 @@ func (l *Lab) Report(ctx context.Context, self string) string {
 			if err != nil {
 				answer = "no answer: " + err.Error()
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s answers: %s\n", name, a, how, strings.TrimPrefix(from.Name, Prefix), strings.TrimSpace(answer))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s answers: %s\n", name, a, how, strings.TrimPrefix(from.Name, l.prefix), strings.TrimSpace(answer))
 		}
 	}
 	_ = w.Flush()

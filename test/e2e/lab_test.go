@@ -1,0 +1,326 @@
+// Package e2e drives the lab (internal/lab): the whole system, with a real API server, FRR,
+// kube-proxy and backends in network namespaces, checked by real requests from its clients.
+// One lab serves every test; each test leaves it as it found it.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ferrolb/ferrolb/internal/lab"
+	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
+	"github.com/ferrolb/ferrolb/internal/lab/netns"
+)
+
+var (
+	theLab *lab.Lab
+	noLab  string // why there is no lab: every test skips with it
+)
+
+func TestMain(m *testing.M) {
+	if lab.IsChild() {
+		os.Exit(lab.RunChild())
+	}
+	code := func() int {
+		switch {
+		case os.Geteuid() != 0:
+			noLab = "the lab needs root (network namespaces); CI runs as root"
+		case labfrr.Installed() != nil:
+			noLab = fmt.Sprintf("%v (hack/deps.sh installs it)", labfrr.Installed())
+		}
+		if noLab != "" {
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "ferrolb-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		l, err := lab.Start(context.Background(), lab.Options{Dir: dir, Prefix: "fle-",
+			Logf: func(f string, a ...any) { fmt.Printf("lab: "+f+"\n", a...) }})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "lab:", err)
+			dumpLogs(dir)
+			return 1
+		}
+		theLab = l
+		code := m.Run()
+		if code != 0 {
+			dumpLogs(dir)
+		}
+		if err := l.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "lab stop:", err)
+			code = 1
+		}
+		return code
+	}()
+	os.Exit(code)
+}
+
+// dumpLogs prints the lab's process logs' tails, for a failed run in CI.
+func dumpLogs(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".log") {
+			continue
+		}
+		b, _ := os.ReadFile(dir + "/" + e.Name())
+		lines := strings.Split(string(b), "\n")
+		fmt.Fprintf(os.Stderr, "--- %s (last 30 lines)\n%s\n", e.Name(), strings.Join(lines[max(0, len(lines)-30):], "\n"))
+	}
+}
+
+func getLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	if noLab != "" {
+		t.Skip(noLab)
+	}
+	return theLab
+}
+
+// eventually polls cond for up to d, failing with its last explanation.
+func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ok, why := cond()
+		if ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("%s: not after %v: %s", what, d, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func addresses(t *testing.T, l *lab.Lab, svc string) []string {
+	t.Helper()
+	a, err := l.Addresses(t.Context(), svc)
+	if err != nil || len(a) == 0 {
+		t.Fatalf("%s addresses: %v %v", svc, a, err)
+	}
+	return a
+}
+
+// answers waits until a GET from ns to addr is answered by a backend.
+func answers(t *testing.T, ns *netns.NS, addr string, within time.Duration) time.Duration {
+	t.Helper()
+	return eventually(t, within, "GET http://"+addr+"/ from "+ns.Name, func() (bool, string) {
+		body, err := lab.Get(t.Context(), ns, addr)
+		return err == nil && strings.HasPrefix(body, "pod-"), fmt.Sprint(body, err)
+	})
+}
+
+func nexthops(t *testing.T, l *lab.Lab, addr string) []string {
+	t.Helper()
+	nh, err := labfrr.KernelNexthops(l.Router, lab.HostPrefix(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(nh)
+	return nh
+}
+
+func waitNexthops(t *testing.T, l *lab.Lab, addr string, want []string) time.Duration {
+	t.Helper()
+	slices.Sort(want)
+	return eventually(t, 30*time.Second, "router's route for "+addr, func() (bool, string) {
+		got := nexthops(t, l, addr)
+		return slices.Equal(got, want), fmt.Sprintf("via %v, want %v", got, want)
+	})
+}
+
+func nodeAddrs(l *lab.Lab, v6 bool, except ...string) []string {
+	var out []string
+	for _, n := range l.Nodes {
+		if slices.Contains(except, n.Name) {
+			continue
+		}
+		if v6 {
+			out = append(out, n.IPv6)
+		} else {
+			out = append(out, n.IPv4)
+		}
+	}
+	return out
+}
+
+// The client on the nodes' LAN reaches the layer 2 Service: a node answered its ARP
+// request and kube-proxy on that node carried the connection to a pod.
+func TestL2Reachability(t *testing.T) {
+	l := getLab(t)
+	for _, a := range addresses(t, l, lab.ServiceL2) {
+		answers(t, l.Client, a, 10*time.Second)
+	}
+}
+
+// The client behind the router reaches the BGP Service on both of its families, and the
+// router's routes spread over every node (ECMP).
+func TestBGPReachabilityAndECMP(t *testing.T) {
+	l := getLab(t)
+	addrs := addresses(t, l, lab.ServiceBGP)
+	if len(addrs) != 2 || strings.Contains(addrs[0], ":") == strings.Contains(addrs[1], ":") {
+		t.Fatalf("dual-stack Service has %v, want one IPv4 and one IPv6 address", addrs)
+	}
+	for _, a := range addrs {
+		answers(t, l.WAN, a, 10*time.Second)
+		waitNexthops(t, l, a, nodeAddrs(l, strings.Contains(a, ":")))
+	}
+}
+
+// cut drops all of a node's traffic while its links keep carrier: the node is dead to the
+// network. undo brings it back.
+func cut(t *testing.T, n *lab.Node) (undo func()) {
+	t.Helper()
+	n.NS.MustRun(t, "nft", "add", "table", "inet", "e2ecut")
+	done := false
+	undo = func() {
+		if !done {
+			done = true
+			n.NS.MustRun(t, "nft", "delete", "table", "inet", "e2ecut")
+		}
+	}
+	t.Cleanup(undo)
+	for _, hook := range []string{"input", "forward", "output"} {
+		n.NS.MustRun(t, "nft", "add", "chain", "inet", "e2ecut", hook, "{ type filter hook "+hook+" priority 0 ; policy drop ; }")
+	}
+	return undo
+}
+
+// The node announcing the layer 2 address dies: another node takes the address over and
+// the client gets answers again within a second or so.
+func TestL2FailoverWhenNodeDies(t *testing.T) {
+	l := getLab(t)
+	vip := addresses(t, l, lab.ServiceL2)[0]
+	answers(t, l.Client, vip, 10*time.Second)
+	announcer := announcerOf(t, l, lab.ServiceL2)
+	undo := cut(t, l.Node(announcer))
+	took := answers(t, l.Client, vip, 15*time.Second)
+	t.Logf("%s died; the client was answered again after %v", announcer, took)
+	eventually(t, 15*time.Second, "another node announces", func() (bool, string) {
+		now := announcerOf(t, l, lab.ServiceL2)
+		return now != announcer && now != "", now
+	})
+	undo()
+	// Back to steady state before the next test: the node's speaker is heard again.
+	answers(t, l.Client, vip, 15*time.Second)
+}
+
+func announcerOf(t *testing.T, l *lab.Lab, svc string) string {
+	t.Helper()
+	s := &corev1.Service{}
+	if err := l.Env.Client.Get(t.Context(), clientKey(svc), s); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range s.Status.Conditions {
+		if c.Type == "ferrolb.io/Announced" {
+			_, after, _ := strings.Cut(c.Message, " by ")
+			node, _, _ := strings.Cut(after, " ")
+			return node
+		}
+	}
+	return ""
+}
+
+// A node dies: BFD (100 ms x 3) tells the router, which drops the node's next hop from the
+// IPv4 route, and the client behind the router keeps being answered by the others.
+func TestBGPFailoverWhenNodeDies(t *testing.T) {
+	l := getLab(t)
+	var v4 string
+	for _, a := range addresses(t, l, lab.ServiceBGP) {
+		if !strings.Contains(a, ":") {
+			v4 = a
+		}
+	}
+	waitNexthops(t, l, v4, nodeAddrs(l, false))
+	undo := cut(t, l.Node("node-a"))
+	took := waitNexthops(t, l, v4, nodeAddrs(l, false, "node-a"))
+	t.Logf("node-a died; its next hop left the router's route after %v", took)
+	for range 5 {
+		answers(t, l.WAN, v4, 5*time.Second)
+	}
+	undo()
+	waitNexthops(t, l, v4, nodeAddrs(l, false))
+}
+
+// A deleted Service stops answering: its address leaves the router.
+func TestServiceDeletedStopsAnswering(t *testing.T) {
+	l := getLab(t)
+	ctx := t.Context()
+	if err := l.CreateService(ctx, "web-tmp", "lab-bgp", false); err != nil {
+		t.Fatal(err)
+	}
+	var vip string
+	eventually(t, 15*time.Second, "web-tmp gets an address", func() (bool, string) {
+		a, err := l.Addresses(ctx, "web-tmp")
+		if len(a) == 1 {
+			vip = a[0]
+		}
+		return vip != "", fmt.Sprint(a, err)
+	})
+	answers(t, l.WAN, vip, 15*time.Second)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-tmp"}}
+	if err := l.Env.Client.Delete(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	waitNexthops(t, l, vip, nil)
+	if body, err := lab.Get(ctx, l.WAN, vip); err == nil {
+		t.Errorf("deleted Service still answers: %q", body)
+	}
+}
+
+// Restarting the controller moves no address: it rebuilds its allocations from the
+// Services' status and both Services keep theirs and keep answering.
+func TestControllerRestartMovesNoAddress(t *testing.T) {
+	l := getLab(t)
+	before := map[string][]string{}
+	for _, s := range []string{lab.ServiceL2, lab.ServiceBGP} {
+		before[s] = addresses(t, l, s)
+	}
+	if err := l.StopController(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartController(); err != nil {
+		t.Fatal(err)
+	}
+	// A Service created after the restart must get a fresh address, which also shows the
+	// controller has rebuilt its state and is working.
+	if err := l.CreateService(t.Context(), "web-after", "lab-bgp", false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = l.Env.Client.Delete(context.Background(), &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-after"}})
+	})
+	var fresh []string
+	eventually(t, 15*time.Second, "web-after gets an address", func() (bool, string) {
+		fresh, _ = l.Addresses(t.Context(), "web-after")
+		return len(fresh) == 1, fmt.Sprint(fresh)
+	})
+	for s, want := range before {
+		if got := addresses(t, l, s); !slices.Equal(got, want) {
+			t.Errorf("%s: addresses %v after the controller restart, had %v", s, got, want)
+		}
+		if slices.Contains(want, fresh[0]) {
+			t.Errorf("web-after got %s, which %s holds", fresh[0], s)
+		}
+	}
+	answers(t, l.Client, before[lab.ServiceL2][0], 10*time.Second)
+	for _, a := range before[lab.ServiceBGP] {
+		answers(t, l.WAN, a, 10*time.Second)
+	}
+}
+
+func clientKey(name string) client.ObjectKey {
+	return client.ObjectKey{Namespace: "default", Name: name}
+}
