@@ -76,6 +76,7 @@ type Lab struct {
 	exe        string
 	prefix     string
 	proxyBin   string
+	kubectl    string // built by hack/envtest.sh when asked (make lab does)
 	mu         sync.Mutex
 	ctrlCancel context.CancelFunc
 	ctrlDone   chan error
@@ -150,6 +151,10 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		return l, err
 	}
 	l.proxyBin = filepath.Join(assets, "kube-proxy")
+	l.kubectl = "kubectl"
+	if _, err := os.Stat(filepath.Join(assets, "kubectl")); err == nil {
+		l.kubectl = filepath.Join(assets, "kubectl")
+	}
 	if _, err := os.Stat(l.proxyBin); err != nil {
 		return l, fmt.Errorf("kube-proxy: %w (build it: WITH_KUBE_PROXY=1 bash hack/envtest.sh)", err)
 	}
