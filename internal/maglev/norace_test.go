@@ -1,0 +1,5 @@
+//go:build !race
+
+package maglev_test
+
+const raceEnabled = false
