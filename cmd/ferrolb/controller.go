@@ -43,6 +43,9 @@ the one that works.`,
 	f.Float32Var(&opts.QPS, "kube-api-qps", 500, "requests per second to the API server")
 	f.IntVar(&opts.Burst, "kube-api-burst", 1000, "burst of requests to the API server")
 	f.IntVar(&opts.Workers, "workers", 4, "Services reconciled at once")
+	f.StringSliceVar(&opts.Compat, "compat", nil,
+		"also read the pools of other systems in the cluster, as they are: metallb (IPAddressPool), cilium "+
+			"(CiliumLoadBalancerIPPool); their CRDs stay theirs. See docs/migration.md")
 	return cmd
 }
 

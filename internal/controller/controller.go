@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -48,6 +49,9 @@ type Options struct {
 	Burst int
 	// Workers is how many Services are reconciled at once; default 4.
 	Workers int
+	// Compat lists other systems whose pools are read besides IPPools: "metallb"
+	// (IPAddressPool), "cilium" (CiliumLoadBalancerIPPool). Off by default.
+	Compat []string
 	// Restartable lets one process run the controller more than once (tests do);
 	// controller-runtime otherwise refuses a second controller of the same name, whose
 	// metrics would collide.
@@ -91,6 +95,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		LeaseDuration:                 &lease,
 		RenewDeadline:                 &renew,
 		Controller:                    ctrlconfig.Controller{SkipNameValidation: &opts.Restartable},
+		// The other systems' pools (--compat) are read as unstructured objects; cache them
+		// like the rest instead of listing them from the API server on every reconcile.
+		Client: client.Options{Cache: &client.CacheOptions{Unstructured: len(opts.Compat) > 0}},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -98,14 +105,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := addHealthChecks(mgr); err != nil {
 		return err
 	}
-	if err := setupIPAM(mgr, opts); err != nil {
+	if err := setupIPAM(ctx, mgr, opts); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
 }
 
 // setupIPAM registers the Service and IPPool reconcilers, which share one allocation.
-func setupIPAM(mgr ctrl.Manager, opts Options) error {
+func setupIPAM(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	class := opts.LoadBalancerClass
 	if class == "" {
 		class = config.LoadBalancerClass
@@ -119,6 +126,9 @@ func setupIPAM(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	state := newAllocation(class)
+	if state.compat, err = compatKinds(ctx, mgr.GetRESTMapper(), opts.Compat); err != nil {
+		return err
+	}
 	poolEvents := make(chan event.GenericEvent, 1024)
 	retry := make(chan event.GenericEvent, 1024)
 	svcs := &serviceReconciler{
@@ -145,13 +155,18 @@ func setupIPAM(mgr ctrl.Manager, opts Options) error {
 		}
 		return out
 	})
-	err = ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("service").
 		For(&corev1.Service{}).
 		Watches(&ferrolbv1alpha1.IPPool{}, allServices, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(retry, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
-		Complete(svcs)
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers})
+	for _, gvk := range state.compat {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		b = b.Watches(u, allServices, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	}
+	err = b.Complete(svcs)
 	if err != nil {
 		return fmt.Errorf("service controller: %w", err)
 	}
