@@ -15,10 +15,18 @@ declare -A need=(
   [/usr/lib/frr/bgpd]=frr
   [vtysh]=frr
   [curl]=curl
+  [ethtool]=ethtool
+  [iptables]=iptables
+  [iptables-legacy]=iptables
+  [clang]=clang
+  [llc]=llvm
+  [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+  [bpftool]=bpftool
 )
 missing=()
 for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+  if [[ $cmd == /* ]]; then [ -e "$cmd" ] && continue; else command -v "$cmd" >/dev/null 2>&1 && continue; fi
+  missing+=("${need[$cmd]}")
 done
 # One package may provide several commands.
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
