@@ -1,0 +1,185 @@
+// Command datapath measures the packet rate FerroLB's XDP load balancer delivers, against the
+// alternatives, in one topology of network namespaces on this machine:
+//
+//	generator [veth] node [veth] backend 0..N-1
+//
+// A generator written here (AF_PACKET, sendmmsg, resending what a full veth refuses) sends
+// 64-byte UDP frames of many flows (sources spread over 172.16.0.0/16 and ports, destinations
+// over -services service addresses) to the node, which hands them to the backends. An XDP
+// program on each backend counts and drops what arrives. The generator runs on CPU
+// -gen-cpu; the node's and the backends' receive work (threaded NAPI) on -node-cpu.
+//
+// Rows (each: warm-up, then -duration counted, -runs times; the median is reported):
+//
+//   - drop-only: an XDP program on the node's link counts and drops; it is the generator's
+//     ceiling (the rate is counted at the node, not at the backends);
+//   - forward: plain IP forwarding at the node, every packet routed to backend 0;
+//   - ferrolb-snat: FerroLB's XDP program (internal/datapath), SNAT/DNAT to the backends;
+//   - ferrolb-dsr: FerroLB's XDP program in DSR mode (IPIP to the backends);
+//   - iptables-nft, iptables-legacy: kube-proxy's iptables mode (KUBE-SERVICES -> KUBE-EXT ->
+//     KUBE-SVC with statistic-mode-random jumps -> KUBE-SEP DNAT, masquerade) for -services
+//     services with one endpoint per backend, loaded with iptables-nft and iptables-legacy;
+//   - ipvs: kube-proxy's IPVS mode, where the kernel has IPVS.
+//
+// Columns: kpps delivered (median), its ratio to drop-only and to iptables-nft, the node's XDP
+// program's own cost per packet (kernel BPF statistics, from one extra run with statistics
+// on), and the rate the generator got out (sent).
+//
+// Run as root: go run ./bench/datapath [-runs 3] [-duration 3s] [-services 100] [-only drop-only,ferrolb-snat]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	runs := flag.Int("runs", 3, "measurements per mode (the median is reported)")
+	duration := flag.Duration("duration", 3*time.Second, "counted time of one measurement")
+	warmup := flag.Duration("warmup", time.Second, "traffic before counting starts")
+	services := flag.Int("services", 100, "services (iptables chains, FerroLB services)")
+	backends := flag.Int("backends", 4, "backend namespaces (endpoints per service)")
+	flows := flag.Int("flows", 16384, "distinct flows (source address and port) the generator cycles through")
+	only := flag.String("only", "", "comma-separated modes to run (default all): "+modeNames())
+	genCPU := flag.Int("gen-cpu", 0, "CPU of the generator")
+	nodeCPU := flag.Int("node-cpu", 1, "CPU of the node's and backends' NAPI threads")
+	flag.Parse()
+	selected, err := selectModes(*only)
+	if err != nil || *runs < 1 || *services < 1 || *services > 60000 || *backends < 1 || *backends > 250 {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		flag.Usage()
+		os.Exit(2)
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "error: creating network namespaces and loading XDP needs root")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, selected, *services, *backends, *flows, *genCPU, settings{runs: *runs, warmup: *warmup, duration: *duration, nodeCPU: *nodeCPU})
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func modeNames() string {
+	var n []string
+	for _, m := range modes {
+		n = append(n, m.name)
+	}
+	return strings.Join(n, ",")
+}
+
+func selectModes(only string) ([]mode, error) {
+	if only == "" {
+		return modes, nil
+	}
+	want := strings.Split(only, ",")
+	var sel []mode
+	for _, m := range modes {
+		if slices.Contains(want, m.name) {
+			sel = append(sel, m)
+		}
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(modes, func(m mode) bool { return m.name == w }) {
+			return nil, fmt.Errorf("unknown mode %q (modes: %s)", w, modeNames())
+		}
+	}
+	return sel, nil
+}
+
+func run(ctx context.Context, selected []mode, services, backends, flows, genCPU int, st settings) (err error) {
+	fmt.Printf("machine: kernel %s, %s, %d CPUs; generator on CPU %d, node and backends' NAPI on CPU %d\n",
+		kernel(), cpuModel(), runtime.NumCPU(), genCPU, st.nodeCPU)
+	fmt.Printf("traffic: 64-byte UDP, %d flows to %d services, %d backends; %d runs of %v after %v warm-up\n\n",
+		flows, services, backends, st.runs, st.duration, st.warmup)
+
+	topo, err := newTopology(backends)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, topo.Close()) }()
+	if n, err := topo.pinNAPI(st.nodeCPU); err != nil {
+		return err
+	} else if n == 0 {
+		fmt.Println("warning: found no NAPI threads to pin; the node's work may share the generator's CPU")
+	}
+
+	count, err := newXDPCounter()
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, count.Close()) }()
+	drop, err := newXDPCounter()
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, drop.Close()) }()
+	for k, be := range topo.backends {
+		detach, err := attachXDP(be, topo.beIf[k], count.objs.CountDrop)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, detach()) }()
+	}
+
+	gen, err := newGenerator(topo.gen, topo.genIf, topo.genMAC, topo.nodeMAC, flows, services, genCPU)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, gen.Close()) }()
+
+	e := &env{topo: topo, services: services, drop: drop}
+	var rows []row
+	for _, m := range selected {
+		// Drop-only is counted where it drops, at the node; the rest at the backends.
+		delivered := count.total
+		if m.name == "drop-only" {
+			delivered = drop.total
+		}
+		r, err := measure(ctx, e, m, gen, delivered, st)
+		if err != nil {
+			printTable(rows)
+			return err
+		}
+		rows = append(rows, r)
+	}
+	printTable(rows)
+	return nil
+}
+
+func kernel() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "CPU ?"
+	}
+	for l := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "CPU ?"
+}
