@@ -1,0 +1,698 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// FerroLB XDP load balancer. See ../doc.go for the design; comments here say why the code
+// is shaped the way it is, mostly to keep the per-packet cost low and the verifier happy.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_SERVICES 4096
+#define MAX_BACKENDS 16384
+#define MAX_TABLE 65537
+
+#define MODE_SNAT 0
+#define MODE_DSR 1
+
+#define BE_NEXTHOP 1 /* the backend entry holds a resolved next hop */
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+
+// Addresses are kept in network order, IPv4 in the first word and the rest zero, so one
+// key layout serves both families.
+union addr {
+	__u32 w[4];
+	__u8 b[16];
+};
+
+struct svc_key {
+	union addr vip;
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+struct svc_val {
+	__u32 id;         // slot in maglev_outer and svc_stats
+	__u32 size;       // Maglev M of the inner table in maglev_outer[id]
+	__u64 affinity_ns; // ClientIP affinity timeout, 0 = off
+	__u8 mode;
+	__u8 pad[7];
+};
+
+struct backend {
+	union addr addr;
+	__be16 port;
+	__u8 family;
+	__u8 flags;
+	__u32 ifindex; // egress interface of the next hop
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u32 svc_id; // owner; a conntrack entry is only honoured by its own service
+	__u32 gen;    // bumped when the slot is reused so stale conntrack entries miss
+};
+
+struct ct_key {
+	union addr saddr;
+	union addr daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct ct_val {
+	__u32 backend;
+	__u32 gen;
+	__be16 nat_port; // SNAT mode: the node's source port for this flow
+	__u8 pad[6];
+};
+
+// SNAT reverse path: the reply (backend -> node:nat_port) is keyed by what it carries.
+struct rev_key {
+	union addr baddr;
+	__be16 bport;
+	__be16 nport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct rev_val {
+	union addr client;
+	union addr vip;
+	__be16 cport;
+	__be16 vport;
+	__u32 ifindex; // where the client's packet came in, so the reply leaves there
+	__u8 cmac[6];  // the client's (or its router's) MAC, from the first packet
+	__u8 nmac[6];  // our MAC on that interface
+};
+
+struct aff_key {
+	union addr client;
+	__u32 svc_id;
+};
+
+struct aff_val {
+	__u32 backend;
+	__u32 gen;
+	__u64 ts;
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, struct svc_key);
+	__type(value, struct svc_val);
+} services SEC(".maps");
+
+// Inner Maglev tables may differ in size (M=251 or 65537): BPF_F_INNER_MAP lifts the
+// same-max_entries rule for array inner maps.
+struct maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_TABLE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct maglev_inner);
+} maglev_outer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend);
+} backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct ct_key);
+	__type(value, struct ct_val);
+} conntrack SEC(".maps");
+
+// Shared LRU: the reply of a flow may arrive on another CPU than its request.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct rev_key);
+	__type(value, struct rev_val);
+} snat_rev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct aff_key);
+	__type(value, struct aff_val);
+} affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct counter);
+} svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct counter);
+} be_stats SEC(".maps");
+
+// Set by userspace before loading: constants cost nothing per packet.
+volatile const __u32 snat4 = 0;          // network order
+volatile const __u32 snat6[4] = {0};     // network order
+volatile const __u16 snat_port_min = 61000;
+volatile const __u16 snat_port_max = 65535;
+
+struct flow {
+	union addr saddr;
+	union addr daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+};
+
+static __always_inline __u32 fmix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 csum_fold_acc(__u32 acc)
+{
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+	return acc;
+}
+
+// RFC 1624 incremental update: add ~old + new for each 16-bit word replaced.
+static __always_inline __u32 diff32(__u32 acc, __u32 from, __u32 to)
+{
+	acc += (~from & 0xffff) + (~from >> 16);
+	acc += (to & 0xffff) + (to >> 16);
+	return acc;
+}
+
+static __always_inline __u32 diff16(__u32 acc, __u16 from, __u16 to)
+{
+	return acc + (__u16)~from + to;
+}
+
+static __always_inline void csum_apply(__u16 *csum, __u32 acc)
+{
+	__u32 s = (__u16)~*csum;
+	s = csum_fold_acc(s + csum_fold_acc(acc));
+	*csum = (__u16)~s;
+}
+
+static __always_inline __u32 diff_addr(__u32 acc, const union addr *from, const union addr *to, int v6)
+{
+	acc = diff32(acc, from->w[0], to->w[0]);
+	if (v6) {
+		acc = diff32(acc, from->w[1], to->w[1]);
+		acc = diff32(acc, from->w[2], to->w[2]);
+		acc = diff32(acc, from->w[3], to->w[3]);
+	}
+	return acc;
+}
+
+static __always_inline void count(void *map, __u32 idx, __u64 bytes)
+{
+	struct counter *c = bpf_map_lookup_elem(map, &idx);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+// Pointers into the packet for the headers we rewrite.
+struct hdrs {
+	struct iphdr *ip4;
+	struct ipv6hdr *ip6;
+	__be16 *sport;
+	__be16 *dport;
+	__u16 *l4csum; // NULL for IPv4 UDP without checksum
+	int udp;
+};
+
+// Rewrites addresses and ports, fixing the IPv4 header and L4 checksums incrementally.
+static __always_inline void rewrite(struct hdrs *h, struct flow *f, const union addr *saddr,
+				    const union addr *daddr, __be16 sport, __be16 dport)
+{
+	int v6 = f->family == 6;
+	__u32 acc = 0;
+	acc = diff_addr(acc, &f->saddr, saddr, v6);
+	acc = diff_addr(acc, &f->daddr, daddr, v6);
+	if (v6) {
+		__builtin_memcpy(&h->ip6->saddr, saddr, 16);
+		__builtin_memcpy(&h->ip6->daddr, daddr, 16);
+	} else {
+		h->ip4->saddr = saddr->w[0];
+		h->ip4->daddr = daddr->w[0];
+		csum_apply(&h->ip4->check, acc);
+	}
+	acc = diff16(acc, f->sport, sport);
+	acc = diff16(acc, f->dport, dport);
+	*h->sport = sport;
+	*h->dport = dport;
+	if (h->l4csum) {
+		csum_apply(h->l4csum, acc);
+		if (h->udp && *h->l4csum == 0)
+			*h->l4csum = 0xffff;
+	}
+}
+
+static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
+{
+	if (ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(ifindex, 0);
+}
+
+// parse fills f and h; returns 0 to go on, else the XDP verdict for packets we leave alone.
+// Anything not plainly TCP/UDP over IPv4 without options or IPv6 without extension headers
+// (fragments included) is passed to the stack, which owns validation and reassembly.
+static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs *h)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	void *l4;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			return XDP_PASS;
+		if (ip->ihl != 5 || ip->version != 4)
+			return XDP_PASS;
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return XDP_PASS;
+		f->family = 4;
+		f->proto = ip->protocol;
+		f->saddr.w[0] = ip->saddr;
+		f->daddr.w[0] = ip->daddr;
+		h->ip4 = ip;
+		l4 = ip + 1;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		f->family = 6;
+		f->proto = ip6->nexthdr;
+		__builtin_memcpy(&f->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(&f->daddr, &ip6->daddr, 16);
+		h->ip6 = ip6;
+		l4 = ip6 + 1;
+	} else {
+		return XDP_PASS;
+	}
+	if (f->proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+		if ((void *)(tcp + 1) > data_end)
+			return XDP_PASS;
+		h->sport = &tcp->source;
+		h->dport = &tcp->dest;
+		h->l4csum = &tcp->check;
+	} else if (f->proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+		if ((void *)(udp + 1) > data_end)
+			return XDP_PASS;
+		h->sport = &udp->source;
+		h->dport = &udp->dest;
+		h->udp = 1;
+		// IPv4 UDP may go without a checksum; IPv6 UDP may not.
+		h->l4csum = (f->family == 4 && udp->check == 0) ? 0 : &udp->check;
+	} else {
+		return XDP_PASS;
+	}
+	f->sport = *h->sport;
+	f->dport = *h->dport;
+	return 0;
+}
+
+static __always_inline int is_snat_addr(struct flow *f)
+{
+	if (f->family == 4)
+		return snat4 != 0 && f->daddr.w[0] == snat4;
+	return (snat6[0] | snat6[1] | snat6[2] | snat6[3]) != 0 &&
+	       f->daddr.w[0] == snat6[0] && f->daddr.w[1] == snat6[1] &&
+	       f->daddr.w[2] == snat6[2] && f->daddr.w[3] == snat6[3];
+}
+
+static __always_inline void set_snat_addr(union addr *a, __u8 family)
+{
+	if (family == 4) {
+		a->w[0] = snat4;
+	} else {
+		a->w[0] = snat6[0];
+		a->w[1] = snat6[1];
+		a->w[2] = snat6[2];
+		a->w[3] = snat6[3];
+	}
+}
+
+// reverse handles a reply from a backend to one of our SNAT ports.
+static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hdrs *h)
+{
+	struct rev_key rk = {};
+	struct rev_val *rv;
+
+	rk.baddr = f->saddr;
+	rk.bport = f->sport;
+	rk.nport = f->dport;
+	rk.proto = f->proto;
+	rv = bpf_map_lookup_elem(&snat_rev, &rk);
+	if (!rv)
+		return -1;
+	rewrite(h, f, &rv->vip, &rv->client, rv->vport, rv->cport);
+	struct ethhdr *eth = (void *)(long)ctx->data;
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, rv->cmac, 6);
+	__builtin_memcpy(eth->h_source, rv->nmac, 6);
+	return xmit(ctx, rv->ifindex);
+}
+
+static __always_inline __u32 flow_hash(struct flow *f)
+{
+	__u32 a = f->saddr.w[0] ^ f->saddr.w[1] ^ f->saddr.w[2] ^ f->saddr.w[3];
+	return fmix32(fmix32(a) ^ (((__u32)f->sport << 16) | f->proto));
+}
+
+// encap prepends an outer IPv4 (IPIP) or IPv6 (IP6IP6) header for DSR.
+static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct backend *be)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (f->family == 4) {
+		struct iphdr *inner = data + sizeof(struct ethhdr);
+		if ((void *)(inner + 1) > data_end)
+			return XDP_DROP;
+		__u16 tot = bpf_ntohs(inner->tot_len);
+		__u8 tos = inner->tos;
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
+			return XDP_DROP;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+		struct iphdr *ip = data + sizeof(*eth);
+		if ((void *)(ip + 1) > data_end)
+			return XDP_DROP;
+		__builtin_memcpy(eth->h_dest, be->dmac, 6);
+		__builtin_memcpy(eth->h_source, be->smac, 6);
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = tos;
+		ip->tot_len = bpf_htons(tot + sizeof(struct iphdr));
+		ip->id = 0;
+		ip->frag_off = 0;
+		ip->ttl = 64;
+		ip->protocol = IPPROTO_IPIP;
+		ip->check = 0;
+		ip->saddr = snat4;
+		ip->daddr = be->addr.w[0];
+		__u16 *w = (void *)ip;
+		__u32 acc = 0;
+#pragma unroll
+		for (int i = 0; i < 10; i++)
+			acc += w[i];
+		ip->check = (__u16)~csum_fold_acc(acc);
+	} else {
+		struct ipv6hdr *inner = data + sizeof(struct ethhdr);
+		if ((void *)(inner + 1) > data_end)
+			return XDP_DROP;
+		__u16 plen = bpf_ntohs(inner->payload_len);
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
+			return XDP_DROP;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+		struct ipv6hdr *ip6 = data + sizeof(*eth);
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_DROP;
+		__builtin_memcpy(eth->h_dest, be->dmac, 6);
+		__builtin_memcpy(eth->h_source, be->smac, 6);
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		*(__u32 *)ip6 = bpf_htonl(0x60000000);
+		ip6->payload_len = bpf_htons(plen + sizeof(struct ipv6hdr));
+		ip6->nexthdr = IPPROTO_IPV6;
+		ip6->hop_limit = 64;
+		union addr src;
+		set_snat_addr(&src, 6);
+		__builtin_memcpy(&ip6->saddr, &src, 16);
+		__builtin_memcpy(&ip6->daddr, &be->addr, 16);
+	}
+	return xmit(ctx, be->ifindex);
+}
+
+// snat_port picks a node port for a new SNAT flow and records the reverse entry. Returns 0
+// when every probed port is taken.
+static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, struct backend *be,
+					__u32 hash)
+{
+	struct rev_key rk = {};
+	struct rev_val rv = {};
+	void *data = (void *)(long)ctx->data;
+	struct ethhdr *eth = data;
+	__u32 range = (__u32)snat_port_max - snat_port_min + 1;
+
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return 0;
+	rk.baddr = be->addr;
+	rk.bport = be->port;
+	rk.proto = f->proto;
+	rv.client = f->saddr;
+	rv.vip = f->daddr;
+	rv.cport = f->sport;
+	rv.vport = f->dport;
+	rv.ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(rv.cmac, eth->h_source, 6);
+	__builtin_memcpy(rv.nmac, eth->h_dest, 6);
+
+	__u32 start = fmix32(hash ^ f->dport);
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		__be16 port = bpf_htons((__u16)(snat_port_min + (start + i * 7919) % range));
+		rk.nport = port;
+		if (bpf_map_update_elem(&snat_rev, &rk, &rv, BPF_NOEXIST) == 0)
+			return port;
+		struct rev_val *old = bpf_map_lookup_elem(&snat_rev, &rk);
+		// The same client flow (its conntrack entry was evicted first): keep its port.
+		if (old && old->cport == rv.cport && old->vport == rv.vport &&
+		    old->client.w[0] == rv.client.w[0] && old->client.w[1] == rv.client.w[1] &&
+		    old->client.w[2] == rv.client.w[2] && old->client.w[3] == rv.client.w[3] &&
+		    old->vip.w[0] == rv.vip.w[0] && old->vip.w[3] == rv.vip.w[3]) {
+			bpf_map_update_elem(&snat_rev, &rk, &rv, BPF_EXIST);
+			return port;
+		}
+	}
+	return 0;
+}
+
+static __always_inline int lb(struct xdp_md *ctx)
+{
+	struct flow f = {};
+	struct hdrs h = {};
+	int ret = parse(ctx, &f, &h);
+	if (ret)
+		return ret;
+
+	if (is_snat_addr(&f)) {
+		__u16 p = bpf_ntohs(f.dport);
+		if (p >= snat_port_min && p <= snat_port_max) {
+			ret = reverse(ctx, &f, &h);
+			if (ret >= 0)
+				return ret;
+		}
+	}
+
+	struct svc_key sk = {};
+	sk.vip = f.daddr;
+	sk.port = f.dport;
+	sk.proto = f.proto;
+	sk.family = f.family;
+	struct svc_val *svc = bpf_map_lookup_elem(&services, &sk);
+	if (!svc)
+		return XDP_PASS;
+	__u32 svc_id = svc->id;
+
+	struct ct_key ck = {};
+	ck.saddr = f.saddr;
+	ck.daddr = f.daddr;
+	ck.sport = f.sport;
+	ck.dport = f.dport;
+	ck.proto = f.proto;
+
+	struct backend *be = NULL;
+	__u32 bid = 0;
+	__be16 nport = 0;
+	struct ct_val *ct = bpf_map_lookup_elem(&conntrack, &ck);
+	if (ct) {
+		bid = ct->backend;
+		be = bpf_map_lookup_elem(&backends, &bid);
+		if (be && (be->gen != ct->gen || be->svc_id != svc_id))
+			be = NULL;
+		nport = ct->nat_port;
+	}
+	if (!be) {
+		__u32 hash = flow_hash(&f);
+		struct aff_key ak;
+		struct aff_val *av = NULL;
+		__u64 now = 0;
+		if (svc->affinity_ns) {
+			__builtin_memset(&ak, 0, sizeof(ak));
+			ak.client = f.saddr;
+			ak.svc_id = svc_id;
+			now = bpf_ktime_get_ns();
+			av = bpf_map_lookup_elem(&affinity, &ak);
+			if (av && now - av->ts < svc->affinity_ns) {
+				bid = av->backend;
+				be = bpf_map_lookup_elem(&backends, &bid);
+				if (be && (be->gen != av->gen || be->svc_id != svc_id))
+					be = NULL;
+			}
+		}
+		if (!be) {
+			void *inner = bpf_map_lookup_elem(&maglev_outer, &svc_id);
+			if (!inner)
+				return XDP_PASS;
+			__u32 size = svc->size;
+			if (!size)
+				return XDP_PASS;
+			__u32 idx = hash % size;
+			__u32 *b = bpf_map_lookup_elem(inner, &idx);
+			if (!b)
+				return XDP_PASS;
+			bid = *b;
+			be = bpf_map_lookup_elem(&backends, &bid);
+			if (!be || be->svc_id != svc_id)
+				return XDP_PASS;
+		}
+		if (!(be->flags & BE_NEXTHOP))
+			return XDP_PASS;
+		if (svc->affinity_ns) {
+			struct aff_val nv = {.backend = bid, .gen = be->gen, .ts = now};
+			bpf_map_update_elem(&affinity, &ak, &nv, BPF_ANY);
+		}
+		nport = 0;
+		if (svc->mode == MODE_SNAT) {
+			nport = snat_port(ctx, &f, be, hash);
+			if (!nport)
+				return XDP_DROP; // SNAT ports exhausted for this backend
+		}
+		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport};
+		bpf_map_update_elem(&conntrack, &ck, &nc, BPF_ANY);
+	}
+	if (!(be->flags & BE_NEXTHOP))
+		return XDP_PASS;
+
+	__u64 bytes = ctx->data_end - ctx->data;
+	count(&svc_stats, svc_id, bytes);
+	count(&be_stats, bid, bytes);
+
+	if (svc->mode == MODE_DSR)
+		return encap(ctx, &f, be);
+
+	union addr src = {};
+	set_snat_addr(&src, f.family);
+	rewrite(&h, &f, &src, &be->addr, nport, be->port);
+	struct ethhdr *eth = (void *)(long)ctx->data;
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, be->dmac, 6);
+	__builtin_memcpy(eth->h_source, be->smac, 6);
+	return xmit(ctx, be->ifindex);
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	return lb(ctx);
+}
+
+// xdp_decap runs on backends: it strips the outer IPIP / IP6IP6 header of DSR packets so
+// the stack sees the client's packet to the VIP (held on lo). This kernel has no ipip
+// device; with one, this program is not needed.
+SEC("xdp")
+int xdp_decap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	int hl;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			return XDP_PASS;
+		if (ip->protocol != IPPROTO_IPIP || ip->ihl != 5 ||
+		    (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+			return XDP_PASS;
+		hl = sizeof(struct iphdr);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		if (ip6->nexthdr != IPPROTO_IPV6)
+			return XDP_PASS;
+		hl = sizeof(struct ipv6hdr);
+	} else {
+		return XDP_PASS;
+	}
+	// Move the Ethernet header forward over the outer IP header, then drop the front.
+	struct ethhdr *neth = data + hl;
+	if ((void *)(neth + 1) > data_end)
+		return XDP_PASS;
+	struct ethhdr tmp;
+	__builtin_memcpy(&tmp, eth, sizeof(tmp));
+	__builtin_memcpy(neth, &tmp, sizeof(tmp));
+	if (bpf_xdp_adjust_head(ctx, hl))
+		return XDP_DROP;
+	return XDP_PASS;
+}
+
+// xdp_pass is for veth peers: XDP_TX/XDP_REDIRECT into a veth needs an XDP program on the
+// receiving end.
+SEC("xdp")
+int xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+// xdp_drop is the baseline of the benchmark.
+SEC("xdp")
+int xdp_drop(struct xdp_md *ctx)
+{
+	return XDP_DROP;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

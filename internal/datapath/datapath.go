@@ -1,0 +1,792 @@
+package datapath
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferrolb/ferrolb/internal/maglev"
+)
+
+// Limits of the BPF maps; they match bpf/lb.c.
+const (
+	maxServices = 4096
+	maxBackends = 16384
+)
+
+// Protocol is an IP protocol number.
+type Protocol uint8
+
+// The protocols the datapath balances.
+const (
+	TCP Protocol = 6
+	UDP Protocol = 17
+)
+
+// Mode is how a Service's packets reach the backend.
+type Mode uint8
+
+const (
+	// SNAT rewrites the destination to the backend and the source to the node's SNAT
+	// address and a port of its own, so replies come back through the node, which
+	// reverses both. Backends need nothing special.
+	SNAT Mode = iota
+	// DSR encapsulates the client's packet in IPIP (IPv4) or IP6IP6 (IPv6) to the
+	// backend, which holds the VIP on lo, strips the outer header (AttachDecap) and
+	// replies straight to the client.
+	DSR
+)
+
+// Backend is one ready endpoint of a Service.
+type Backend struct {
+	Addr netip.Addr
+	Port uint16
+	// Weight is the backend's share of new flows relative to the others; 0 counts as 1
+	// because callers that do not weigh backends leave it unset.
+	Weight uint32
+}
+
+// Service is one VIP, port and protocol balanced over Backends.
+type Service struct {
+	VIP      netip.Addr
+	Port     uint16
+	Protocol Protocol
+	Mode     Mode
+	// Backends are the ready backends only, of the VIP's address family. With none, the
+	// Service is not programmed and its packets go on to the kernel (XDP_PASS), so
+	// kube-proxy or the stack answers.
+	Backends []Backend
+	// Affinity is the ClientIP session affinity timeout; 0 turns affinity off. A client's
+	// new flows go to the backend of its previous new flow if that was less than Affinity
+	// ago.
+	Affinity time.Duration
+	// TableSize is the Maglev table size M; 0 means maglev.DefaultSize.
+	TableSize int
+}
+
+// Counter is the traffic of a Service (Backend zero) or of one of its backends, summed
+// over CPUs, since the Service (or backend) was programmed. Only the client-to-backend
+// direction is counted.
+type Counter struct {
+	VIP      netip.Addr
+	Port     uint16
+	Protocol Protocol
+	Backend  netip.AddrPort
+	Packets  uint64
+	Bytes    uint64
+}
+
+// Config configures a Datapath.
+type Config struct {
+	// Interface is the node's ingress interface; the XDP program is attached there in
+	// native (driver) mode.
+	Interface string
+	// BackendInterfaces are further interfaces that lead to backends: SNAT replies come
+	// back on them, so the same program is attached there too. Backends behind Interface
+	// need nothing here.
+	BackendInterfaces []string
+	// SNATv4 and SNATv6 are the node's source addresses for SNAT mode and the outer
+	// source of DSR encapsulation. Zero: the first global address of that family on
+	// Interface. Backends must route them back through the node.
+	SNATv4, SNATv6 netip.Addr
+	// SNATPortMin and SNATPortMax bound the node's source ports for SNAT flows; zero:
+	// 61000-65535, above the kernel's default ip_local_port_range so that the node's own
+	// connections do not collide with them.
+	SNATPortMin, SNATPortMax uint16
+	// ConntrackSize is the number of flows the conntrack LRU holds; zero: 262144.
+	ConntrackSize int
+	// NexthopRefresh is how often Run re-resolves every backend's next hop besides
+	// reacting to neighbour updates; zero: 5 s.
+	NexthopRefresh time.Duration
+}
+
+// ErrInvalidService is wrapped by SetServices errors about the services given.
+var ErrInvalidService = errors.New("datapath: invalid service")
+
+type svcID struct {
+	vip   netip.Addr
+	port  uint16
+	proto Protocol
+}
+
+type nexthop struct {
+	ifindex uint32
+	smac    net.HardwareAddr
+	dmac    net.HardwareAddr
+}
+
+func (n nexthop) valid() bool { return n.ifindex != 0 && len(n.smac) == 6 && len(n.dmac) == 6 }
+
+func (n nexthop) equal(o nexthop) bool {
+	return n.ifindex == o.ifindex && string(n.smac) == string(o.smac) && string(n.dmac) == string(o.dmac)
+}
+
+type beState struct {
+	slot uint32
+	gen  uint32
+	addr netip.AddrPort
+	nh   nexthop
+}
+
+type svcState struct {
+	id       uint32
+	svc      Service
+	size     int
+	backends map[netip.AddrPort]*beState
+	entries  []uint32 // the Maglev table as written, in backend slots
+}
+
+// Datapath is the XDP load balancer of one node. Its methods are safe for concurrent use.
+type Datapath struct {
+	cfg     Config
+	objs    lbObjects
+	ns      netns.NsHandle
+	nl      *netlink.Handle
+	ifindex []int
+
+	mu       sync.Mutex
+	services map[svcID]*svcState
+	svcFree  []uint32 // FIFO of free service slots
+	beFree   []uint32 // FIFO of free backend slots: reuse as late as possible
+	gen      uint32
+	closed   bool
+	ran      bool
+}
+
+// New loads the BPF objects and resolves Config defaults in the network namespace of the
+// calling thread, which the Datapath keeps using from any goroutine. It does not attach:
+// Run does, so that the attachment lives exactly as long as Run.
+func New(cfg Config) (*Datapath, error) {
+	if cfg.SNATPortMin == 0 && cfg.SNATPortMax == 0 {
+		cfg.SNATPortMin, cfg.SNATPortMax = 61000, 65535
+	}
+	if cfg.SNATPortMin == 0 || cfg.SNATPortMin > cfg.SNATPortMax {
+		return nil, fmt.Errorf("datapath: SNAT port range %d-%d", cfg.SNATPortMin, cfg.SNATPortMax)
+	}
+	if cfg.ConntrackSize == 0 {
+		cfg.ConntrackSize = 262144
+	}
+	if cfg.NexthopRefresh == 0 {
+		cfg.NexthopRefresh = 5 * time.Second
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("datapath: current netns: %w", err)
+	}
+	d := &Datapath{cfg: cfg, ns: ns, services: map[svcID]*svcState{}}
+	ok := false
+	defer func() {
+		if !ok {
+			d.free()
+		}
+	}()
+	if d.nl, err = netlink.NewHandleAt(ns); err != nil {
+		return nil, fmt.Errorf("datapath: netlink: %w", err)
+	}
+	for _, name := range append([]string{cfg.Interface}, cfg.BackendInterfaces...) {
+		l, err := d.nl.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("datapath: interface %q: %w", name, err)
+		}
+		if !slices.Contains(d.ifindex, l.Attrs().Index) {
+			d.ifindex = append(d.ifindex, l.Attrs().Index)
+		}
+		if name != cfg.Interface {
+			continue
+		}
+		if !d.cfg.SNATv4.IsValid() {
+			d.cfg.SNATv4 = d.firstGlobal(l, netlink.FAMILY_V4)
+		}
+		if !d.cfg.SNATv6.IsValid() {
+			d.cfg.SNATv6 = d.firstGlobal(l, netlink.FAMILY_V6)
+		}
+	}
+	if (d.cfg.SNATv4.IsValid() && !d.cfg.SNATv4.Is4()) || (d.cfg.SNATv6.IsValid() && !d.cfg.SNATv6.Is6()) {
+		return nil, fmt.Errorf("datapath: SNAT addresses %v, %v of the wrong family", d.cfg.SNATv4, d.cfg.SNATv6)
+	}
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("datapath: spec: %w", err)
+	}
+	spec.Maps["conntrack"].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded just above
+	if err := setVars(spec, d.cfg); err != nil {
+		return nil, err
+	}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		return nil, fmt.Errorf("datapath: load: %w", err)
+	}
+	for i := uint32(0); i < maxServices; i++ {
+		d.svcFree = append(d.svcFree, i)
+	}
+	// Slot 0 stays unused so that a zero value never names a live backend.
+	for i := uint32(1); i < maxBackends; i++ {
+		d.beFree = append(d.beFree, i)
+	}
+	ok = true
+	return d, nil
+}
+
+func setVars(spec *ebpf.CollectionSpec, cfg Config) error {
+	var s4 uint32
+	var s6 [4]uint32
+	if cfg.SNATv4.IsValid() {
+		s4 = addrWords(cfg.SNATv4)[0]
+	}
+	if cfg.SNATv6.IsValid() {
+		s6 = addrWords(cfg.SNATv6)
+	}
+	for name, v := range map[string]any{"snat4": s4, "snat6": s6,
+		"snat_port_min": cfg.SNATPortMin, "snat_port_max": cfg.SNATPortMax} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("datapath: set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (d *Datapath) firstGlobal(l netlink.Link, family int) netip.Addr {
+	addrs, err := d.nl.AddrList(l, family)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if ok && ip.Unmap().IsGlobalUnicast() {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// addrWords is an address as the BPF side stores it: network order bytes, IPv4 in the
+// first word.
+func addrWords(a netip.Addr) [4]uint32 {
+	var w [4]uint32
+	b := a.Unmap().AsSlice()
+	for i := 0; i+4 <= len(b); i += 4 {
+		w[i/4] = binary.NativeEndian.Uint32(b[i:])
+	}
+	return w
+}
+
+// htons stores a port in network order in a native uint16 field.
+func htons(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func family(a netip.Addr) uint8 {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+func (d *Datapath) free() {
+	_ = d.objs.Close()
+	if d.nl != nil {
+		d.nl.Close()
+	}
+	if d.ns.IsOpen() {
+		_ = d.ns.Close()
+	}
+}
+
+// Close frees the BPF objects of a Datapath whose Run was never called; Run frees them
+// itself when it returns.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.ran {
+		return nil
+	}
+	d.closed = true
+	d.free()
+	return nil
+}
+
+// inNS runs f on a thread switched to the Datapath's network namespace, where
+// interface indexes and attachments are resolved.
+func (d *Datapath) inNS(f func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(d.ns); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		// Leave the thread locked: the runtime ends it with its goroutine.
+		return errors.Join(ferr, err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// Run attaches the program to Config.Interface and Config.BackendInterfaces, keeps the
+// backends' next hops fresh from neighbour updates and a periodic refresh, and detaches
+// and frees everything when ctx ends. It can be called once.
+func (d *Datapath) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.closed || d.ran {
+		d.mu.Unlock()
+		return errors.New("datapath: Run called twice or after Close")
+	}
+	d.ran = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.closed = true
+		d.free()
+		d.mu.Unlock()
+	}()
+
+	var links []link.Link
+	defer func() {
+		for _, l := range links {
+			_ = l.Close()
+		}
+	}()
+	err := d.inNS(func() error {
+		for _, idx := range d.ifindex {
+			l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XdpLb, Interface: idx, Flags: link.XDPDriverMode})
+			if err != nil {
+				return fmt.Errorf("datapath: attach XDP to ifindex %d: %w", idx, err)
+			}
+			links = append(links, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	updates := make(chan netlink.NeighUpdate, 256)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.NeighSubscribeAt(d.ns, updates, done); err != nil {
+		return fmt.Errorf("datapath: neighbour updates: %w", err)
+	}
+	tick := time.NewTicker(d.cfg.NexthopRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-updates:
+			if !ok {
+				updates = nil
+				continue
+			}
+			// Drain a burst of updates into one refresh.
+			for drained := false; !drained; {
+				select {
+				case <-updates:
+				default:
+					drained = true
+				}
+			}
+			d.refresh()
+		case <-tick.C:
+			d.refresh()
+		}
+	}
+}
+
+// refresh re-resolves every backend's next hop and rewrites the entries that changed.
+func (d *Datapath) refresh() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	for _, s := range d.services {
+		for _, b := range s.backends {
+			nh := d.resolve(b.addr.Addr())
+			if !nh.equal(b.nh) {
+				b.nh = nh
+				_ = d.writeBackend(s.id, b)
+			}
+		}
+	}
+}
+
+// resolve finds the egress interface and MACs towards a, from the routing and neighbour
+// tables. When the neighbour is unknown it asks the kernel to resolve it (a managed
+// neighbour entry) and returns an invalid next hop: the program passes such flows to the
+// stack until Run's next refresh.
+func (d *Datapath) resolve(a netip.Addr) nexthop {
+	routes, err := d.nl.RouteGet(a.AsSlice())
+	if err != nil || len(routes) == 0 {
+		return nexthop{}
+	}
+	r := routes[0]
+	via := a
+	if gw, ok := netip.AddrFromSlice(r.Gw); ok && gw.IsValid() && !gw.IsUnspecified() {
+		via = gw.Unmap()
+	}
+	l, err := d.nl.LinkByIndex(r.LinkIndex)
+	if err != nil || len(l.Attrs().HardwareAddr) != 6 {
+		return nexthop{}
+	}
+	fam := netlink.FAMILY_V4
+	if via.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	neighs, err := d.nl.NeighList(r.LinkIndex, fam)
+	if err == nil {
+		for _, n := range neighs {
+			ip, ok := netip.AddrFromSlice(n.IP)
+			if !ok || ip.Unmap() != via || len(n.HardwareAddr) != 6 {
+				continue
+			}
+			if n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0 {
+				continue
+			}
+			return nexthop{ifindex: uint32(r.LinkIndex), smac: slices.Clone(l.Attrs().HardwareAddr), //nolint:gosec // ifindex is positive
+				dmac: slices.Clone(n.HardwareAddr)}
+		}
+	}
+	_ = d.nl.NeighAdd(&netlink.Neigh{LinkIndex: r.LinkIndex, Family: fam, IP: via.AsSlice(),
+		State: netlink.NUD_NONE, FlagsExt: netlink.NTF_EXT_MANAGED})
+	return nexthop{}
+}
+
+func (d *Datapath) writeBackend(svc uint32, b *beState) error {
+	var v lbBackend
+	v.Addr.W = addrWords(b.addr.Addr())
+	v.Port = htons(b.addr.Port())
+	v.Family = family(b.addr.Addr())
+	if b.nh.valid() {
+		v.Flags = 1
+		v.Ifindex = b.nh.ifindex
+		copy(v.Smac[:], b.nh.smac)
+		copy(v.Dmac[:], b.nh.dmac)
+	}
+	v.SvcId = svc
+	v.Gen = b.gen
+	return d.objs.Backends.Update(b.slot, &v, ebpf.UpdateAny)
+}
+
+func validate(svcs []Service) error {
+	seen := map[svcID]bool{}
+	for _, s := range svcs {
+		k := svcID{s.VIP.Unmap(), s.Port, s.Protocol}
+		if !k.vip.IsValid() || s.Port == 0 || (s.Protocol != TCP && s.Protocol != UDP) || s.Mode > DSR {
+			return fmt.Errorf("%w: %v:%d/%d mode %d", ErrInvalidService, s.VIP, s.Port, s.Protocol, s.Mode)
+		}
+		if seen[k] {
+			return fmt.Errorf("%w: %v:%d/%d given twice", ErrInvalidService, s.VIP, s.Port, s.Protocol)
+		}
+		seen[k] = true
+		if s.Affinity < 0 {
+			return fmt.Errorf("%w: %v:%d/%d negative affinity", ErrInvalidService, s.VIP, s.Port, s.Protocol)
+		}
+		for _, b := range s.Backends {
+			if !b.Addr.IsValid() || b.Addr.Unmap().Is4() != k.vip.Is4() || b.Port == 0 {
+				return fmt.Errorf("%w: %v:%d/%d backend %v port %d: invalid or not of the VIP's family",
+					ErrInvalidService, s.VIP, s.Port, s.Protocol, b.Addr, b.Port)
+			}
+		}
+	}
+	return nil
+}
+
+// SetServices programs the full desired set of Services, incrementally: unchanged
+// Services are not touched, and a changed Maglev table is filled in a new inner map that
+// replaces the old one in a single map update, so no flow ever sees an empty or partial
+// table. Flows in conntrack stay on their backend, even on a backend just removed (its
+// entry lives on until its slot is reused). It is safe before and during Run.
+func (d *Datapath) SetServices(svcs []Service) error {
+	if err := validate(svcs); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("datapath: closed")
+	}
+	want := map[svcID]Service{}
+	for _, s := range svcs {
+		s.VIP = s.VIP.Unmap()
+		if len(s.Backends) == 0 {
+			continue
+		}
+		want[svcID{s.VIP, s.Port, s.Protocol}] = s
+	}
+	var errs []error
+	for k, st := range d.services {
+		if _, ok := want[k]; !ok {
+			errs = append(errs, d.removeService(k, st))
+		}
+	}
+	for k, s := range want {
+		errs = append(errs, d.applyService(k, s))
+	}
+	return errors.Join(errs...)
+}
+
+func svcKey(k svcID) lbSvcKey {
+	var key lbSvcKey
+	key.Vip.W = addrWords(k.vip)
+	key.Port = htons(k.port)
+	key.Proto = uint8(k.proto)
+	key.Family = family(k.vip)
+	return key
+}
+
+func (d *Datapath) removeService(k svcID, st *svcState) error {
+	key := svcKey(k)
+	err := d.objs.Services.Delete(&key)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		err = nil
+	}
+	if derr := d.objs.MaglevOuter.Delete(st.id); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
+		err = errors.Join(err, derr)
+	}
+	for _, b := range st.backends {
+		d.beFree = append(d.beFree, b.slot)
+	}
+	d.svcFree = append(d.svcFree, st.id)
+	delete(d.services, k)
+	return err
+}
+
+func (d *Datapath) zeroCounter(m *ebpf.Map, idx uint32) error {
+	zeros := make([]lbCounter, ebpf.MustPossibleCPU())
+	return m.Update(idx, zeros, ebpf.UpdateAny)
+}
+
+func (d *Datapath) applyService(k svcID, s Service) error {
+	size := s.TableSize
+	if size == 0 {
+		size = maglev.DefaultSize
+	}
+	st := d.services[k]
+	isNew := st == nil
+	if isNew {
+		if len(d.svcFree) == 0 {
+			return fmt.Errorf("datapath: more than %d services", maxServices)
+		}
+		st = &svcState{id: d.svcFree[0], backends: map[netip.AddrPort]*beState{}}
+		if err := d.zeroCounter(d.objs.SvcStats, st.id); err != nil {
+			return err
+		}
+	}
+	// Backends: keep the slots of those that stay, allocate new ones.
+	wantBE := map[netip.AddrPort]uint32{}
+	for _, b := range s.Backends {
+		w := b.Weight
+		if w == 0 {
+			w = 1
+		}
+		wantBE[netip.AddrPortFrom(b.Addr.Unmap(), b.Port)] += w
+	}
+	var mb []maglev.Backend
+	for ap, w := range wantBE {
+		mb = append(mb, maglev.Backend{Name: ap.String(), Weight: w})
+	}
+	table, err := maglev.Build(size, mb)
+	if err != nil {
+		return fmt.Errorf("%w: %v:%d/%d: %w", ErrInvalidService, s.VIP, s.Port, s.Protocol, err)
+	}
+	newBE := 0
+	for ap := range wantBE {
+		if st.backends[ap] == nil {
+			newBE++
+		}
+	}
+	if newBE > len(d.beFree) {
+		return fmt.Errorf("datapath: more than %d backends", maxBackends)
+	}
+	if isNew {
+		d.svcFree = d.svcFree[1:]
+		d.services[k] = st
+	}
+	for ap, b := range st.backends {
+		if _, ok := wantBE[ap]; !ok {
+			// The entry stays in the map for established flows until the slot is reused.
+			d.beFree = append(d.beFree, b.slot)
+			delete(st.backends, ap)
+		}
+	}
+	for ap := range wantBE {
+		if st.backends[ap] != nil {
+			continue
+		}
+		d.gen++
+		b := &beState{slot: d.beFree[0], gen: d.gen, addr: ap, nh: d.resolve(ap.Addr())}
+		d.beFree = d.beFree[1:]
+		if err := d.zeroCounter(d.objs.BeStats, b.slot); err != nil {
+			return err
+		}
+		if err := d.writeBackend(st.id, b); err != nil {
+			return err
+		}
+		st.backends[ap] = b
+	}
+	entries := make([]uint32, len(table.Entries))
+	slots := make([]uint32, len(table.Backends))
+	for i, b := range table.Backends {
+		ap := netip.MustParseAddrPort(b.Name)
+		slots[i] = st.backends[ap].slot
+	}
+	for i, e := range table.Entries {
+		entries[i] = slots[e]
+	}
+	oldSize := st.size
+	if !slices.Equal(entries, st.entries) {
+		inner, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4,
+			MaxEntries: uint32(size), Flags: unix.BPF_F_INNER_MAP})
+		if err != nil {
+			return fmt.Errorf("datapath: inner map: %w", err)
+		}
+		defer inner.Close()
+		keys := make([]uint32, size)
+		for i := range keys {
+			keys[i] = uint32(i)
+		}
+		if _, err := inner.BatchUpdate(keys, entries, nil); err != nil {
+			return fmt.Errorf("datapath: fill inner map: %w", err)
+		}
+		// Order the two updates so that the index the program computes from the size
+		// it reads is always inside the table it finds: shrink the size first, grow the
+		// table first.
+		if !isNew && size < oldSize {
+			if err := d.writeService(k, st, s, size); err != nil {
+				return err
+			}
+		}
+		if err := d.objs.MaglevOuter.Update(st.id, inner, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("datapath: swap inner map: %w", err)
+		}
+		st.entries = entries
+	}
+	st.size = size
+	st.svc = s
+	return d.writeService(k, st, s, size)
+}
+
+func (d *Datapath) writeService(k svcID, st *svcState, s Service, size int) error {
+	key := svcKey(k)
+	var v lbSvcVal
+	v.Id = st.id
+	v.Size = uint32(size)                           //nolint:gosec // a valid Maglev size
+	v.AffinityNs = uint64(s.Affinity.Nanoseconds()) //nolint:gosec // validated non-negative
+	v.Mode = uint8(s.Mode)
+	if err := d.objs.Services.Update(&key, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("datapath: service %v:%d/%d: %w", s.VIP, s.Port, s.Protocol, err)
+	}
+	return nil
+}
+
+// Counters reports packets and bytes per programmed Service and per current backend.
+func (d *Datapath) Counters() ([]Counter, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, errors.New("datapath: closed")
+	}
+	var out []Counter
+	sum := func(m *ebpf.Map, idx uint32) (uint64, uint64, error) {
+		var per []lbCounter
+		if err := m.Lookup(idx, &per); err != nil {
+			return 0, 0, err
+		}
+		var p, b uint64
+		for _, c := range per {
+			p += c.Packets
+			b += c.Bytes
+		}
+		return p, b, nil
+	}
+	for k, st := range d.services {
+		p, b, err := sum(d.objs.SvcStats, st.id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Counter{VIP: k.vip, Port: k.port, Protocol: k.proto, Packets: p, Bytes: b})
+		for ap, be := range st.backends {
+			p, b, err := sum(d.objs.BeStats, be.slot)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, Counter{VIP: k.vip, Port: k.port, Protocol: k.proto, Backend: ap, Packets: p, Bytes: b})
+		}
+	}
+	slices.SortFunc(out, func(a, b Counter) int {
+		if c := a.VIP.Compare(b.VIP); c != 0 {
+			return c
+		}
+		if a.Port != b.Port {
+			return int(a.Port) - int(b.Port)
+		}
+		if a.Protocol != b.Protocol {
+			return int(a.Protocol) - int(b.Protocol)
+		}
+		return a.Backend.Compare(b.Backend)
+	})
+	return out, nil
+}
+
+// Decap is the backend side of DSR: see AttachDecap.
+type Decap struct {
+	prog *ebpf.Program
+	link link.Link
+}
+
+// AttachDecap attaches, to iface in the calling thread's network namespace, an XDP
+// program that strips the outer IPIP / IP6IP6 header of DSR packets and passes the inner
+// packet to the stack: this kernel has no ipip device. The backend must hold the VIP on
+// lo. Close detaches it.
+func AttachDecap(iface string) (*Decap, error) {
+	return attachProg(iface, "xdp_decap")
+}
+
+func attachProg(iface, name string) (*Decap, error) {
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("datapath: %w", err)
+	}
+	spec, err := loadLb()
+	if err != nil {
+		return nil, err
+	}
+	var objs struct {
+		Prog *ebpf.Program `ebpf:"prog"`
+	}
+	spec.Programs["prog"] = spec.Programs[name]
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		return nil, fmt.Errorf("datapath: load %s: %w", name, err)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: objs.Prog, Interface: ifc.Index, Flags: link.XDPDriverMode})
+	if err != nil {
+		_ = objs.Prog.Close()
+		return nil, fmt.Errorf("datapath: attach %s to %s: %w", name, iface, err)
+	}
+	return &Decap{prog: objs.Prog, link: l}, nil
+}
+
+// Close detaches the program.
+func (x *Decap) Close() error {
+	return errors.Join(x.link.Close(), x.prog.Close())
+}

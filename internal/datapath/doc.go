@@ -1,0 +1,49 @@
+// Package datapath is FerroLB's XDP load balancer on the node (DESIGN.md section 5).
+//
+// One XDP program (bpf/lb.c, built by bpf2go; the generated lb_bpfel.go and .o are
+// committed so a plain go build needs no clang) runs in native mode on the node's ingress
+// interface and on any interface that leads to backends. For each packet it:
+//
+//  1. parses Ethernet, IPv4 without options or IPv6 without extension headers, and a TCP
+//     or UDP header. Anything else — other protocols, IPv4 options, IPv6 extension headers,
+//     fragments, truncated or malformed headers — goes to the stack (XDP_PASS): the stack
+//     owns validation and reassembly, and kube-proxy or the stack can still answer. Every
+//     access is bounds-checked, so no input can fault.
+//  2. if the destination is the node's SNAT address and port range, looks the reply up in
+//     snat_rev and reverses the SNAT (VIP:port -> client), sending it out of the interface
+//     the client's packet came in on, to the MAC it came from. XDP on the backend-facing
+//     interface rather than tcx: replies arrive from the backends, so catching them at XDP
+//     ingress is cheaper than letting the stack route them, and it needs no second program
+//     type.
+//  3. looks the service up by VIP, port, protocol (services hash map); a miss passes.
+//  4. looks the flow up in conntrack (per-CPU LRU hash, BPF_F_NO_COMMON_LRU: no shared
+//     lock on the hot path). A hit names the backend slot and its generation; it is
+//     honoured while the slot still has that generation and service, so flows stay on
+//     their backend whatever the backend set becomes.
+//  5. on a miss: with ClientIP affinity (the only path that reads the clock), the client's
+//     last backend if younger than the timeout; else the service's Maglev table, an inner
+//     array of maglev_outer (array of maps) indexed by hash % M, whose entries are backend
+//     slots. The new flow is recorded in conntrack, and for SNAT a node port is picked by
+//     hash with a few probes and recorded in snat_rev.
+//  6. counts packets and bytes per service and per backend (per-CPU arrays), then either
+//     rewrites addresses and ports (SNAT, checksums updated incrementally per RFC 1624) or
+//     prepends an IPIP / IP6IP6 header (DSR), sets the MACs of the backend's next hop and
+//     sends it: XDP_TX on the same interface, bpf_redirect to another.
+//
+// Next hops are resolved in userspace (route get and the neighbour table, asking the
+// kernel for a managed neighbour entry when it is missing) and stored in each backend
+// entry, so the fast path calls no bpf_fib_lookup; Run refreshes them on neighbour updates
+// and periodically. A backend without a resolved next hop makes its new flows pass to the
+// stack.
+//
+// Updates are atomic from a flow's point of view: a changed Maglev table is written into
+// a new inner map which then replaces the old one in one update of maglev_outer; when the
+// table size changes, the size in the service entry and the inner map are swapped in the
+// order that keeps every computed index inside the table found. A removed backend's entry
+// stays in place (slots are reused first in, first out) so its established flows drain;
+// new flows never pick it. A service without backends is removed and its traffic passes.
+//
+// The backend side of DSR is AttachDecap: this kernel has no ipip device, so an XDP
+// program strips the outer header and the stack delivers the inner packet to the VIP,
+// which the backend holds on lo.
+package datapath

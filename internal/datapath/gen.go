@@ -1,0 +1,3 @@
+package datapath
+
+//go:generate go tool bpf2go -tags linux -target bpfel -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" lb bpf/lb.c
