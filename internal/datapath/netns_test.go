@@ -1,0 +1,392 @@
+package datapath
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/ferrolb/ferrolb/internal/lab/netns"
+)
+
+// lab is the namespace topology of the end-to-end tests:
+//
+//	client c0 (10.0.0.1, fd00::1) ---- n0 (10.0.0.2, fd00::2) node, XDP LB on n0 and n1
+//	client c1 (10.1.0.100, fd01::100) -+   n1 (10.1.0.254, fd01::254)
+//	                                   |    |
+//	                      switch ns: bridge br0
+//	                                   |
+//	backends bk1..3 eth0 (10.1.0.1-3, fd01::1-3), VIPs on lo
+//
+// The client reaches the VIPs through the node over c0. Backends answer SNAT flows to the
+// node (same subnet); their route back to the client's c0 subnet goes to c1, straight
+// through the bridge, so DSR replies never touch the node.
+type lab struct {
+	client, node, sw *netns.NS
+	backends         []*netns.NS
+	d                *Datapath
+	closers          []io.Closer
+}
+
+var (
+	labVIP4 = netip.MustParseAddr("192.0.2.10")
+	labVIP6 = netip.MustParseAddr("2001:db8::10")
+)
+
+func labBackend(i int, v6 bool) netip.Addr {
+	if v6 {
+		return netip.MustParseAddr(fmt.Sprintf("fd01::%d", i))
+	}
+	return netip.MustParseAddr(fmt.Sprintf("10.1.0.%d", i))
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	l := &lab{client: netns.ForTest(t, "dpcl"), node: netns.ForTest(t, "dpnd"), sw: netns.ForTest(t, "dpsw")}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range l.closers {
+			_ = c.Close()
+		}
+	})
+	must(netns.Veth(l.client, "c0", l.node, "n0"))
+	must(netns.Veth(l.node, "n1", l.sw, "s-n"))
+	must(netns.Veth(l.client, "c1", l.sw, "s-c"))
+	l.sw.MustRun(t, "ip", "link", "add", "br0", "type", "bridge")
+	l.sw.MustRun(t, "ip", "link", "set", "br0", "up")
+	for _, p := range []string{"s-n", "s-c"} {
+		l.sw.MustRun(t, "ip", "link", "set", p, "master", "br0")
+	}
+	c, n := l.client, l.node
+	// IPIP needs headroom: the client side MTU is lower than the node -> backend one.
+	c.MustRun(t, "ip", "link", "set", "c0", "mtu", "1400")
+	n.MustRun(t, "ip", "link", "set", "n0", "mtu", "1400")
+	c.MustRun(t, "ip", "addr", "add", "10.0.0.1/24", "dev", "c0")
+	c.MustRun(t, "ip", "addr", "add", "fd00::1/64", "dev", "c0", "nodad")
+	c.MustRun(t, "ip", "addr", "add", "10.1.0.100/24", "dev", "c1")
+	c.MustRun(t, "ip", "addr", "add", "fd01::100/64", "dev", "c1", "nodad")
+	c.MustRun(t, "ip", "route", "add", labVIP4.String()+"/32", "via", "10.0.0.2")
+	c.MustRun(t, "ip", "route", "add", labVIP6.String()+"/128", "via", "fd00::2")
+	c.MustRun(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.c1.rp_filter=0", "net.ipv4.conf.c0.rp_filter=0")
+	// Local TCP leaves partial checksums that XDP would rewrite incrementally, wrongly:
+	// a NIC delivers full ones.
+	c.MustRun(t, "ethtool", "-K", "c0", "tx", "off")
+	c.MustRun(t, "ethtool", "-K", "c1", "tx", "off")
+	n.MustRun(t, "ip", "addr", "add", "10.0.0.2/24", "dev", "n0")
+	n.MustRun(t, "ip", "addr", "add", "fd00::2/64", "dev", "n0", "nodad")
+	n.MustRun(t, "ip", "addr", "add", "10.1.0.254/24", "dev", "n1")
+	n.MustRun(t, "ip", "addr", "add", "fd01::254/64", "dev", "n1", "nodad")
+	for i := 1; i <= 3; i++ {
+		b := netns.ForTest(t, fmt.Sprintf("dpb%d", i))
+		l.backends = append(l.backends, b)
+		port := fmt.Sprintf("s-b%d", i)
+		must(netns.Veth(b, "eth0", l.sw, port))
+		l.sw.MustRun(t, "ip", "link", "set", port, "master", "br0")
+		b.MustRun(t, "ip", "link", "set", "lo", "up")
+		b.MustRun(t, "ip", "addr", "add", labBackend(i, false).String()+"/24", "dev", "eth0")
+		b.MustRun(t, "ip", "addr", "add", labBackend(i, true).String()+"/64", "dev", "eth0", "nodad")
+		b.MustRun(t, "ip", "addr", "add", labVIP4.String()+"/32", "dev", "lo")
+		b.MustRun(t, "ip", "addr", "add", labVIP6.String()+"/128", "dev", "lo")
+		b.MustRun(t, "ip", "route", "add", "10.0.0.0/24", "via", "10.1.0.100")
+		b.MustRun(t, "ip", "route", "add", "fd00::/64", "via", "fd01::100")
+		b.MustRun(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0")
+		b.MustRun(t, "ethtool", "-K", "eth0", "tx", "off")
+		name := fmt.Sprintf("bk%d", i)
+		for _, addr := range []string{"[::]:8080", "[::]:80"} {
+			must(b.Do(func() error {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return err
+				}
+				l.closers = append(l.closers, ln)
+				go serve(ln, name)
+				return nil
+			}))
+		}
+		// DSR: strip the outer header of what the node sends.
+		must(b.Do(func() error {
+			x, err := AttachDecap("eth0")
+			if err == nil {
+				l.closers = append(l.closers, x)
+			}
+			return err
+		}))
+	}
+	// XDP_TX / XDP_REDIRECT into a veth needs an XDP program on its peer.
+	for _, at := range []struct {
+		ns    *netns.NS
+		iface string
+	}{{l.client, "c0"}, {l.sw, "s-n"}} {
+		must(at.ns.Do(func() error {
+			x, err := attachProg(at.iface, "xdp_pass")
+			if err == nil {
+				l.closers = append(l.closers, x)
+			}
+			return err
+		}))
+	}
+	must(n.Do(func() (err error) {
+		l.d, err = New(Config{Interface: "n0", BackendInterfaces: []string{"n1"},
+			SNATv4: netip.MustParseAddr("10.1.0.254"), SNATv6: netip.MustParseAddr("fd01::254"),
+			NexthopRefresh: 100 * time.Millisecond})
+		return err
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return l
+}
+
+// serve says which backend it is, then echoes lines; "big N" answers N bytes.
+func serve(ln net.Listener, name string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			if _, err := fmt.Fprintf(c, "%s\n", name); err != nil {
+				return
+			}
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				var n int
+				if _, err := fmt.Sscanf(line, "big %d", &n); err == nil {
+					if _, err := c.Write(make([]byte, n)); err != nil {
+						return
+					}
+					continue
+				}
+				if _, err := io.WriteString(c, line); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// waitNexthops waits until Run has resolved every backend's next hop: before that, new
+// flows go to the stack.
+func (l *lab) waitNexthops(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.d.mu.Lock()
+		ok := true
+		for _, s := range l.d.services {
+			for _, b := range s.backends {
+				ok = ok && b.nh.valid()
+			}
+		}
+		l.d.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("backend next hops not resolved")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type conn struct {
+	net.Conn
+	r       *bufio.Reader
+	backend string
+}
+
+func (l *lab) dial(t *testing.T, vip netip.Addr, port uint16) *conn {
+	t.Helper()
+	var c net.Conn
+	err := l.client.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip, port).String(), 3*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	name, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("banner: %v", err)
+	}
+	return &conn{Conn: c, r: r, backend: strings.TrimSpace(name)}
+}
+
+func (c *conn) echo(t *testing.T, msg string) {
+	t.Helper()
+	if _, err := io.WriteString(c, msg+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.r.ReadString('\n')
+	if err != nil || strings.TrimSpace(got) != msg {
+		t.Fatalf("echo from %s: %q, %v", c.backend, got, err)
+	}
+}
+
+func labServices(vip netip.Addr, mode Mode, idx ...int) []Service {
+	port, bport := uint16(80), uint16(8080)
+	if mode == DSR {
+		bport = 80 // no port translation: the backend answers the client directly
+	}
+	var bs []Backend
+	for _, i := range idx {
+		bs = append(bs, Backend{Addr: labBackend(i, vip.Is6()), Port: bport})
+	}
+	return []Service{{VIP: vip, Port: port, Protocol: TCP, Mode: mode, Backends: bs}}
+}
+
+func TestLabSNAT(t *testing.T) {
+	l := newLab(t)
+	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[vip.Is6()], func(t *testing.T) {
+			if err := l.d.SetServices(labServices(vip, SNAT, 1, 2, 3)); err != nil {
+				t.Fatal(err)
+			}
+			l.waitNexthops(t)
+			seen := map[string]*conn{}
+			for i := 0; i < 60 && len(seen) < 3; i++ {
+				c := l.dial(t, vip, 80)
+				c.echo(t, "hello")
+				if seen[c.backend] == nil {
+					seen[c.backend] = c
+				} else {
+					_ = c.Close()
+				}
+			}
+			if len(seen) != 3 {
+				t.Fatalf("reached %d backends: %v", len(seen), seen)
+			}
+			// Remove bk2: every established connection, bk2's included, keeps working;
+			// new connections avoid bk2.
+			if err := l.d.SetServices(labServices(vip, SNAT, 1, 3)); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range seen {
+				c.echo(t, "still there")
+			}
+			for i := 0; i < 20; i++ {
+				c := l.dial(t, vip, 80)
+				if c.backend == "bk2" {
+					t.Fatal("new connection reached the removed backend")
+				}
+				_ = c.Close()
+			}
+			cs, err := l.d.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				if c.VIP == vip && !c.Backend.IsValid() && c.Packets == 0 {
+					t.Fatalf("no packets counted: %+v", cs)
+				}
+			}
+			if err := l.d.SetServices(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func linkStats(t *testing.T, ns *netns.NS, name string) *netlink.LinkStatistics {
+	t.Helper()
+	var st *netlink.LinkStatistics
+	err := ns.Do(func() error {
+		lk, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		st = lk.Attrs().Statistics
+		if st == nil {
+			return errors.New("no statistics")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestLabDSR(t *testing.T) {
+	l := newLab(t)
+	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[vip.Is6()], func(t *testing.T) {
+			if err := l.d.SetServices(labServices(vip, DSR, 1, 2, 3)); err != nil {
+				t.Fatal(err)
+			}
+			l.waitNexthops(t)
+			seen := map[string]bool{}
+			var conns []*conn
+			for i := 0; i < 60 && len(seen) < 3; i++ {
+				c := l.dial(t, vip, 80)
+				seen[c.backend] = true
+				conns = append(conns, c)
+			}
+			if len(seen) != 3 {
+				t.Fatalf("reached %v", seen)
+			}
+			// Replies bypass the node: 1 MB per backend arrives on the client's c1 while
+			// the node's n0 sends nearly nothing.
+			const size = 1 << 20
+			n0 := linkStats(t, l.node, "n0").TxBytes
+			c1 := linkStats(t, l.client, "c1").RxBytes
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, c := range conns[len(conns)-3:] {
+				wg.Go(func() {
+					if _, err := io.WriteString(c, fmt.Sprintf("big %d\n", size)); err != nil {
+						t.Error(err)
+						return
+					}
+					n, err := io.ReadFull(c.r, make([]byte, size))
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil || n != size {
+						t.Errorf("read %d: %v", n, err)
+					}
+				})
+			}
+			wg.Wait()
+			dn0 := linkStats(t, l.node, "n0").TxBytes - n0
+			dc1 := linkStats(t, l.client, "c1").RxBytes - c1
+			t.Logf("node n0 sent %d bytes, client c1 received %d bytes", dn0, dc1)
+			if dc1 < 3*size || dn0 > 64<<10 {
+				t.Fatalf("replies did not bypass the node: n0 tx %d, c1 rx %d", dn0, dc1)
+			}
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			if err := l.d.SetServices(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
