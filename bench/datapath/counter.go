@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -12,24 +14,44 @@ import (
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
 )
 
-// xdpCounter is one loaded instance of count_drop: attached to the backends' links it counts
-// what they receive; attached to the node's link it is the drop-only ceiling.
+// xdpCounter is one loaded instance of counter.c: its count_backend program, attached to a
+// backend's link, counts what the backend receives; its count_drop program, attached to the
+// node's link, is the drop-only ceiling.
 type xdpCounter struct {
 	objs counterObjects
 }
 
-func newXDPCounter() (*xdpCounter, error) {
+// Keys of the packets map (counter.c).
+const (
+	keyAll = iota
+	keyToBackend
+	keyIPIP
+)
+
+// newXDPCounter loads an instance; backend is the address count_backend recognises as the
+// backend's own (zero for the node's instance).
+func newXDPCounter(backend netip.Addr) (*xdpCounter, error) {
+	spec, err := loadCounter()
+	if err != nil {
+		return nil, err
+	}
+	if backend.IsValid() {
+		a := backend.As4()
+		if err := spec.Variables["backend_addr"].Set(binary.NativeEndian.Uint32(a[:])); err != nil {
+			return nil, err
+		}
+	}
 	c := &xdpCounter{}
-	if err := loadCounterObjects(&c.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		return nil, fmt.Errorf("load the counting XDP program: %w", err)
 	}
 	return c, nil
 }
 
-// total sums the per-CPU packet counts.
-func (c *xdpCounter) total() (uint64, error) {
+// count sums one key's per-CPU packet counts.
+func (c *xdpCounter) count(key uint32) (uint64, error) {
 	var perCPU []uint64
-	if err := c.objs.Packets.Lookup(uint32(0), &perCPU); err != nil {
+	if err := c.objs.Packets.Lookup(key, &perCPU); err != nil {
 		return 0, err
 	}
 	var n uint64
@@ -37,6 +59,42 @@ func (c *xdpCounter) total() (uint64, error) {
 		n += v
 	}
 	return n, nil
+}
+
+// tally is what the counters saw: at the backends, or dropped at the node.
+type tally struct {
+	all, toBackend, ipip uint64
+	per                  []uint64 // all, per backend
+}
+
+func (t tally) sub(o tally) tally {
+	d := tally{all: t.all - o.all, toBackend: t.toBackend - o.toBackend, ipip: t.ipip - o.ipip}
+	for i := range t.per {
+		d.per = append(d.per, t.per[i]-o.per[i])
+	}
+	return d
+}
+
+// tallyOf reads the counters of cs, one per backend.
+func tallyOf(cs []*xdpCounter) (tally, error) {
+	var t tally
+	for _, c := range cs {
+		all, err := c.count(keyAll)
+		if err != nil {
+			return t, err
+		}
+		to, err := c.count(keyToBackend)
+		if err != nil {
+			return t, err
+		}
+		ipip, err := c.count(keyIPIP)
+		if err != nil {
+			return t, err
+		}
+		t.all, t.toBackend, t.ipip = t.all+all, t.toBackend+to, t.ipip+ipip
+		t.per = append(t.per, all)
+	}
+	return t, nil
 }
 
 func (c *xdpCounter) Close() error { return c.objs.Close() }

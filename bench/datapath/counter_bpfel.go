@@ -16,8 +16,10 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	counterMapPackets    = "packets"
-	counterProgCountDrop = "count_drop"
+	counterMapPackets       = "packets"
+	counterProgCountBackend = "count_backend"
+	counterProgCountDrop    = "count_drop"
+	counterVarBackendAddr   = "backend_addr"
 )
 
 // loadCounter returns the embedded CollectionSpec for counter.
@@ -62,7 +64,8 @@ type counterSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type counterProgramSpecs struct {
-	CountDrop *ebpf.ProgramSpec `ebpf:"count_drop"`
+	CountBackend *ebpf.ProgramSpec `ebpf:"count_backend"`
+	CountDrop    *ebpf.ProgramSpec `ebpf:"count_drop"`
 }
 
 // counterMapSpecs contains maps before they are loaded into the kernel.
@@ -76,6 +79,7 @@ type counterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type counterVariableSpecs struct {
+	BackendAddr *ebpf.VariableSpec `ebpf:"backend_addr"`
 }
 
 // counterObjects contains all objects after they have been loaded into the kernel.
@@ -111,17 +115,20 @@ func (m *counterMaps) Close() error {
 //
 // It can be passed to loadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type counterVariables struct {
+	BackendAddr *ebpf.Variable `ebpf:"backend_addr"`
 }
 
 // counterPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type counterPrograms struct {
-	CountDrop *ebpf.Program `ebpf:"count_drop"`
+	CountBackend *ebpf.Program `ebpf:"count_backend"`
+	CountDrop    *ebpf.Program `ebpf:"count_drop"`
 }
 
 func (p *counterPrograms) Close() error {
 	return _CounterClose(
+		p.CountBackend,
 		p.CountDrop,
 	)
 }

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -120,18 +121,20 @@ func run(ctx context.Context, selected []mode, services, backends, flows, genCPU
 		fmt.Println("warning: found no NAPI threads to pin; the node's work may share the generator's CPU")
 	}
 
-	count, err := newXDPCounter()
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, count.Close()) }()
-	drop, err := newXDPCounter()
+	drop, err := newXDPCounter(netip.Addr{})
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, drop.Close()) }()
+	var counts []*xdpCounter
 	for k, be := range topo.backends {
-		detach, err := attachXDP(be, topo.beIf[k], count.objs.CountDrop)
+		c, err := newXDPCounter(backendAddr(k))
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, c.Close()) }()
+		counts = append(counts, c)
+		detach, err := attachXDP(be, topo.beIf[k], c.objs.CountBackend)
 		if err != nil {
 			return err
 		}
@@ -148,9 +151,9 @@ func run(ctx context.Context, selected []mode, services, backends, flows, genCPU
 	var rows []row
 	for _, m := range selected {
 		// Drop-only is counted where it drops, at the node; the rest at the backends.
-		delivered := count.total
+		delivered := func() (tally, error) { return tallyOf(counts) }
 		if m.name == "drop-only" {
-			delivered = drop.total
+			delivered = func() (tally, error) { return tallyOf([]*xdpCounter{drop}) }
 		}
 		r, err := measure(ctx, e, m, gen, delivered, st)
 		if err != nil {

@@ -27,6 +27,7 @@ type row struct {
 	note       string
 	measured   bool
 	retryShare float64 // sendmmsg calls refused for back-pressure / all calls, last run
+	seen       tally   // what the counters saw in the last run
 }
 
 func (r *row) median() float64 { return median(r.kpps) }
@@ -45,7 +46,7 @@ func median(v []float64) float64 {
 
 // measure sets the mode up, runs it and tears it down. A mode this machine cannot run gives
 // a row with a note and no error.
-func measure(ctx context.Context, e *env, m mode, gen *generator, delivered func() (uint64, error), st settings) (r row, err error) {
+func measure(ctx context.Context, e *env, m mode, gen *generator, delivered func() (tally, error), st settings) (r row, err error) {
 	r = row{mode: m, nsPerPkt: -1}
 	if err := e.topo.flushConntrack(); err != nil {
 		return r, fmt.Errorf("flush conntrack: %w", err)
@@ -77,7 +78,7 @@ func measure(ctx context.Context, e *env, m mode, gen *generator, delivered func
 		}
 		r.kpps = append(r.kpps, res.kpps)
 		r.sentKpps = append(r.sentKpps, res.sentKpps)
-		r.retryShare = res.retryShare
+		r.retryShare, r.seen = res.retryShare, res.seen
 	}
 	r.measured = true
 	if prog != nil {
@@ -100,10 +101,11 @@ func measure(ctx context.Context, e *env, m mode, gen *generator, delivered func
 
 type once struct {
 	kpps, sentKpps, nsPerPkt, retryShare float64
+	seen                                 tally
 }
 
 // runOnce starts the generator, warms up, counts over duration and stops the generator.
-func runOnce(ctx context.Context, gen *generator, delivered func() (uint64, error), prog *ebpf.Program, warmup, duration time.Duration) (res once, err error) {
+func runOnce(ctx context.Context, gen *generator, delivered func() (tally, error), prog *ebpf.Program, warmup, duration time.Duration) (res once, err error) {
 	gen.start()
 	defer func() {
 		err = errors.Join(err, gen.halt())
@@ -141,7 +143,8 @@ func runOnce(ctx context.Context, gen *generator, delivered func() (uint64, erro
 		}
 		res.nsPerPkt = nsPerPacket(p0, p1)
 	}
-	res.kpps = float64(c1-c0) / el / 1000
+	res.seen = c1.sub(c0)
+	res.kpps = float64(res.seen.all) / el / 1000
 	res.sentKpps = float64(s1-s0) / el / 1000
 	if calls := float64(s1-s0)/batch + float64(r1-r0); calls > 0 {
 		res.retryShare = float64(r1-r0) / calls

@@ -31,8 +31,9 @@ func printTable(rows []row) {
 		}
 		return fmt.Sprintf("%.2f", r.median()/base.median())
 	}
-	fmt.Printf("%-16s %11s %17s %12s %14s %9s %10s  %s\n", "mode", "kpps (med)", "runs min-max", "vs drop-only", "vs iptables-nft", "ns/pkt", "sent kpps", "what")
-	fmt.Println(strings.Repeat("-", 130))
+	fmt.Printf("%-16s %11s %13s %12s %15s %7s %10s %8s  %-16s %-18s %s\n", "mode", "kpps (med)", "runs min-max", "vs drop-only", "vs iptables-nft",
+		"ns/pkt", "sent kpps", "refused", "per backend %", "arrived as", "what")
+	fmt.Println(strings.Repeat("-", 180))
 	for i := range rows {
 		r := &rows[i]
 		if !r.measured {
@@ -51,9 +52,20 @@ func printTable(rows []row) {
 		if r.note != "" {
 			what += " (" + r.note + ")"
 		}
-		fmt.Printf("%-16s %11.0f %17s %12s %14s %9s %10.0f  %s\n", r.mode.name, r.median(), fmt.Sprintf("%.0f-%.0f", lo, hi),
-			ratio(r, ceiling), ratio(r, ipt), ns, median(r.sentKpps), what)
+		spread, arrived := "-", "-"
+		if len(r.seen.per) > 1 && r.seen.all > 0 {
+			var p []string
+			for _, n := range r.seen.per {
+				p = append(p, fmt.Sprintf("%.0f", 100*float64(n)/float64(r.seen.all)))
+			}
+			spread = strings.Join(p, "/")
+			arrived = fmt.Sprintf("dst=be %.0f%% IPIP %.0f%%", 100*float64(r.seen.toBackend)/float64(r.seen.all), 100*float64(r.seen.ipip)/float64(r.seen.all))
+		}
+		fmt.Printf("%-16s %11.0f %13s %12s %15s %7s %10.0f %7.0f%%  %-16s %-18s %s\n", r.mode.name, r.median(), fmt.Sprintf("%.0f-%.0f", lo, hi),
+			ratio(r, ceiling), ratio(r, ipt), ns, median(r.sentKpps), r.retryShare*100, spread, arrived, what)
 	}
+	fmt.Println("(sent: frames the generator got out; refused: share of its sendmmsg calls the veth refused, i.e. back-pressure from the node;")
+	fmt.Println(" per backend, arrived as: of the last run's packets at the backends, each backend's share, and the share addressed to the backend itself or IPIP)")
 	fmt.Println()
 	for _, name := range []string{"ferrolb-snat", "ferrolb-dsr"} {
 		r := find(name)

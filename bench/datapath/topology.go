@@ -118,7 +118,13 @@ func newTopology(nBackends int) (t *topology, err error) {
 		{"ip", "neigh", "replace", genAddr.String(), "lladdr", t.genMAC.String(), "dev", t.nodeIf, "nud", "permanent"},
 		{"ip", "route", "add", srcNet.String(), "via", genAddr.String()},
 	}
-	gen := [][]string{{"ip", "addr", "add", genAddr.String() + "/24", "dev", t.genIf}}
+	// No TSO on the generator's link: veth hands a packet to its peer's NAPI (the node's
+	// thread) only when the sender cannot build TSO packets; otherwise the node's receive
+	// work would run in the generator's own context.
+	gen := [][]string{
+		{"ip", "addr", "add", genAddr.String() + "/24", "dev", t.genIf},
+		{"ethtool", "-K", t.genIf, "tso", "off", "gso", "off"},
+	}
 	if err := runAll(t.gen, gen); err != nil {
 		return t, err
 	}
@@ -149,8 +155,11 @@ func newTopology(nBackends int) (t *topology, err error) {
 	if err := threadedNAPI(t.node, t.nodeIf); err != nil {
 		return t, err
 	}
+	// The backends' links poll in softirq context instead, right after the node's thread hands
+	// them packets (on the node's CPU): as kthreads of their own they would wait their turn
+	// behind the node's and overflow their rings.
 	for k, be := range t.backends {
-		if err := threadedNAPI(be, t.beIf[k]); err != nil {
+		if _, err := be.Run("ethtool", "-K", t.beIf[k], "gro", "on"); err != nil {
 			return t, err
 		}
 	}
