@@ -21,9 +21,18 @@
 //     services with one endpoint per backend, loaded with iptables-nft and iptables-legacy;
 //   - ipvs: kube-proxy's IPVS mode, where the kernel has IPVS.
 //
-// Columns: kpps delivered (median), its ratio to drop-only and to iptables-nft, the node's XDP
-// program's own cost per packet (kernel BPF statistics, from one extra run with statistics
-// on), and the rate the generator got out (sent).
+// Columns: kpps delivered (median of the runs, and their range), its ratio to drop-only and
+// to iptables-nft; ns/pkt, the node's XDP program's own cost per packet (run_time_ns /
+// run_cnt of the kernel's BPF statistics, from one extra run with statistics on, whose rate
+// is not reported); sent, the rate the generator got out; refused, the share of its
+// sendmmsg calls the node's full veth ring refused (back-pressure: near 0 the generator is
+// the limit, near 100% the node); per backend and arrived as, checks of the last run: each
+// backend's share of the packets, and the share addressed to the backend itself (DNAT or
+// SNAT done) or IPIP (DSR). A line per FerroLB mode then marks its targets met or not:
+// >= 95% of drop-only, >= 1.7x iptables-nft, cost per packet <= 2.5x drop-only's.
+//
+// Everything runs in namespaces this program creates (dpb-gen-PID-N, dpb-node-..., dpb-beK-...)
+// and deletes on exit, Ctrl-C included; no packet leaves them.
 //
 // Run as root: go run ./bench/datapath [-runs 3] [-duration 3s] [-services 100] [-only drop-only,ferrolb-snat]
 package main
@@ -105,8 +114,9 @@ func selectModes(only string) ([]mode, error) {
 }
 
 func run(ctx context.Context, selected []mode, services, backends, flows, genCPU int, st settings) (err error) {
-	fmt.Printf("machine: kernel %s, %s, %d CPUs; generator on CPU %d, node and backends' NAPI on CPU %d\n",
-		kernel(), cpuModel(), runtime.NumCPU(), genCPU, st.nodeCPU)
+	fmt.Printf("machine: kernel %s, %s, %d CPUs; load average %s; generator on CPU %d, node and backends' NAPI on CPU %d\n",
+		kernel(), cpuModel(), runtime.NumCPU(), loadavg(), genCPU, st.nodeCPU)
+	defer fmt.Printf("load average at the end: %s\n", loadavg())
 	fmt.Printf("traffic: 64-byte UDP, %d flows to %d services, %d backends; %d runs of %v after %v warm-up\n\n",
 		flows, services, backends, st.runs, st.duration, st.warmup)
 
@@ -172,6 +182,15 @@ func kernel() string {
 		return "?"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func cpuModel() string {
