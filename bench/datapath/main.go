@@ -114,9 +114,15 @@ func selectModes(only string) ([]mode, error) {
 }
 
 func run(ctx context.Context, selected []mode, services, backends, flows, genCPU int, st settings) (err error) {
+	unlock, err := exclusive(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	fmt.Printf("machine: kernel %s, %s, %d CPUs; load average %s; generator on CPU %d, node and backends' NAPI on CPU %d\n",
 		kernel(), cpuModel(), runtime.NumCPU(), loadavg(), genCPU, st.nodeCPU)
-	defer fmt.Printf("load average at the end: %s\n", loadavg())
+	defer func() { fmt.Printf("load average at the end: %s\n", loadavg()) }()
 	fmt.Printf("traffic: 64-byte UDP, %d flows to %d services, %d backends; %d runs of %v after %v warm-up\n\n",
 		flows, services, backends, st.runs, st.duration, st.warmup)
 
@@ -182,6 +188,69 @@ func kernel() string {
 		return "?"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// lockPath serialises runs of this benchmark on the machine: two at once share the CPUs and
+// both measure nonsense.
+const lockPath = "/run/ferrolb-bench-datapath.lock"
+
+// exclusive takes the machine-wide lock, waiting (and saying so) while another run holds it.
+func exclusive(ctx context.Context) (unlock func(), err error) {
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fd := int(f.Fd())
+	said := false
+	for unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if !said {
+			fmt.Printf("waiting for another run of this benchmark to finish (%s)\n", lockPath)
+			said = true
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+	}
+	// Builds older than the lock: wait (a while) for their namespaces to go.
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		others := otherRuns()
+		if len(others) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Printf("warning: other runs are still going (namespaces %s): the figures below are skewed\n", strings.Join(others, ", "))
+			break
+		}
+		if !said {
+			fmt.Printf("waiting for other runs of this benchmark to finish (namespaces %s)\n", strings.Join(others, ", "))
+			said = true
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+	}
+	return func() { _ = f.Close() }, nil
+}
+
+// otherRuns lists the generator namespaces of other live processes running this benchmark.
+func otherRuns() []string {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return nil
+	}
+	var others []string
+	for _, e := range entries {
+		var pid, n int
+		if _, err := fmt.Sscanf(e.Name(), "dpb-gen-%d-%d", &pid, &n); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			others = append(others, e.Name())
+		}
+	}
+	return others
 }
 
 func loadavg() string {
