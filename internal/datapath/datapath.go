@@ -162,6 +162,7 @@ type Datapath struct {
 	svcFree  []uint32 // FIFO of free service slots
 	beFree   []uint32 // FIFO of free backend slots: reuse as late as possible
 	gen      uint32
+	filter   [1024]uint64 // the vip_filter map as written
 	closed   bool
 	ran      bool
 }
@@ -533,7 +534,18 @@ func (d *Datapath) SetServices(svcs []Service) error {
 		}
 		want[svcID{s.VIP, s.Port, s.Protocol}] = s
 	}
-	var errs []error
+	// The filter lets a service's packets through before the service is written, and
+	// stops a removed service's packets only once it is gone.
+	var next [1024]uint64
+	for k := range want {
+		bit := filterHash(k)
+		next[bit/64] |= 1 << (bit % 64)
+	}
+	var union [1024]uint64
+	for i := range union {
+		union[i] = d.filter[i] | next[i]
+	}
+	errs := []error{d.writeFilter(union)}
 	for k, st := range d.services {
 		if _, ok := want[k]; !ok {
 			errs = append(errs, d.removeService(k, st))
@@ -542,7 +554,33 @@ func (d *Datapath) SetServices(svcs []Service) error {
 	for k, s := range want {
 		errs = append(errs, d.applyService(k, s))
 	}
+	errs = append(errs, d.writeFilter(next))
 	return errors.Join(errs...)
+}
+
+// filterHash is filter_hash in bpf/lb.c: the bit of a service in vip_filter.
+func filterHash(k svcID) uint32 {
+	w := addrWords(k.vip)
+	h := w[0] ^ w[1] ^ w[2] ^ w[3] ^ uint32(htons(k.port)) ^ uint32(k.proto)<<16
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h & 0xffff
+}
+
+func (d *Datapath) writeFilter(f [1024]uint64) error {
+	for i := range f {
+		if f[i] == d.filter[i] {
+			continue
+		}
+		if err := d.objs.VipFilter.Update(uint32(i), f[i], ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("datapath: service filter: %w", err)
+		}
+		d.filter[i] = f[i]
+	}
+	return nil
 }
 
 func svcKey(k svcID) lbSvcKey {
@@ -564,6 +602,10 @@ func (d *Datapath) removeService(k svcID, st *svcState) error {
 		err = errors.Join(err, derr)
 	}
 	for _, b := range st.backends {
+		// Clear the generation: conntrack entries of the removed service miss from now.
+		if berr := d.objs.Backends.Update(b.slot, &lbBackend{}, ebpf.UpdateAny); berr != nil {
+			err = errors.Join(err, berr)
+		}
 		d.beFree = append(d.beFree, b.slot)
 	}
 	d.svcFree = append(d.svcFree, st.id)

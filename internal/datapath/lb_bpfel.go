@@ -72,7 +72,8 @@ type lbCtVal struct {
 	Backend uint32
 	Gen     uint32
 	NatPort uint16
-	Pad     [6]uint8
+	Mode    uint8
+	Pad     [5]uint8
 }
 
 type lbRevKey struct {
@@ -136,6 +137,7 @@ const (
 	lbMapServices    = "services"
 	lbMapSnatRev     = "snat_rev"
 	lbMapSvcStats    = "svc_stats"
+	lbMapVipFilter   = "vip_filter"
 	lbProgXdpDecap   = "xdp_decap"
 	lbProgXdpDrop    = "xdp_drop"
 	lbProgXdpLb      = "xdp_lb"
@@ -206,6 +208,7 @@ type lbMapSpecs struct {
 	Services    *ebpf.MapSpec `ebpf:"services"`
 	SnatRev     *ebpf.MapSpec `ebpf:"snat_rev"`
 	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
+	VipFilter   *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -246,6 +249,7 @@ type lbMaps struct {
 	Services    *ebpf.Map `ebpf:"services"`
 	SnatRev     *ebpf.Map `ebpf:"snat_rev"`
 	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
+	VipFilter   *ebpf.Map `ebpf:"vip_filter"`
 }
 
 func (m *lbMaps) Close() error {
@@ -258,6 +262,7 @@ func (m *lbMaps) Close() error {
 		m.Services,
 		m.SnatRev,
 		m.SvcStats,
+		m.VipFilter,
 	)
 }
 

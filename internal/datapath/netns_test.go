@@ -49,7 +49,7 @@ func labBackend(i int, v6 bool) netip.Addr {
 	return netip.MustParseAddr(fmt.Sprintf("10.1.0.%d", i))
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	l := &lab{client: netns.ForTest(t, "dpcl"), node: netns.ForTest(t, "dpnd"), sw: netns.ForTest(t, "dpsw")}
 	must := func(err error) {
@@ -192,7 +192,7 @@ func serve(ln net.Listener, name string) {
 
 // waitNexthops waits until Run has resolved every backend's next hop: before that, new
 // flows go to the stack.
-func (l *lab) waitNexthops(t *testing.T) {
+func (l *lab) waitNexthops(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

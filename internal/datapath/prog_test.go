@@ -284,6 +284,13 @@ func TestConntrackKeepsFlows(t *testing.T) {
 	if total != 200+200+200+200+300 || sum == 0 || sum > total {
 		t.Fatalf("counters: total %d, backends %d: %+v", total, sum, cs)
 	}
+	// Once the service is gone its established flows go to the stack too.
+	if err := d.SetServices(nil); err != nil {
+		t.Fatal(err)
+	}
+	if ret, _ := run(t, d, flow(1000)); ret != xdpPass {
+		t.Fatalf("flow of a removed service: verdict %d", ret)
+	}
 }
 
 func TestAffinity(t *testing.T) {

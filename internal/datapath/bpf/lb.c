@@ -70,7 +70,8 @@ struct ct_val {
 	__u32 backend;
 	__u32 gen;
 	__be16 nat_port; // SNAT mode: the node's source port for this flow
-	__u8 pad[6];
+	__u8 mode;       // a flow keeps the mode it started with
+	__u8 pad[5];
 };
 
 // SNAT reverse path: the reply (backend -> node:nat_port) is keyed by what it carries.
@@ -114,6 +115,15 @@ struct {
 	__type(key, struct svc_key);
 	__type(value, struct svc_val);
 } services SEC(".maps");
+
+// A 65536-bit filter of (VIP, port, protocol) hashes: one inlined array read lets traffic
+// that is for no service skip the hash lookups.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_filter SEC(".maps");
 
 // Inner Maglev tables may differ in size (M=251 or 65537): BPF_F_INNER_MAP lifts the
 // same-max_entries rule for array inner maps.
@@ -398,6 +408,12 @@ static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hd
 	return xmit(ctx, rv->ifindex);
 }
 
+static __always_inline __u32 filter_hash(struct flow *f)
+{
+	__u32 a = f->daddr.w[0] ^ f->daddr.w[1] ^ f->daddr.w[2] ^ f->daddr.w[3];
+	return fmix32(a ^ f->dport ^ ((__u32)f->proto << 16)) & 0xffff;
+}
+
 static __always_inline __u32 flow_hash(struct flow *f)
 {
 	__u32 a = f->saddr.w[0] ^ f->saddr.w[1] ^ f->saddr.w[2] ^ f->saddr.w[3];
@@ -533,16 +549,15 @@ static __always_inline int lb(struct xdp_md *ctx)
 		}
 	}
 
-	struct svc_key sk = {};
-	sk.vip = f.daddr;
-	sk.port = f.dport;
-	sk.proto = f.proto;
-	sk.family = f.family;
-	struct svc_val *svc = bpf_map_lookup_elem(&services, &sk);
-	if (!svc)
+	__u32 bit = filter_hash(&f);
+	__u32 word = bit >> 6;
+	__u64 *fw = bpf_map_lookup_elem(&vip_filter, &word);
+	if (!fw || !(*fw & (1ULL << (bit & 63))))
 		return XDP_PASS;
-	__u32 svc_id = svc->id;
 
+	// Conntrack first: an established flow needs neither the service nor the table. The
+	// generation check drops entries whose backend slot was reused or whose service was
+	// removed (userspace clears the generation of its backends then).
 	struct ct_key ck = {};
 	ck.saddr = f.saddr;
 	ck.daddr = f.daddr;
@@ -553,15 +568,27 @@ static __always_inline int lb(struct xdp_md *ctx)
 	struct backend *be = NULL;
 	__u32 bid = 0;
 	__be16 nport = 0;
+	__u8 mode;
 	struct ct_val *ct = bpf_map_lookup_elem(&conntrack, &ck);
 	if (ct) {
 		bid = ct->backend;
 		be = bpf_map_lookup_elem(&backends, &bid);
-		if (be && (be->gen != ct->gen || be->svc_id != svc_id))
+		if (be && be->gen != ct->gen)
 			be = NULL;
 		nport = ct->nat_port;
+		mode = ct->mode;
 	}
 	if (!be) {
+		struct svc_key sk = {};
+		sk.vip = f.daddr;
+		sk.port = f.dport;
+		sk.proto = f.proto;
+		sk.family = f.family;
+		struct svc_val *svc = bpf_map_lookup_elem(&services, &sk);
+		if (!svc)
+			return XDP_PASS;
+		__u32 svc_id = svc->id;
+		mode = svc->mode;
 		__u32 hash = flow_hash(&f);
 		struct aff_key ak;
 		struct aff_val *av = NULL;
@@ -602,22 +629,22 @@ static __always_inline int lb(struct xdp_md *ctx)
 			bpf_map_update_elem(&affinity, &ak, &nv, BPF_ANY);
 		}
 		nport = 0;
-		if (svc->mode == MODE_SNAT) {
+		if (mode == MODE_SNAT) {
 			nport = snat_port(ctx, &f, be, hash);
 			if (!nport)
 				return XDP_DROP; // SNAT ports exhausted for this backend
 		}
-		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport};
+		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport, .mode = mode};
 		bpf_map_update_elem(&conntrack, &ck, &nc, BPF_ANY);
 	}
 	if (!(be->flags & BE_NEXTHOP))
 		return XDP_PASS;
 
 	__u64 bytes = ctx->data_end - ctx->data;
-	count(&svc_stats, svc_id, bytes);
+	count(&svc_stats, be->svc_id, bytes);
 	count(&be_stats, bid, bytes);
 
-	if (svc->mode == MODE_DSR)
+	if (mode == MODE_DSR)
 		return encap(ctx, &f, be);
 
 	union addr src = {};
