@@ -106,7 +106,8 @@ type Config struct {
 	// 61000-65535, above the kernel's default ip_local_port_range so that the node's own
 	// connections do not collide with them.
 	SNATPortMin, SNATPortMax uint16
-	// ConntrackSize is the number of flows the conntrack LRU holds; zero: 262144.
+	// ConntrackSize is the number of flows each conntrack LRU (one per address family)
+	// holds; zero: 262144. The per-CPU LRU divides it among the CPUs.
 	ConntrackSize int
 	// NexthopRefresh is how often Run re-resolves every backend's next hop besides
 	// reacting to neighbour updates; zero: 5 s.
@@ -147,6 +148,14 @@ type svcState struct {
 	size     int
 	backends map[netip.AddrPort]*beState
 	entries  []uint32 // the Maglev table as written, in backend slots
+	retired  Counter  // traffic of the service's former backends whose slots were reused
+}
+
+// owner is the service a backend slot was last allocated to: the program counts per slot
+// only, and a service's total sums its slots, draining ones included.
+type owner struct {
+	key svcID
+	id  uint32
 }
 
 // Datapath is the XDP load balancer of one node. Its methods are safe for concurrent use.
@@ -157,14 +166,15 @@ type Datapath struct {
 	nl      *netlink.Handle
 	ifindex []int
 
-	mu       sync.Mutex
-	services map[svcID]*svcState
-	svcFree  []uint32 // FIFO of free service slots
-	beFree   []uint32 // FIFO of free backend slots: reuse as late as possible
-	gen      uint32
-	filter   [1024]uint64 // the vip_filter map as written
-	closed   bool
-	ran      bool
+	mu        sync.Mutex
+	services  map[svcID]*svcState
+	svcFree   []uint32 // FIFO of free service slots
+	beFree    []uint32 // FIFO of free backend slots: reuse as late as possible
+	gen       uint32
+	filter    [1024]uint64 // the vip_filter map as written
+	slotOwner map[uint32]owner
+	closed    bool
+	ran       bool
 }
 
 // New loads the BPF objects and resolves Config defaults in the network namespace of the
@@ -187,7 +197,7 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: current netns: %w", err)
 	}
-	d := &Datapath{cfg: cfg, ns: ns, services: map[svcID]*svcState{}}
+	d := &Datapath{cfg: cfg, ns: ns, services: map[svcID]*svcState{}, slotOwner: map[uint32]owner{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -222,7 +232,9 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: spec: %w", err)
 	}
-	spec.Maps["conntrack"].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded just above
+	for _, m := range []string{"conntrack4", "conntrack6"} {
+		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded just above
+	}
 	if err := setVars(spec, d.cfg); err != nil {
 		return nil, err
 	}
@@ -610,7 +622,24 @@ func (d *Datapath) removeService(k svcID, st *svcState) error {
 	}
 	d.svcFree = append(d.svcFree, st.id)
 	delete(d.services, k)
+	for slot, o := range d.slotOwner {
+		if o.key == k && o.id == st.id {
+			delete(d.slotOwner, slot)
+		}
+	}
 	return err
+}
+
+func (d *Datapath) sumCounter(slot uint32) (packets, bytes uint64, err error) {
+	var per []lbCounter
+	if err := d.objs.BeStats.Lookup(slot, &per); err != nil {
+		return 0, 0, err
+	}
+	for _, c := range per {
+		packets += c.Packets
+		bytes += c.Bytes
+	}
+	return packets, bytes, nil
 }
 
 func (d *Datapath) zeroCounter(m *ebpf.Map, idx uint32) error {
@@ -630,9 +659,6 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 			return fmt.Errorf("datapath: more than %d services", maxServices)
 		}
 		st = &svcState{id: d.svcFree[0], backends: map[netip.AddrPort]*beState{}}
-		if err := d.zeroCounter(d.objs.SvcStats, st.id); err != nil {
-			return err
-		}
 	}
 	// Backends: keep the slots of those that stay, allocate new ones.
 	wantBE := map[netip.AddrPort]uint32{}
@@ -678,9 +704,19 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 		d.gen++
 		b := &beState{slot: d.beFree[0], gen: d.gen, addr: ap, nh: d.resolve(ap.Addr())}
 		d.beFree = d.beFree[1:]
+		// The slot's traffic so far belongs to its previous service's total.
+		if prev, ok := d.slotOwner[b.slot]; ok {
+			if ps := d.services[prev.key]; ps != nil && ps.id == prev.id {
+				if p, by, err := d.sumCounter(b.slot); err == nil {
+					ps.retired.Packets += p
+					ps.retired.Bytes += by
+				}
+			}
+		}
 		if err := d.zeroCounter(d.objs.BeStats, b.slot); err != nil {
 			return err
 		}
+		d.slotOwner[b.slot] = owner{k, st.id}
 		if err := d.writeBackend(st.id, b); err != nil {
 			return err
 		}
@@ -749,31 +785,32 @@ func (d *Datapath) Counters() ([]Counter, error) {
 		return nil, errors.New("datapath: closed")
 	}
 	var out []Counter
-	sum := func(m *ebpf.Map, idx uint32) (uint64, uint64, error) {
-		var per []lbCounter
-		if err := m.Lookup(idx, &per); err != nil {
-			return 0, 0, err
-		}
-		var p, b uint64
-		for _, c := range per {
-			p += c.Packets
-			b += c.Bytes
-		}
-		return p, b, nil
-	}
+	totals := map[svcID]*Counter{}
 	for k, st := range d.services {
-		p, b, err := sum(d.objs.SvcStats, st.id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Counter{VIP: k.vip, Port: k.port, Protocol: k.proto, Packets: p, Bytes: b})
+		totals[k] = &Counter{VIP: k.vip, Port: k.port, Protocol: k.proto,
+			Packets: st.retired.Packets, Bytes: st.retired.Bytes}
 		for ap, be := range st.backends {
-			p, b, err := sum(d.objs.BeStats, be.slot)
+			p, b, err := d.sumCounter(be.slot)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, Counter{VIP: k.vip, Port: k.port, Protocol: k.proto, Backend: ap, Packets: p, Bytes: b})
 		}
+	}
+	for slot, o := range d.slotOwner {
+		t := totals[o.key]
+		if t == nil || d.services[o.key].id != o.id {
+			continue
+		}
+		p, b, err := d.sumCounter(slot)
+		if err != nil {
+			return nil, err
+		}
+		t.Packets += p
+		t.Bytes += b
+	}
+	for _, t := range totals {
+		out = append(out, *t)
 	}
 	slices.SortFunc(out, func(a, b Counter) int {
 		if c := a.VIP.Compare(b.VIP); c != 0 {

@@ -51,6 +51,16 @@ type lbCounter struct {
 	Bytes   uint64
 }
 
+type lbCt4Key struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type lbCtKey struct {
 	_     structs.HostLayout
 	Saddr struct {
@@ -132,11 +142,11 @@ const (
 	lbMapAffinity    = "affinity"
 	lbMapBackends    = "backends"
 	lbMapBeStats     = "be_stats"
-	lbMapConntrack   = "conntrack"
+	lbMapConntrack4  = "conntrack4"
+	lbMapConntrack6  = "conntrack6"
 	lbMapMaglevOuter = "maglev_outer"
 	lbMapServices    = "services"
 	lbMapSnatRev     = "snat_rev"
-	lbMapSvcStats    = "svc_stats"
 	lbMapVipFilter   = "vip_filter"
 	lbProgXdpDecap   = "xdp_decap"
 	lbProgXdpDrop    = "xdp_drop"
@@ -203,11 +213,11 @@ type lbMapSpecs struct {
 	Affinity    *ebpf.MapSpec `ebpf:"affinity"`
 	Backends    *ebpf.MapSpec `ebpf:"backends"`
 	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
-	Conntrack   *ebpf.MapSpec `ebpf:"conntrack"`
+	Conntrack4  *ebpf.MapSpec `ebpf:"conntrack4"`
+	Conntrack6  *ebpf.MapSpec `ebpf:"conntrack6"`
 	MaglevOuter *ebpf.MapSpec `ebpf:"maglev_outer"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
 	SnatRev     *ebpf.MapSpec `ebpf:"snat_rev"`
-	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
 	VipFilter   *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
@@ -244,11 +254,11 @@ type lbMaps struct {
 	Affinity    *ebpf.Map `ebpf:"affinity"`
 	Backends    *ebpf.Map `ebpf:"backends"`
 	BeStats     *ebpf.Map `ebpf:"be_stats"`
-	Conntrack   *ebpf.Map `ebpf:"conntrack"`
+	Conntrack4  *ebpf.Map `ebpf:"conntrack4"`
+	Conntrack6  *ebpf.Map `ebpf:"conntrack6"`
 	MaglevOuter *ebpf.Map `ebpf:"maglev_outer"`
 	Services    *ebpf.Map `ebpf:"services"`
 	SnatRev     *ebpf.Map `ebpf:"snat_rev"`
-	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
 	VipFilter   *ebpf.Map `ebpf:"vip_filter"`
 }
 
@@ -257,11 +267,11 @@ func (m *lbMaps) Close() error {
 		m.Affinity,
 		m.Backends,
 		m.BeStats,
-		m.Conntrack,
+		m.Conntrack4,
+		m.Conntrack6,
 		m.MaglevOuter,
 		m.Services,
 		m.SnatRev,
-		m.SvcStats,
 		m.VipFilter,
 	)
 }

@@ -66,6 +66,17 @@ struct ct_key {
 	__u8 pad[3];
 };
 
+// IPv4 flows get a key of their own: 16 bytes hash faster and fit the element in one
+// cache line with its value.
+struct ct4_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 struct ct_val {
 	__u32 backend;
 	__u32 gen;
@@ -153,9 +164,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct ct4_key);
+	__type(value, struct ct_val);
+} conntrack4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct ct_key);
 	__type(value, struct ct_val);
-} conntrack SEC(".maps");
+} conntrack6 SEC(".maps");
 
 // Shared LRU: the reply of a flow may arrive on another CPU than its request.
 struct {
@@ -171,13 +190,6 @@ struct {
 	__type(key, struct aff_key);
 	__type(value, struct aff_val);
 } affinity SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct counter);
-} svc_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -558,18 +570,34 @@ static __always_inline int lb(struct xdp_md *ctx)
 	// Conntrack first: an established flow needs neither the service nor the table. The
 	// generation check drops entries whose backend slot was reused or whose service was
 	// removed (userspace clears the generation of its backends then).
-	struct ct_key ck = {};
-	ck.saddr = f.saddr;
-	ck.daddr = f.daddr;
-	ck.sport = f.sport;
-	ck.dport = f.dport;
-	ck.proto = f.proto;
+	struct ct_key ck6;
+	struct ct4_key ck4;
+	void *ctmap, *ck;
+	if (f.family == 4) {
+		__builtin_memset(&ck4, 0, sizeof(ck4));
+		ck4.saddr = f.saddr.w[0];
+		ck4.daddr = f.daddr.w[0];
+		ck4.sport = f.sport;
+		ck4.dport = f.dport;
+		ck4.proto = f.proto;
+		ctmap = &conntrack4;
+		ck = &ck4;
+	} else {
+		__builtin_memset(&ck6, 0, sizeof(ck6));
+		ck6.saddr = f.saddr;
+		ck6.daddr = f.daddr;
+		ck6.sport = f.sport;
+		ck6.dport = f.dport;
+		ck6.proto = f.proto;
+		ctmap = &conntrack6;
+		ck = &ck6;
+	}
 
 	struct backend *be = NULL;
 	__u32 bid = 0;
 	__be16 nport = 0;
 	__u8 mode;
-	struct ct_val *ct = bpf_map_lookup_elem(&conntrack, &ck);
+	struct ct_val *ct = bpf_map_lookup_elem(ctmap, ck);
 	if (ct) {
 		bid = ct->backend;
 		be = bpf_map_lookup_elem(&backends, &bid);
@@ -635,13 +663,13 @@ static __always_inline int lb(struct xdp_md *ctx)
 				return XDP_DROP; // SNAT ports exhausted for this backend
 		}
 		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport, .mode = mode};
-		bpf_map_update_elem(&conntrack, &ck, &nc, BPF_ANY);
+		bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
 	}
 	if (!(be->flags & BE_NEXTHOP))
 		return XDP_PASS;
 
 	__u64 bytes = ctx->data_end - ctx->data;
-	count(&svc_stats, be->svc_id, bytes);
+	// Per backend slot only; userspace sums a service's slots for its total.
 	count(&be_stats, bid, bytes);
 
 	if (mode == MODE_DSR)
