@@ -46,7 +46,8 @@ const (
 	SNAT Mode = iota
 	// DSR encapsulates the client's packet in IPIP (IPv4) or IP6IP6 (IPv6) to the
 	// backend, which holds the VIP on lo, strips the outer header (AttachDecap) and
-	// replies straight to the client.
+	// replies straight to the client. There is no port translation: Backend.Port is
+	// ignored and the backend listens on the service's port.
 	DSR
 )
 

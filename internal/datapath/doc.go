@@ -15,20 +15,30 @@
 //     interface rather than tcx: replies arrive from the backends, so catching them at XDP
 //     ingress is cheaper than letting the stack route them, and it needs no second program
 //     type.
-//  3. looks the service up by VIP, port, protocol (services hash map); a miss passes.
-//  4. looks the flow up in conntrack (per-CPU LRU hash, BPF_F_NO_COMMON_LRU: no shared
-//     lock on the hot path). A hit names the backend slot and its generation; it is
-//     honoured while the slot still has that generation and service, so flows stay on
-//     their backend whatever the backend set becomes.
-//  5. on a miss: with ClientIP affinity (the only path that reads the clock), the client's
-//     last backend if younger than the timeout; else the service's Maglev table, an inner
+//  3. reads one bit of vip_filter (an inlined array read of a 65536-bit hash filter of the
+//     services' VIP, port and protocol): traffic for no service passes here without a
+//     hash lookup.
+//  4. looks the flow up in conntrack (conntrack4 with a 16-byte key, conntrack6 with a
+//     40-byte one; per-CPU LRU hashes, BPF_F_NO_COMMON_LRU, so no shared lock on the hot
+//     path). A hit names the backend slot, its generation and the flow's mode; it is
+//     honoured while the slot still has that generation, so an established flow needs no
+//     service or table lookup and stays on its backend whatever the backend set becomes.
+//     Userspace clears the generation of a removed service's backends.
+//  5. on a miss: the service (services hash map by VIP, port, protocol; a miss passes);
+//     with ClientIP affinity (the only path that reads the clock) the client's last
+//     backend if younger than the timeout; else the service's Maglev table, an inner
 //     array of maglev_outer (array of maps) indexed by hash % M, whose entries are backend
 //     slots. The new flow is recorded in conntrack, and for SNAT a node port is picked by
-//     hash with a few probes and recorded in snat_rev.
-//  6. counts packets and bytes per service and per backend (per-CPU arrays), then either
-//     rewrites addresses and ports (SNAT, checksums updated incrementally per RFC 1624) or
-//     prepends an IPIP / IP6IP6 header (DSR), sets the MACs of the backend's next hop and
-//     sends it: XDP_TX on the same interface, bpf_redirect to another.
+//     hash with up to 8 probes and recorded in snat_rev.
+//  6. counts packets and bytes per backend slot (one per-CPU array; a service's total is
+//     the sum of its slots, summed in userspace, so the packet pays one counter lookup),
+//     then either rewrites addresses and ports (SNAT, checksums updated incrementally per
+//     RFC 1624) or prepends an IPIP / IP6IP6 header (DSR), sets the MACs of the backend's
+//     next hop and sends it: XDP_TX on the same interface, bpf_redirect to another.
+//
+// So an established flow costs one array read, one LRU hash lookup, one array read for
+// the backend and one per-CPU counter; a new flow adds the service lookup, the table read
+// and the conntrack (and SNAT reverse) inserts.
 //
 // Next hops are resolved in userspace (route get and the neighbour table, asking the
 // kernel for a managed neighbour entry when it is missing) and stored in each backend
@@ -46,4 +56,16 @@
 // The backend side of DSR is AttachDecap: this kernel has no ipip device, so an XDP
 // program strips the outer header and the stack delivers the inner packet to the VIP,
 // which the backend holds on lo.
+// SNAT packets (both ways) have their TTL / hop limit decremented like any routed packet,
+// and those arriving with 1 go to the stack to be answered; DSR leaves the inner packet as
+// the client sent it (the outer header starts at 64).
+//
+// Limits, by design or not yet done: ICMP
+// errors about balanced flows (PMTU's "fragmentation needed" included) go to the stack,
+// not to the backend; DSR does no port translation, so Backend.Port is ignored and the
+// backend must listen on the service's port; SNAT ports are picked by hash with 8 probes,
+// so a busy backend can see new flows dropped well before its port range is full; the
+// decapsulation program strips any IPIP / IP6IP6 packet without checking its outer
+// destination; conntrack has no TCP state (entries leave by LRU eviction only); and
+// traffic with IPv4 options, IPv6 extension headers or fragments is never balanced.
 package datapath

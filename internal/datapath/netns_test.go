@@ -117,6 +117,29 @@ func newLab(t testing.TB) *lab {
 				return nil
 			}))
 		}
+		// UDP: answer each datagram with the backend's name, on 8053 (SNAT) and on the
+		// VIPs' 53 (DSR: bound to the VIP so that answers leave from it, as a wildcard
+		// socket would answer from eth0's address).
+		for _, addr := range []string{"[::]:8053", labVIP4.String() + ":53", "[" + labVIP6.String() + "]:53"} {
+			must(b.Do(func() error {
+				pc, err := net.ListenPacket("udp", addr)
+				if err != nil {
+					return err
+				}
+				l.closers = append(l.closers, pc)
+				go func() {
+					buf := make([]byte, 2048)
+					for {
+						_, from, err := pc.ReadFrom(buf)
+						if err != nil {
+							return
+						}
+						_, _ = pc.WriteTo([]byte(name), from)
+					}
+				}()
+				return nil
+			}))
+		}
 		// DSR: strip the outer header of what the node sends.
 		must(b.Do(func() error {
 			x, err := AttachDecap("eth0")
@@ -312,6 +335,60 @@ func TestLabSNAT(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestLabUDP sends datagrams from many source ports to a UDP VIP and checks that every
+// backend answers, through the node (SNAT) and straight (DSR).
+func TestLabUDP(t *testing.T) {
+	l := newLab(t)
+	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
+		for _, mode := range []Mode{SNAT, DSR} {
+			name := map[bool]string{false: "v4", true: "v6"}[vip.Is6()] + map[Mode]string{SNAT: "-snat", DSR: "-dsr"}[mode]
+			t.Run(name, func(t *testing.T) {
+				var bs []Backend
+				for i := 1; i <= 3; i++ {
+					bs = append(bs, Backend{Addr: labBackend(i, vip.Is6()), Port: 8053})
+				}
+				if err := l.d.SetServices([]Service{{VIP: vip, Port: 53, Protocol: UDP, Mode: mode, Backends: bs}}); err != nil {
+					t.Fatal(err)
+				}
+				l.waitNexthops(t)
+				seen := map[string]bool{}
+				for i := 0; i < 30 && len(seen) < 3; i++ {
+					var c net.Conn
+					if err := l.client.Do(func() (err error) {
+						c, err = net.Dial("udp", netip.AddrPortFrom(vip, 53).String())
+						return err
+					}); err != nil {
+						t.Fatal(err)
+					}
+					buf := make([]byte, 64)
+					var n int
+					var err error
+					for try := 0; try < 3; try++ { // UDP: the first datagram may meet an unresolved neighbour
+						if _, err = c.Write([]byte("who")); err != nil {
+							break
+						}
+						_ = c.SetReadDeadline(time.Now().Add(time.Second))
+						if n, err = c.Read(buf); err == nil {
+							break
+						}
+					}
+					_ = c.Close()
+					if err != nil {
+						t.Fatalf("datagram %d: %v", i, err)
+					}
+					seen[string(buf[:n])] = true
+				}
+				if len(seen) != 3 {
+					t.Fatalf("answers from %v", seen)
+				}
+			})
+		}
+	}
+	if err := l.d.SetServices(nil); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -23,6 +23,7 @@ type pkt struct {
 	udpNoCsum  bool
 	smac, dmac [6]byte
 	tcpFlags   byte
+	ttl        byte // 0: 64
 }
 
 func csumAdd(sum uint32, b []byte) uint32 {
@@ -46,6 +47,13 @@ func pseudo(src, dst netip.Addr, proto byte, l4len int) uint32 {
 	s := csumAdd(0, src.AsSlice())
 	s = csumAdd(s, dst.AsSlice())
 	return s + uint32(proto) + uint32(l4len)
+}
+
+func (p pkt) hops() byte {
+	if p.ttl == 0 {
+		return 64
+	}
+	return p.ttl
 }
 
 func (p pkt) build() []byte {
@@ -99,7 +107,7 @@ func (p pkt) build() []byte {
 		if p.frag {
 			ip[6] = 0x20
 		}
-		ip[8] = 64
+		ip[8] = p.hops()
 		ip[9] = byte(p.proto)
 		copy(ip[12:], p.src.Addr().AsSlice())
 		copy(ip[16:], p.dst.Addr().AsSlice())
@@ -120,7 +128,7 @@ func (p pkt) build() []byte {
 		}
 		binary.BigEndian.PutUint16(ip[4:], uint16(len(ext)+len(l4)))
 		ip[6] = next
-		ip[7] = 64
+		ip[7] = p.hops()
 		copy(ip[8:], p.src.Addr().AsSlice())
 		copy(ip[24:], p.dst.Addr().AsSlice())
 		b = append(b, ip...)
@@ -134,6 +142,7 @@ type parsed struct {
 	dmac, smac [6]byte
 	src, dst   netip.AddrPort
 	proto      byte
+	ttl        byte
 	ipOK, l4OK bool
 	outer      *parsed // set when the packet is IPIP / IP6IP6: the outer header, inner in the rest
 	l4csum     uint16
@@ -157,6 +166,7 @@ func parse(b []byte) parsed {
 		src = netip.AddrFrom4([4]byte(ip[12:16]))
 		dst = netip.AddrFrom4([4]byte(ip[16:20]))
 		p.proto = ip[9]
+		p.ttl = ip[8]
 		l4 = ip[hl:int(binary.BigEndian.Uint16(ip[2:]))]
 		if p.proto == 4 {
 			inner := parse(append(append([]byte{}, b[:12]...), append([]byte{0x08, 0}, l4...)...))
@@ -168,6 +178,7 @@ func parse(b []byte) parsed {
 		src = netip.AddrFrom16([16]byte(ip[8:24]))
 		dst = netip.AddrFrom16([16]byte(ip[24:40]))
 		p.proto = ip[6]
+		p.ttl = ip[7]
 		l4 = ip[40 : 40+int(binary.BigEndian.Uint16(ip[4:]))]
 		if p.proto == 41 {
 			inner := parse(append(append([]byte{}, b[:12]...), append([]byte{0x86, 0xdd}, l4...)...))

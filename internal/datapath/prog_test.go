@@ -130,7 +130,7 @@ func TestRewrite(t *testing.T) {
 						return
 					}
 					if p.outer != nil || p.dst != netip.AddrPortFrom(fam.be(i), 8080) || p.src.Addr() != fam.node ||
-						p.src.Port() < 61000 {
+						p.src.Port() < 61000 || p.ttl != 63 {
 						t.Fatalf("SNAT rewrite %v -> %v", p.src, p.dst)
 					}
 					// The backend's reply comes back to the node's SNAT port and leaves
@@ -143,7 +143,7 @@ func TestRewrite(t *testing.T) {
 						t.Fatalf("reply verdict %d", ret)
 					}
 					r := parse(out)
-					if r.src != in.dst || r.dst != in.src || r.dmac != clientMAC || r.smac != nodeMAC || !r.ipOK || !r.l4OK {
+					if r.src != in.dst || r.dst != in.src || r.dmac != clientMAC || r.smac != nodeMAC || !r.ipOK || !r.l4OK || r.ttl != 63 {
 						t.Fatalf("reverse NAT: %+v", r)
 					}
 					// A reply to a port nobody holds goes to the stack.
@@ -194,6 +194,8 @@ func TestPassAndMalformed(t *testing.T) {
 		"v4 options":       mod(ok4, func(p *pkt) { p.ipOptions = true }).build(),
 		"v4 fragment":      mod(ok4, func(p *pkt) { p.frag = true }).build(),
 		"v6 hop-by-hop":    mod(ok6, func(p *pkt) { p.hopByHop = true }).build(),
+		"v4 TTL 1":         mod(ok4, func(p *pkt) { p.ttl = 1 }).build(),
+		"v6 hop limit 1":   mod(ok6, func(p *pkt) { p.ttl = 1 }).build(),
 		"v6 other family":  mod(ok6, func(p *pkt) { p.dst = netip.AddrPortFrom(vip6, 81) }).build(),
 		"arp":              append(append(append([]byte{}, nodeMAC[:]...), clientMAC[:]...), 0x08, 0x06, 0, 1),
 		"empty":            {},

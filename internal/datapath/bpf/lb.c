@@ -211,6 +211,7 @@ struct flow {
 	__be16 dport;
 	__u8 proto;
 	__u8 family;
+	__u8 ttl;
 };
 
 static __always_inline __u32 fmix32(__u32 h)
@@ -288,13 +289,19 @@ static __always_inline void rewrite(struct hdrs *h, struct flow *f, const union 
 	__u32 acc = 0;
 	acc = diff_addr(acc, &f->saddr, saddr, v6);
 	acc = diff_addr(acc, &f->daddr, daddr, v6);
+	// The node routes these packets: TTL / hop limit go down by one (the caller passed
+	// those at 1 to the stack, which answers them).
 	if (v6) {
 		__builtin_memcpy(&h->ip6->saddr, saddr, 16);
 		__builtin_memcpy(&h->ip6->daddr, daddr, 16);
+		h->ip6->hop_limit--;
 	} else {
+		__u16 *ttlw = (__u16 *)&h->ip4->ttl;
+		__u16 old = *ttlw;
 		h->ip4->saddr = saddr->w[0];
 		h->ip4->daddr = daddr->w[0];
-		csum_apply(&h->ip4->check, acc);
+		h->ip4->ttl--;
+		csum_apply(&h->ip4->check, diff16(acc, old, *ttlw));
 	}
 	acc = diff16(acc, f->sport, sport);
 	acc = diff16(acc, f->dport, dport);
@@ -336,6 +343,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 			return XDP_PASS;
 		f->family = 4;
 		f->proto = ip->protocol;
+		f->ttl = ip->ttl;
 		f->saddr.w[0] = ip->saddr;
 		f->daddr.w[0] = ip->daddr;
 		h->ip4 = ip;
@@ -346,6 +354,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 			return XDP_PASS;
 		f->family = 6;
 		f->proto = ip6->nexthdr;
+		f->ttl = ip6->hop_limit;
 		__builtin_memcpy(&f->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(&f->daddr, &ip6->daddr, 16);
 		h->ip6 = ip6;
@@ -551,6 +560,10 @@ static __always_inline int lb(struct xdp_md *ctx)
 	int ret = parse(ctx, &f, &h);
 	if (ret)
 		return ret;
+
+	// Expiring packets are the stack's to answer (ICMP time exceeded).
+	if (f.ttl <= 1)
+		return XDP_PASS;
 
 	if (is_snat_addr(&f)) {
 		__u16 p = bpf_ntohs(f.dport);
