@@ -39,6 +39,12 @@ func beMAC(i int) [6]byte  { return [6]byte{0x02, 0, 0, 0, 1, byte(i)} }
 // next hops resolve without traffic. It is never attached: tests drive it with prog.Run.
 func newProgDatapath(t testing.TB) *Datapath {
 	t.Helper()
+	d, _ := newProgDatapathNS(t)
+	return d
+}
+
+func newProgDatapathNS(t testing.TB) (*Datapath, *netns.NS) {
+	t.Helper()
 	node := netns.ForTest(t, "dpnode")
 	peer := netns.ForTest(t, "dppeer")
 	if err := netns.Veth(node, "n0", peer, "p0"); err != nil {
@@ -60,7 +66,7 @@ func newProgDatapath(t testing.TB) *Datapath {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.Close() })
-	return d
+	return d, node
 }
 
 func run(t testing.TB, d *Datapath, in []byte) (uint32, []byte) {
