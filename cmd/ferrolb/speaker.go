@@ -44,5 +44,11 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.Uint16Var(&opts.MemberPort, "member-port", 7946, "UDP port speakers exchange heartbeats on (open it between nodes)")
 	f.DurationVar(&opts.MemberInterval, "member-interval", 100*time.Millisecond,
 		"heartbeat interval; a node is declared dead after 3 missed, and its addresses move")
+	f.StringVar(&opts.Datapath, "datapath", speaker.DatapathNone,
+		`who carries Service traffic on this node: "none" (kube-proxy or the CNI; the speaker only announces) or "xdp" (FerroLB's XDP load balancer)`)
+	f.StringVar(&opts.DatapathInterface, "datapath-interface", "",
+		"with --datapath=xdp, the interface Service traffic arrives on (default: the one holding the node's InternalIP)")
+	f.BoolVar(&opts.DatapathDSR, "datapath-dsr", false,
+		"with --datapath=xdp, send packets to backends by IPIP (direct server return) instead of SNAT; backends must decapsulate and hold the address")
 	return cmd
 }

@@ -33,6 +33,7 @@ import (
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/controller"
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
@@ -59,6 +60,15 @@ type Options struct {
 	// Namespace is where the speaker runs; BGPPeers' MD5 Secrets are read there only (the
 	// speaker caches no other Secrets). Default ferrolb-system.
 	Namespace string
+	// Datapath is DatapathNone (default: kube-proxy carries Service traffic) or DatapathXDP
+	// (FerroLB's XDP load balancer carries it from DatapathInterface).
+	Datapath string
+	// DatapathInterface is where the XDP program is attached; default: the interface holding
+	// the node's InternalIP.
+	DatapathInterface string
+	// DatapathDSR sends packets to backends by IPIP (direct server return) instead of SNAT,
+	// for Services whose backends listen on the Service's own port and decapsulate.
+	DatapathDSR bool
 }
 
 // Run runs the speaker until ctx ends. It returns only after its goroutines have exited.
@@ -74,6 +84,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = "ferrolb-system"
+	}
+	switch opts.Datapath {
+	case "":
+		opts.Datapath = DatapathNone
+	case DatapathNone, DatapathXDP:
+	default:
+		return fmt.Errorf("--datapath=%q: want %q or %q", opts.Datapath, DatapathNone, DatapathXDP)
 	}
 	do := opts.Netns
 	if do == nil {
@@ -99,7 +116,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	// An uncached read: the cache is not running yet.
-	if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Name: opts.NodeName}, &corev1.Node{}); err != nil {
+	var node corev1.Node
+	if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Name: opts.NodeName}, &node); err != nil {
 		return fmt.Errorf("node %q: %w", opts.NodeName, err)
 	}
 
@@ -199,5 +217,54 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("bgp controller: %w", err)
 	}
+	if opts.Datapath == DatapathXDP {
+		if err := setupDatapath(mgr, &node, opts, do); err != nil {
+			return err
+		}
+	}
 	return mgr.Start(ctx)
+}
+
+// setupDatapath loads the XDP load balancer (in the node's network namespace) and registers
+// its reconcile, its metrics and its Run, which attaches it for the manager's lifetime.
+func setupDatapath(mgr manager.Manager, node *corev1.Node, opts Options, do func(func() error) error) error {
+	var dp *datapath.Datapath
+	err := do(func() error {
+		ifname := opts.DatapathInterface
+		if ifname == "" {
+			var err error
+			if ifname, err = datapathInterface(node); err != nil {
+				return err
+			}
+		}
+		var err error
+		dp, err = datapath.New(datapath.Config{Interface: ifname})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("--datapath=xdp: %w", err)
+	}
+	if err := mgr.Add(manager.RunnableFunc(dp.Run)); err != nil {
+		return err
+	}
+	mode := datapath.SNAT
+	if opts.DatapathDSR {
+		mode = datapath.DSR
+	}
+	r := &datapathReconciler{client: mgr.GetClient(), node: opts.NodeName, class: opts.LoadBalancerClass, mode: mode, dp: dp}
+	if err := registerCollector(datapathCollector{r: r}); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "datapath"}}}
+	})
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("datapath").
+		Watches(&corev1.Service{}, all).
+		Watches(&discoveryv1.EndpointSlice{}, all).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("datapath controller: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,303 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/ferrolb/ferrolb/internal/config"
+	"github.com/ferrolb/ferrolb/internal/datapath"
+)
+
+// Datapath choices for Options.Datapath.
+const (
+	// DatapathNone leaves Service traffic to kube-proxy (or the CNI): the speaker only
+	// announces, as MetalLB does.
+	DatapathNone = "none"
+	// DatapathXDP programs FerroLB's XDP load balancer on the node's interface.
+	DatapathXDP = "xdp"
+)
+
+// defaultAffinityTimeout is Kubernetes' default for ClientIP session affinity (3 hours).
+const defaultAffinityTimeout = 10800 * time.Second
+
+// datapathReconciler programs the node's XDP load balancer with every served Service that
+// has addresses, and its ready endpoints. It is level-triggered: each reconcile hands the
+// whole set to the datapath, which applies only the difference.
+type datapathReconciler struct {
+	client client.Client
+	node   string
+	class  string
+	mode   datapath.Mode
+	dp     *datapath.Datapath
+
+	mu    sync.Mutex
+	names map[serviceKey]string // Service name per programmed (VIP, port, protocol), for metrics
+}
+
+type serviceKey struct {
+	vip   netip.Addr
+	port  uint16
+	proto datapath.Protocol
+}
+
+func (r *datapathReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	var (
+		svcs corev1.ServiceList
+		eps  discoveryv1.EndpointSliceList
+	)
+	for _, l := range []client.ObjectList{&svcs, &eps} {
+		if err := r.client.List(ctx, l); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	progs, names, notes := datapathServices(svcs.Items, eps.Items, r.node, r.class, r.mode)
+	for _, n := range notes {
+		logf.FromContext(ctx).Info(n)
+	}
+	if err := r.dp.SetServices(progs); err != nil {
+		return ctrl.Result{}, fmt.Errorf("program the datapath: %w", err)
+	}
+	r.mu.Lock()
+	r.names = names
+	r.mu.Unlock()
+	return ctrl.Result{}, nil
+}
+
+// datapathServices translates Services and their EndpointSlices into the datapath's
+// services: one per (address, port, protocol), with the ready endpoints of the address's
+// family (only this node's with externalTrafficPolicy Local). A Service port without a
+// ready endpoint is left out, so its packets go on to the kernel and kube-proxy answers as
+// it would without FerroLB. notes say what was changed from what was asked.
+func datapathServices(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, class string, mode datapath.Mode) (
+	[]datapath.Service, map[serviceKey]string, []string) {
+	var (
+		out   []datapath.Service
+		names = map[serviceKey]string{}
+		notes []string
+	)
+	slices.SortFunc(svcs, func(a, b corev1.Service) int { return strings.Compare(config.Key(&a), config.Key(&b)) })
+	for i := range svcs {
+		svc := &svcs[i]
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || !config.Served(svc, class) {
+			continue
+		}
+		var affinity time.Duration
+		if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+			affinity = defaultAffinityTimeout
+			if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+				affinity = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+			}
+		}
+		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			vip, err := netip.ParseAddr(in.IP)
+			if err != nil {
+				continue
+			}
+			vip = vip.Unmap()
+			for _, sp := range svc.Spec.Ports {
+				proto, ok := protocolOf(sp.Protocol)
+				if !ok || sp.Port <= 0 || sp.Port > 65535 {
+					continue // SCTP: left to kube-proxy; an invalid port cannot be in a stored Service
+				}
+				port := uint16(sp.Port)
+				backends := endpointsFor(svc, sp, vip.Is4(), eps, node, local)
+				if len(backends) == 0 {
+					continue
+				}
+				m := mode
+				if m == datapath.DSR && slices.ContainsFunc(backends, func(b datapath.Backend) bool { return b.Port != port }) {
+					// DSR leaves the packet as the client sent it, so a backend must listen
+					// on the Service's own port.
+					m = datapath.SNAT
+					notes = append(notes, fmt.Sprintf("Service %s port %d: targetPort differs from port, so SNAT instead of DSR", config.Key(svc), sp.Port))
+				}
+				k := serviceKey{vip: vip, port: port, proto: proto}
+				if prev, dup := names[k]; dup {
+					notes = append(notes, fmt.Sprintf("Service %s: %s port %d is %s's already (a shared address); not programmed twice", config.Key(svc), vip, sp.Port, prev))
+					continue
+				}
+				names[k] = config.Key(svc)
+				out = append(out, datapath.Service{VIP: vip, Port: port, Protocol: proto, Mode: m,
+					Backends: backends, Affinity: affinity})
+			}
+		}
+	}
+	return out, names, notes
+}
+
+func protocolOf(p corev1.Protocol) (datapath.Protocol, bool) {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return datapath.TCP, true
+	case corev1.ProtocolUDP:
+		return datapath.UDP, true
+	}
+	return 0, false
+}
+
+// endpointsFor are the backends of one Service port in one family: the ready endpoints,
+// or, when none is ready, the serving ones that are terminating (as kube-proxy does, so a
+// rollout's last connections are not refused).
+func endpointsFor(svc *corev1.Service, sp corev1.ServicePort, v4 bool, eps []discoveryv1.EndpointSlice, node string, local bool) []datapath.Backend {
+	family := discoveryv1.AddressTypeIPv6
+	if v4 {
+		family = discoveryv1.AddressTypeIPv4
+	}
+	var ready, terminating []datapath.Backend
+	for _, s := range eps {
+		if s.Namespace != svc.Namespace || s.Labels[discoveryv1.LabelServiceName] != svc.Name || s.AddressType != family {
+			continue
+		}
+		port, ok := slicePort(s.Ports, sp)
+		if !ok {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if local && (e.NodeName == nil || *e.NodeName != node) {
+				continue
+			}
+			c := e.Conditions
+			isReady := c.Ready == nil || *c.Ready
+			isServingTerminating := !isReady && (c.Serving != nil && *c.Serving) && (c.Terminating != nil && *c.Terminating)
+			if !isReady && !isServingTerminating {
+				continue
+			}
+			for _, a := range e.Addresses {
+				addr, err := netip.ParseAddr(a)
+				if err != nil {
+					continue
+				}
+				b := datapath.Backend{Addr: addr.Unmap(), Port: port, Weight: 1}
+				if isReady {
+					ready = appendUnique(ready, b)
+				} else {
+					terminating = appendUnique(terminating, b)
+				}
+			}
+		}
+	}
+	if len(ready) == 0 {
+		ready = terminating
+	}
+	sort.Slice(ready, func(i, j int) bool {
+		if c := ready[i].Addr.Compare(ready[j].Addr); c != 0 {
+			return c < 0
+		}
+		return ready[i].Port < ready[j].Port
+	})
+	return ready
+}
+
+// slicePort is the endpoint port of a Service port in a slice: matched by name (the
+// EndpointSlice controller copies the Service port's name) and protocol.
+func slicePort(ports []discoveryv1.EndpointPort, sp corev1.ServicePort) (uint16, bool) {
+	for _, p := range ports {
+		name, proto := "", corev1.ProtocolTCP
+		if p.Name != nil {
+			name = *p.Name
+		}
+		if p.Protocol != nil {
+			proto = *p.Protocol
+		}
+		want := sp.Protocol
+		if want == "" {
+			want = corev1.ProtocolTCP
+		}
+		if name == sp.Name && proto == want && p.Port != nil && *p.Port > 0 && *p.Port < 65536 {
+			return uint16(*p.Port), true
+		}
+	}
+	return 0, false
+}
+
+func appendUnique(bs []datapath.Backend, b datapath.Backend) []datapath.Backend {
+	if slices.Contains(bs, b) {
+		return bs
+	}
+	return append(bs, b)
+}
+
+var (
+	descDPPackets = prometheus.NewDesc("ferrolb_datapath_packets_total",
+		"Packets the XDP datapath sent to a backend (backend=\"\": the Service address's total).",
+		[]string{"service", "address", "port", "protocol", "backend"}, nil)
+	descDPBytes = prometheus.NewDesc("ferrolb_datapath_bytes_total",
+		"Bytes the XDP datapath sent to a backend (backend=\"\": the Service address's total).",
+		[]string{"service", "address", "port", "protocol", "backend"}, nil)
+)
+
+// datapathCollector reads the datapath's counters when Prometheus scrapes.
+type datapathCollector struct{ r *datapathReconciler }
+
+func (c datapathCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descDPPackets
+	ch <- descDPBytes
+}
+
+func (c datapathCollector) Collect(ch chan<- prometheus.Metric) {
+	counters, err := c.r.dp.Counters()
+	if err != nil {
+		return
+	}
+	c.r.mu.Lock()
+	names := c.r.names
+	c.r.mu.Unlock()
+	for _, k := range counters {
+		proto := "TCP"
+		if k.Protocol == datapath.UDP {
+			proto = "UDP"
+		}
+		backend := ""
+		if k.Backend.IsValid() {
+			backend = k.Backend.String()
+		}
+		labels := []string{names[serviceKey{vip: k.VIP, port: k.Port, proto: k.Protocol}], k.VIP.String(), fmt.Sprint(k.Port), proto, backend}
+		ch <- prometheus.MustNewConstMetric(descDPPackets, prometheus.CounterValue, float64(k.Packets), labels...)
+		ch <- prometheus.MustNewConstMetric(descDPBytes, prometheus.CounterValue, float64(k.Bytes), labels...)
+	}
+}
+
+// datapathInterface is the interface holding one of the node's InternalIPs: where traffic
+// for the Service addresses arrives when no interface is named.
+func datapathInterface(node *corev1.Node) (string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, na := range node.Status.Addresses {
+		if na.Type != corev1.NodeInternalIP {
+			continue
+		}
+		want, err := netip.ParseAddr(na.Address)
+		if err != nil {
+			continue
+		}
+		for _, ifc := range ifs {
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == want.Unmap() {
+					return ifc.Name, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface holds node %s's InternalIP: set --datapath-interface", node.Name)
+}

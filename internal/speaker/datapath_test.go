@@ -1,0 +1,229 @@
+package speaker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/speaker"
+	"github.com/ferrolb/ferrolb/internal/testrun"
+)
+
+// TestDatapathXDP: with --datapath=xdp the speaker programs the node's XDP load balancer
+// from Services and EndpointSlices, and it alone carries the traffic: the node namespace
+// neither forwards nor holds the address, and runs no kube-proxy. A client's connections
+// reach every ready backend (SNAT: replies come back through the node); a backend marked
+// not ready stops getting new connections; the per-backend counters are exported.
+func TestDatapathXDP(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t, "lan")
+	client := l.host("dpc")
+	nodeNS := l.host("dpn")
+	l.join(client, "eth0", "lan", "10.77.0.100/24")
+	nodePort := l.join(nodeNS, "eth0", "lan", "10.77.0.1/24")
+	vip := netip.MustParseAddr("192.0.2.77")
+	client.MustRun(t, "ip", "route", "add", vip.String()+"/32", "via", "10.77.0.1")
+	// A local stack leaves partial checksums that XDP cannot fix up incrementally (a NIC
+	// would deliver full ones): turn the offload off where packets start.
+	client.MustRun(t, "ethtool", "-K", "eth0", "tx", "off")
+	// XDP_TX into a veth needs an XDP program on its peer (a NIC needs nothing).
+	xdpPass(t, l.sw, nodePort)
+	nodeNS.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+
+	var backends []string
+	for i := 1; i <= 3; i++ {
+		b := l.host(fmt.Sprintf("dpb%d", i))
+		addr := fmt.Sprintf("10.77.0.%d", 10+i)
+		l.join(b, "eth0", "lan", addr+"/24")
+		b.MustRun(t, "ethtool", "-K", "eth0", "tx", "off")
+		backends = append(backends, addr)
+		name := fmt.Sprintf("backend-%d", i)
+		if err := b.Do(func() error {
+			ln, err := net.Listen("tcp", ":8080")
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				_, _ = io.WriteString(w, name)
+			})}
+			go func() { _ = srv.Serve(ln) }()
+			t.Cleanup(func() { _ = srv.Close() })
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The Service, its address (as the controller would write it) and its endpoints.
+	const namespace, name = "dp-xdp", "web"
+	createService(t, namespace, name, vip)
+	eps := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: namespace, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(""), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	for _, a := range backends {
+		eps.Endpoints = append(eps.Endpoints, discoveryv1.Endpoint{Addresses: []string{a},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	if err := env.Client.Create(ctx, eps); err != nil {
+		t.Fatal(err)
+	}
+
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "dp-node"}}
+	if err := env.Client.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.77.0.1"}}
+	if err := env.Client.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	// Before the speaker runs, nothing answers for the address.
+	if got := get(client, vip); got != "" {
+		t.Fatalf("before the datapath runs, %s answered %q", vip, got)
+	}
+	testrun.Background(t, "speaker dp-node", func(ctx context.Context) error {
+		return speaker.Run(ctx, env.Config, speaker.Options{NodeName: "dp-node", MetricsAddr: "0", HealthAddr: "0",
+			Netns: nodeNS.Do, Restartable: true, Datapath: speaker.DatapathXDP})
+	})
+
+	seen := waitBackends(t, client, vip, []string{"backend-1", "backend-2", "backend-3"})
+	t.Logf("new connections reached %v", seen)
+
+	// backend-2 is no longer ready: new connections go to the others only.
+	eps.Endpoints[1].Conditions.Ready = ptr.To(false)
+	if err := env.Client.Update(ctx, eps); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := map[string]int{}
+		for range 30 {
+			got[get(client, vip)]++
+		}
+		if got["backend-2"] == 0 && got["backend-1"] > 0 && got["backend-3"] > 0 && got[""] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after backend-2 turned not ready, 30 connections went to %v", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The counters are exported per Service and backend.
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	perBackend := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "ferrolb_datapath_packets_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["service"] != namespace+"/"+name || labels["address"] != vip.String() || labels["port"] != "80" {
+				continue
+			}
+			if labels["backend"] == "" {
+				total = m.GetCounter().GetValue()
+			} else {
+				perBackend[labels["backend"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if total == 0 || perBackend["10.77.0.11:8080"] == 0 || perBackend["10.77.0.13:8080"] == 0 {
+		t.Fatalf("ferrolb_datapath_packets_total: service total %v, per backend %v", total, perBackend)
+	}
+}
+
+// get makes one HTTP request to vip:80 from ns on a new connection and returns the body,
+// or "" on failure. It dials on the calling goroutine: net/http's Transport would dial on
+// another thread, outside the namespace.
+func get(ns *netns.NS, vip netip.Addr) string {
+	var body string
+	_ = ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(vip.String(), "80"), time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n"); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(c)
+		if _, after, ok := strings.Cut(string(b), "\r\n\r\n"); ok {
+			body = strings.TrimSpace(after)
+		}
+		return err
+	})
+	return body
+}
+
+// waitBackends makes new connections until each of want has answered.
+func waitBackends(t *testing.T, ns *netns.NS, vip netip.Addr, want []string) []string {
+	t.Helper()
+	var seen []string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if got := get(ns, vip); got != "" && !slices.Contains(seen, got) {
+			seen = append(seen, got)
+		}
+		if len(seen) == len(want) {
+			slices.Sort(seen)
+			return seen
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections to %s reached %v, want %v", vip, seen, want)
+		}
+	}
+}
+
+// xdpPass attaches an XDP program that passes every packet to ifname in ns, for the
+// kernel's veth to accept frames another XDP program sends it with XDP_TX.
+func xdpPass(t *testing.T, ns *netns.NS, ifname string) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prog.Close() })
+	if err := ns.Do(func() error {
+		ifc, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index})
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
