@@ -140,6 +140,11 @@ func (g *generator) start() {
 			g.err = fmt.Errorf("pin the generator to CPU %d: %w", g.cpu, err)
 			return
 		}
+		// Linux applies PRIO_PROCESS 0 to the calling thread only.
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, niceness); err != nil {
+			g.err = fmt.Errorf("renice the generator to %d: %w", niceness, err)
+			return
+		}
 		n := len(g.msgs)
 		off := 0
 		for !g.stop.Load() {

@@ -64,6 +64,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated modes to run (default all): "+modeNames())
 	genCPU := flag.Int("gen-cpu", 0, "CPU of the generator")
 	nodeCPU := flag.Int("node-cpu", 1, "CPU of the node's and backends' NAPI threads")
+	flag.IntVar(&niceness, "nice", niceness, "nice value of the generator and the NAPI threads (the machine may be shared)")
 	flag.Parse()
 	selected, err := selectModes(*only)
 	if err != nil || *runs < 1 || *services < 1 || *services > 60000 || *backends < 1 || *backends > 250 {
@@ -120,11 +121,19 @@ func run(ctx context.Context, selected []mode, services, backends, flows, genCPU
 	}
 	defer unlock()
 
-	fmt.Printf("machine: kernel %s, %s, %d CPUs; load average %s; generator on CPU %d, node and backends' NAPI on CPU %d\n",
-		kernel(), cpuModel(), runtime.NumCPU(), loadavg(), genCPU, st.nodeCPU)
+	fmt.Printf("machine: kernel %s, %s, %d CPUs; load average %s; generator on CPU %d, node and backends' NAPI on CPU %d (nice %d)\n",
+		kernel(), cpuModel(), runtime.NumCPU(), loadavg(), genCPU, st.nodeCPU, niceness)
 	defer func() { fmt.Printf("load average at the end: %s\n", loadavg()) }()
 	fmt.Printf("traffic: 64-byte UDP, %d flows to %d services, %d backends; %d runs of %v after %v warm-up\n\n",
 		flows, services, backends, st.runs, st.duration, st.warmup)
+
+	idle := "CPUs poll when idle"
+	if release, err := pollIdle(); err != nil {
+		idle = "CPUs may sleep when idle (" + err.Error() + ")"
+	} else {
+		defer func() { err = errors.Join(err, release()) }()
+	}
+	fmt.Printf("%s (PM QoS /dev/cpu_dma_latency 0 while the benchmark runs)\n", idle)
 
 	topo, err := newTopology(backends)
 	if err != nil {

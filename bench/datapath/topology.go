@@ -155,6 +155,14 @@ func newTopology(nBackends int) (t *topology, err error) {
 	if err := threadedNAPI(t.node, t.nodeIf); err != nil {
 		return t, err
 	}
+	if os.Getenv("DPB_COALESCE") != "" {
+		if err := runAll(t.node, [][]string{
+			{"sh", "-c", "echo 1000 > /sys/class/net/" + t.nodeIf + "/napi_defer_hard_irqs"},
+			{"sh", "-c", "echo " + os.Getenv("DPB_COALESCE") + " > /sys/class/net/" + t.nodeIf + "/gro_flush_timeout"},
+		}); err != nil {
+			return t, err
+		}
+	}
 	// The backends' links poll in softirq context instead, right after the node's thread hands
 	// them packets (on the node's CPU): as kthreads of their own they would wait their turn
 	// behind the node's and overflow their rings.
@@ -173,8 +181,13 @@ func threadedNAPI(ns *netns.NS, ifname string) error {
 	})
 }
 
+// niceness is the nice value of the generator's thread and the node's NAPI threads: the
+// machine may be shared, and other work on these two CPUs would be measured as the node's
+// (or the generator's) slowness.
+var niceness = -20
+
 // pinNAPI moves the NAPI kthreads of the node's and the backends' receiving interfaces to
-// cpu; it returns how many it moved.
+// cpu, at niceness; it returns how many it moved.
 func (t *topology) pinNAPI(cpu int) (int, error) {
 	names := append([]string{t.nodeIf}, t.beIf...)
 	comms, err := filepath.Glob("/proc/[0-9]*/comm")
@@ -204,9 +217,28 @@ func (t *topology) pinNAPI(cpu int) (int, error) {
 		if err := unix.SchedSetaffinity(pid, &set); err != nil {
 			return moved, fmt.Errorf("pin %s (pid %d) to CPU %d: %w", comm, pid, cpu, err)
 		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, pid, niceness); err != nil {
+			return moved, fmt.Errorf("renice %s (pid %d): %w", comm, pid, err)
+		}
 		moved++
 	}
 	return moved, nil
+}
+
+// pollIdle keeps the CPUs out of sleep states while the benchmark runs (a PM QoS request of
+// 0 µs on /dev/cpu_dma_latency, held until the returned function closes it). On a virtual
+// machine an idle vCPU halts, and waking the node's NAPI thread then takes long enough for
+// the veth's ring to fill: the lightest modes (drop-only) would measure the wake-up latency,
+// not the node.
+func pollIdle() (release func() error, err error) {
+	f, err := os.OpenFile("/dev/cpu_dma_latency", os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write([]byte{0, 0, 0, 0}); err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return f.Close, nil
 }
 
 // handle is a netlink handle inside ns; close it.
