@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -63,7 +64,7 @@ type topology struct {
 	nsList []*netns.NS // everything to delete, in creation order
 }
 
-func newTopology(nBackends int) (t *topology, err error) {
+func newTopology(nBackends int, coalesce time.Duration) (t *topology, err error) {
 	p := fmt.Sprintf("d%03x", os.Getpid()&0xfff)
 	t = &topology{genIf: p + "g", nodeIf: p + "i"}
 	defer func() {
@@ -155,10 +156,15 @@ func newTopology(nBackends int) (t *topology, err error) {
 	if err := threadedNAPI(t.node, t.nodeIf); err != nil {
 		return t, err
 	}
-	if os.Getenv("DPB_COALESCE") != "" {
+	// Interrupt coalescing, as a NIC would do it: once its ring is empty the node's NAPI
+	// stays scheduled and polls again after the timeout instead of sleeping until the
+	// generator's next packet wakes it. Without it each wake-up (an IPI, a VM exit on a
+	// virtual machine) is paid by the generator, and the lightest mode gets the slowest
+	// generator.
+	if coalesce > 0 {
 		if err := runAll(t.node, [][]string{
 			{"sh", "-c", "echo 1000 > /sys/class/net/" + t.nodeIf + "/napi_defer_hard_irqs"},
-			{"sh", "-c", "echo " + os.Getenv("DPB_COALESCE") + " > /sys/class/net/" + t.nodeIf + "/gro_flush_timeout"},
+			{"sh", "-c", fmt.Sprintf("echo %d > /sys/class/net/%s/gro_flush_timeout", coalesce.Nanoseconds(), t.nodeIf)},
 		}); err != nil {
 			return t, err
 		}
