@@ -53,6 +53,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -132,6 +133,7 @@ func run(ctx context.Context, selected []mode, services, backends, flows, genCPU
 	fmt.Printf("machine: kernel %s, %s, %d CPUs; load average %s; generator on CPU %d, node and backends' NAPI on CPU %d (nice %d)\n",
 		kernel(), cpuModel(), runtime.NumCPU(), loadavg(), genCPU, st.nodeCPU, niceness)
 	defer func() { fmt.Printf("load average at the end: %s\n", loadavg()) }()
+	fmt.Printf("build: %s\n", revision())
 	fmt.Printf("traffic: 64-byte UDP, %d flows to %d services, %d backends; %d runs of %v after %v warm-up\n\n",
 		flows, services, backends, st.runs, st.duration, st.warmup)
 
@@ -269,6 +271,24 @@ func otherRuns() []string {
 		}
 	}
 	return others
+}
+
+// revision is the commit this program (and internal/datapath with it) was built from.
+func revision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, modified := "unknown commit", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = "commit " + s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			modified = " with uncommitted changes"
+		}
+	}
+	return rev + modified
 }
 
 func loadavg() string {

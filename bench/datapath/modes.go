@@ -34,7 +34,7 @@ var modes = []mode{
 	{"drop-only", "XDP at the node counts and drops: the generator's ceiling", setupDrop},
 	{"forward", "plain IP forwarding at the node to one backend", setupForward},
 	{"ferrolb-snat", "FerroLB XDP, SNAT/DNAT to the backends", setupFerroLBSNAT},
-	{"ferrolb-dsr", "FerroLB XDP, DSR: IPIP to the backends", setupFerroLBDSR},
+	{"ferrolb-dsr", "FerroLB XDP, DSR: IPIP to the backends (counted as they arrive, before decapsulation)", setupFerroLBDSR},
 	{"iptables-nft", "kube-proxy iptables DNAT chains, iptables-nft", func(_ context.Context, e *env) (func() error, *ebpf.Program, error) {
 		return setupIptables(e, "nft")
 	}},
