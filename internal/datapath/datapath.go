@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -159,10 +160,43 @@ type owner struct {
 	id  uint32
 }
 
+// objects are what a Datapath loads: all maps, and the programs it attaches or the tests
+// and benchmarks compare with (not the benchmark-only programs, which would double the
+// verification time).
+type objects struct {
+	lbMaps
+	XdpLb   *ebpf.Program `ebpf:"xdp_lb"`
+	XdpDrop *ebpf.Program `ebpf:"xdp_drop"`
+}
+
+// mapByName is the loaded map of a name in the spec, for loading further programs that
+// share them.
+func (o *objects) mapByName(name string) *ebpf.Map {
+	v := reflect.ValueOf(o.lbMaps)
+	t := v.Type()
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("ebpf") == name {
+			m, _ := v.Field(i).Interface().(*ebpf.Map)
+			return m
+		}
+	}
+	return nil
+}
+
+func (o *objects) Close() error {
+	var errs []error
+	for _, p := range []*ebpf.Program{o.XdpLb, o.XdpDrop} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	return errors.Join(append(errs, o.lbMaps.Close())...)
+}
+
 // Datapath is the XDP load balancer of one node. Its methods are safe for concurrent use.
 type Datapath struct {
 	cfg     Config
-	objs    lbObjects
+	objs    objects
 	ns      netns.NsHandle
 	nl      *netlink.Handle
 	ifindex []int

@@ -45,6 +45,11 @@ type lbBackend struct {
 	Gen     uint32
 }
 
+type lbBenchFrame struct {
+	_    structs.HostLayout
+	Data [64]uint8
+}
+
 type lbCounter struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -139,23 +144,26 @@ type lbSvcVal struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapAffinity    = "affinity"
-	lbMapBackends    = "backends"
-	lbMapBeStats     = "be_stats"
-	lbMapConntrack4  = "conntrack4"
-	lbMapConntrack6  = "conntrack6"
-	lbMapMaglevOuter = "maglev_outer"
-	lbMapServices    = "services"
-	lbMapSnatRev     = "snat_rev"
-	lbMapVipFilter   = "vip_filter"
-	lbProgXdpDecap   = "xdp_decap"
-	lbProgXdpDrop    = "xdp_drop"
-	lbProgXdpLb      = "xdp_lb"
-	lbProgXdpPass    = "xdp_pass"
-	lbVarSnat4       = "snat4"
-	lbVarSnat6       = "snat6"
-	lbVarSnatPortMax = "snat_port_max"
-	lbVarSnatPortMin = "snat_port_min"
+	lbMapAffinity         = "affinity"
+	lbMapBackends         = "backends"
+	lbMapBeStats          = "be_stats"
+	lbMapBenchTmpl        = "bench_tmpl"
+	lbMapConntrack4       = "conntrack4"
+	lbMapConntrack6       = "conntrack6"
+	lbMapMaglevOuter      = "maglev_outer"
+	lbMapServices         = "services"
+	lbMapSnatRev          = "snat_rev"
+	lbMapVipFilter        = "vip_filter"
+	lbProgXdpDecap        = "xdp_decap"
+	lbProgXdpDrop         = "xdp_drop"
+	lbProgXdpLb           = "xdp_lb"
+	lbProgXdpLbBench      = "xdp_lb_bench"
+	lbProgXdpPass         = "xdp_pass"
+	lbProgXdpRestoreBench = "xdp_restore_bench"
+	lbVarSnat4            = "snat4"
+	lbVarSnat6            = "snat6"
+	lbVarSnatPortMax      = "snat_port_max"
+	lbVarSnatPortMin      = "snat_port_min"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -200,10 +208,12 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
-	XdpDecap *ebpf.ProgramSpec `ebpf:"xdp_decap"`
-	XdpDrop  *ebpf.ProgramSpec `ebpf:"xdp_drop"`
-	XdpLb    *ebpf.ProgramSpec `ebpf:"xdp_lb"`
-	XdpPass  *ebpf.ProgramSpec `ebpf:"xdp_pass"`
+	XdpDecap        *ebpf.ProgramSpec `ebpf:"xdp_decap"`
+	XdpDrop         *ebpf.ProgramSpec `ebpf:"xdp_drop"`
+	XdpLb           *ebpf.ProgramSpec `ebpf:"xdp_lb"`
+	XdpLbBench      *ebpf.ProgramSpec `ebpf:"xdp_lb_bench"`
+	XdpPass         *ebpf.ProgramSpec `ebpf:"xdp_pass"`
+	XdpRestoreBench *ebpf.ProgramSpec `ebpf:"xdp_restore_bench"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -213,6 +223,7 @@ type lbMapSpecs struct {
 	Affinity    *ebpf.MapSpec `ebpf:"affinity"`
 	Backends    *ebpf.MapSpec `ebpf:"backends"`
 	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
+	BenchTmpl   *ebpf.MapSpec `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.MapSpec `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.MapSpec `ebpf:"conntrack6"`
 	MaglevOuter *ebpf.MapSpec `ebpf:"maglev_outer"`
@@ -254,6 +265,7 @@ type lbMaps struct {
 	Affinity    *ebpf.Map `ebpf:"affinity"`
 	Backends    *ebpf.Map `ebpf:"backends"`
 	BeStats     *ebpf.Map `ebpf:"be_stats"`
+	BenchTmpl   *ebpf.Map `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.Map `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.Map `ebpf:"conntrack6"`
 	MaglevOuter *ebpf.Map `ebpf:"maglev_outer"`
@@ -267,6 +279,7 @@ func (m *lbMaps) Close() error {
 		m.Affinity,
 		m.Backends,
 		m.BeStats,
+		m.BenchTmpl,
 		m.Conntrack4,
 		m.Conntrack6,
 		m.MaglevOuter,
@@ -290,10 +303,12 @@ type lbVariables struct {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
-	XdpDecap *ebpf.Program `ebpf:"xdp_decap"`
-	XdpDrop  *ebpf.Program `ebpf:"xdp_drop"`
-	XdpLb    *ebpf.Program `ebpf:"xdp_lb"`
-	XdpPass  *ebpf.Program `ebpf:"xdp_pass"`
+	XdpDecap        *ebpf.Program `ebpf:"xdp_decap"`
+	XdpDrop         *ebpf.Program `ebpf:"xdp_drop"`
+	XdpLb           *ebpf.Program `ebpf:"xdp_lb"`
+	XdpLbBench      *ebpf.Program `ebpf:"xdp_lb_bench"`
+	XdpPass         *ebpf.Program `ebpf:"xdp_pass"`
+	XdpRestoreBench *ebpf.Program `ebpf:"xdp_restore_bench"`
 }
 
 func (p *lbPrograms) Close() error {
@@ -301,7 +316,9 @@ func (p *lbPrograms) Close() error {
 		p.XdpDecap,
 		p.XdpDrop,
 		p.XdpLb,
+		p.XdpLbBench,
 		p.XdpPass,
+		p.XdpRestoreBench,
 	)
 }
 
