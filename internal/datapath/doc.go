@@ -60,7 +60,9 @@
 // and those arriving with 1 go to the stack to be answered; DSR leaves the inner packet as
 // the client sent it (the outer header starts at 64).
 //
-// Limits, by design or not yet done: ICMP
+// Limits, by design or not yet done: XDP cannot fragment, so DSR needs MTU headroom (20
+// bytes for IPv4, 40 for IPv6) between the node and the backends, or a lower MTU (MSS)
+// towards the clients; ICMP
 // errors about balanced flows (PMTU's "fragmentation needed" included) go to the stack,
 // not to the backend; DSR does no port translation, so Backend.Port is ignored and the
 // backend must listen on the service's port; SNAT ports are picked by hash with 8 probes,

@@ -97,10 +97,11 @@ type lbRevKey struct {
 		_ structs.HostLayout
 		W [4]uint32
 	}
-	Bport uint16
-	Nport uint16
-	Proto uint8
-	Pad   [3]uint8
+	Bport  uint16
+	Nport  uint16
+	Proto  uint8
+	Family uint8
+	Pad    [2]uint8
 }
 
 type lbRevVal struct {

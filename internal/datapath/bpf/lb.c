@@ -91,7 +91,8 @@ struct rev_key {
 	__be16 bport;
 	__be16 nport;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 family; // an IPv6 address can look like an IPv4 one padded with zeros
+	__u8 pad[2];
 };
 
 struct rev_val {
@@ -417,6 +418,7 @@ static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hd
 	rk.bport = f->sport;
 	rk.nport = f->dport;
 	rk.proto = f->proto;
+	rk.family = f->family;
 	rv = bpf_map_lookup_elem(&snat_rev, &rk);
 	if (!rv)
 		return -1;
@@ -525,6 +527,7 @@ static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, stru
 	rk.baddr = be->addr;
 	rk.bport = be->port;
 	rk.proto = f->proto;
+	rk.family = f->family;
 	rv.client = f->saddr;
 	rv.vip = f->daddr;
 	rv.cport = f->sport;
