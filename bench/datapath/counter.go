@@ -26,6 +26,7 @@ const (
 	keyAll = iota
 	keyToBackend
 	keyIPIP
+	keyToVIP
 )
 
 // newXDPCounter loads an instance; backend is the address count_backend recognises as the
@@ -63,12 +64,12 @@ func (c *xdpCounter) count(key uint32) (uint64, error) {
 
 // tally is what the counters saw: at the backends, or dropped at the node.
 type tally struct {
-	all, toBackend, ipip uint64
-	per                  []uint64 // all, per backend
+	all, toBackend, ipip, toVIP uint64
+	per                         []uint64 // all, per backend
 }
 
 func (t tally) sub(o tally) tally {
-	d := tally{all: t.all - o.all, toBackend: t.toBackend - o.toBackend, ipip: t.ipip - o.ipip}
+	d := tally{all: t.all - o.all, toBackend: t.toBackend - o.toBackend, ipip: t.ipip - o.ipip, toVIP: t.toVIP - o.toVIP}
 	for i := range t.per {
 		d.per = append(d.per, t.per[i]-o.per[i])
 	}
@@ -91,7 +92,11 @@ func tallyOf(cs []*xdpCounter) (tally, error) {
 		if err != nil {
 			return t, err
 		}
-		t.all, t.toBackend, t.ipip = t.all+all, t.toBackend+to, t.ipip+ipip
+		vip, err := c.count(keyToVIP)
+		if err != nil {
+			return t, err
+		}
+		t.all, t.toBackend, t.ipip, t.toVIP = t.all+all, t.toBackend+to, t.ipip+ipip, t.toVIP+vip
 		t.per = append(t.per, all)
 	}
 	return t, nil
@@ -102,19 +107,25 @@ func (c *xdpCounter) Close() error { return c.objs.Close() }
 // attachXDP attaches prog in native (driver) mode to ifname inside ns; the returned function
 // detaches it.
 func attachXDP(ns *netns.NS, ifname string, prog *ebpf.Program) (detach func() error, err error) {
-	set := func(fd int) error {
-		return ns.Do(func() error {
-			link, err := netlink.LinkByName(ifname)
-			if err != nil {
-				return err
-			}
-			return netlink.LinkSetXdpFdWithFlags(link, fd, nl.XDP_FLAGS_DRV_MODE)
-		})
+	if err := setXDP(ns, ifname, prog.FD()); err != nil {
+		return nil, err
 	}
-	if err := set(prog.FD()); err != nil {
-		return nil, fmt.Errorf("attach XDP to %s in %s: %w", ifname, ns.Name, err)
+	return func() error { return setXDP(ns, ifname, -1) }, nil
+}
+
+// setXDP attaches the program fd (-1: none) to ifname in ns, through netlink.
+func setXDP(ns *netns.NS, ifname string, fd int) error {
+	err := ns.Do(func() error {
+		link, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetXdpFdWithFlags(link, fd, nl.XDP_FLAGS_DRV_MODE)
+	})
+	if err != nil {
+		return fmt.Errorf("set XDP program %d on %s in %s: %w", fd, ifname, ns.Name, err)
 	}
-	return func() error { return set(-1) }, nil
+	return nil
 }
 
 // progCost is a program's cumulative run time and run count (kernel BPF statistics).

@@ -19,6 +19,7 @@ const (
 	counterMapPackets       = "packets"
 	counterProgCountBackend = "count_backend"
 	counterProgCountDrop    = "count_drop"
+	counterProgCountTc      = "count_tc"
 	counterVarBackendAddr   = "backend_addr"
 )
 
@@ -66,6 +67,7 @@ type counterSpecs struct {
 type counterProgramSpecs struct {
 	CountBackend *ebpf.ProgramSpec `ebpf:"count_backend"`
 	CountDrop    *ebpf.ProgramSpec `ebpf:"count_drop"`
+	CountTc      *ebpf.ProgramSpec `ebpf:"count_tc"`
 }
 
 // counterMapSpecs contains maps before they are loaded into the kernel.
@@ -124,12 +126,14 @@ type counterVariables struct {
 type counterPrograms struct {
 	CountBackend *ebpf.Program `ebpf:"count_backend"`
 	CountDrop    *ebpf.Program `ebpf:"count_drop"`
+	CountTc      *ebpf.Program `ebpf:"count_tc"`
 }
 
 func (p *counterPrograms) Close() error {
 	return _CounterClose(
 		p.CountBackend,
 		p.CountDrop,
+		p.CountTc,
 	)
 }
 

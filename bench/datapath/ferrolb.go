@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
@@ -22,6 +25,57 @@ func setupFerroLBSNAT(ctx context.Context, e *env) (func() error, *ebpf.Program,
 // to the backend's stack, whose cost (on the node's CPU here) is not the load balancer's.
 func setupFerroLBDSR(ctx context.Context, e *env) (func() error, *ebpf.Program, error) {
 	return setupFerroLB(ctx, e, datapath.DSR)
+}
+
+// setupFerroLBDecap runs FerroLB in DSR mode with the backends' side as in production: the
+// backends' counting XDP program gives way to datapath.AttachDecap, and the same counters
+// count in tcx ingress what the decapsulation passed on to the stack.
+func setupFerroLBDecap(ctx context.Context, e *env) (teardown func() error, prog *ebpf.Program, err error) {
+	t := e.topo
+	var undo []func() error
+	teardown = func() error {
+		var errs []error
+		for _, f := range slices.Backward(undo) {
+			errs = append(errs, f())
+		}
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, teardown())
+		}
+	}()
+	for k, be := range t.backends {
+		if err := setXDP(be, t.beIf[k], -1); err != nil {
+			return nil, nil, err
+		}
+		undo = append(undo, func() error { return setXDP(be, t.beIf[k], e.counts[k].objs.CountBackend.FD()) })
+		var decap *datapath.Decap
+		var tcx link.Link
+		if err := be.Do(func() error {
+			ifi, err := net.InterfaceByName(t.beIf[k])
+			if err != nil {
+				return err
+			}
+			if decap, err = datapath.AttachDecap(t.beIf[k]); err != nil {
+				return err
+			}
+			tcx, err = link.AttachTCX(link.TCXOptions{Interface: ifi.Index, Program: e.counts[k].objs.CountTc, Attach: ebpf.AttachTCXIngress})
+			if err != nil {
+				return errors.Join(fmt.Errorf("tcx counter on %s: %w", t.beIf[k], err), decap.Close())
+			}
+			return nil
+		}); err != nil {
+			return nil, nil, err
+		}
+		undo = append(undo, decap.Close, tcx.Close)
+	}
+	down, prog, err := setupFerroLB(ctx, e, datapath.DSR)
+	if err != nil {
+		return nil, nil, err
+	}
+	undo = append(undo, down)
+	return teardown, prog, nil
 }
 
 // setupFerroLB starts FerroLB's datapath on the node's ingress link (and its backend links,

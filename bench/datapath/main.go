@@ -15,7 +15,11 @@
 //     ceiling (the rate is counted at the node, not at the backends);
 //   - forward: plain IP forwarding at the node, every packet routed to backend 0;
 //   - ferrolb-snat: FerroLB's XDP program (internal/datapath), SNAT/DNAT to the backends;
-//   - ferrolb-dsr: FerroLB's XDP program in DSR mode (IPIP to the backends);
+//   - ferrolb-dsr: FerroLB's XDP program in DSR mode (IPIP to the backends), counted as the
+//     encapsulated packets arrive at the backends;
+//   - ferrolb-dsr-decap: the same, but the backends run FerroLB's decapsulation
+//     (datapath.AttachDecap, XDP) and count in tcx ingress after it: the backends' cost of
+//     building an skb for each packet is included (and runs on the node's CPU here);
 //   - iptables-nft, iptables-legacy: kube-proxy's iptables mode (KUBE-SERVICES -> KUBE-EXT ->
 //     KUBE-SVC with statistic-mode-random jumps -> KUBE-SEP DNAT, masquerade) for -services
 //     services with one endpoint per backend, loaded with iptables-nft and iptables-legacy;
@@ -183,7 +187,7 @@ func run(ctx context.Context, selected []mode, services, backends, flows, genCPU
 	}
 	defer func() { err = errors.Join(err, gen.Close()) }()
 
-	e := &env{topo: topo, services: services, drop: drop}
+	e := &env{topo: topo, services: services, drop: drop, counts: counts}
 	var rows []row
 	for _, m := range selected {
 		// Drop-only is counted where it drops, at the node; the rest at the backends.

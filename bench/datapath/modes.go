@@ -18,7 +18,8 @@ func (n notAvailable) Error() string { return "not available: " + string(n) }
 type env struct {
 	topo     *topology
 	services int
-	drop     *xdpCounter // the node's drop-only program
+	drop     *xdpCounter   // the node's drop-only program
+	counts   []*xdpCounter // the backends' counters, one per backend
 }
 
 // mode is one row: setup configures the node, returns how to undo it and, for an XDP mode,
@@ -35,6 +36,7 @@ var modes = []mode{
 	{"forward", "plain IP forwarding at the node to one backend", setupForward},
 	{"ferrolb-snat", "FerroLB XDP, SNAT/DNAT to the backends", setupFerroLBSNAT},
 	{"ferrolb-dsr", "FerroLB XDP, DSR: IPIP to the backends (counted as they arrive, before decapsulation)", setupFerroLBDSR},
+	{"ferrolb-dsr-decap", "as ferrolb-dsr, the backends decapsulate (datapath.AttachDecap) and count after it, in tcx: includes the backends' stack, on the node's CPU", setupFerroLBDecap},
 	{"iptables-nft", "kube-proxy iptables DNAT chains, iptables-nft", func(_ context.Context, e *env) (func() error, *ebpf.Program, error) {
 		return setupIptables(e, "nft")
 	}},

@@ -31,13 +31,13 @@ func printTable(rows []row) {
 		}
 		return fmt.Sprintf("%.2f", r.median()/base.median())
 	}
-	fmt.Printf("%-16s %11s %13s %12s %15s %7s %10s %8s  %-16s %-18s %s\n", "mode", "kpps (med)", "runs min-max", "vs drop-only", "vs iptables-nft",
+	fmt.Printf("%-17s %11s %13s %12s %15s %7s %10s %8s  %-13s %-26s %s\n", "mode", "kpps (med)", "runs min-max", "vs drop-only", "vs iptables-nft",
 		"ns/pkt", "sent kpps", "refused", "per backend %", "arrived as", "what")
 	fmt.Println(strings.Repeat("-", 180))
 	for i := range rows {
 		r := &rows[i]
 		if !r.measured {
-			fmt.Printf("%-16s %s\n", r.mode.name, r.note)
+			fmt.Printf("%-17s %s\n", r.mode.name, r.note)
 			continue
 		}
 		lo, hi := r.kpps[0], r.kpps[0]
@@ -60,8 +60,11 @@ func printTable(rows []row) {
 			}
 			spread = strings.Join(p, "/")
 			arrived = fmt.Sprintf("dst=be %.0f%% IPIP %.0f%%", 100*float64(r.seen.toBackend)/float64(r.seen.all), 100*float64(r.seen.ipip)/float64(r.seen.all))
+			if r.seen.toVIP > 0 {
+				arrived = fmt.Sprintf("decapsulated, dst=VIP %.0f%%", 100*float64(r.seen.toVIP)/float64(r.seen.all))
+			}
 		}
-		fmt.Printf("%-16s %11.0f %13s %12s %15s %7s %10.0f %7.0f%%  %-16s %-18s %s\n", r.mode.name, r.median(), fmt.Sprintf("%.0f-%.0f", lo, hi),
+		fmt.Printf("%-17s %11.0f %13s %12s %15s %7s %10.0f %7.0f%%  %-13s %-26s %s\n", r.mode.name, r.median(), fmt.Sprintf("%.0f-%.0f", lo, hi),
 			ratio(r, ceiling), ratio(r, ipt), ns, median(r.sentKpps), r.retryShare*100, spread, arrived, what)
 	}
 	fmt.Println("(sent: frames the generator got out; refused: share of its sendmmsg calls the veth refused, i.e. back-pressure from the node;")
