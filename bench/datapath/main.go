@@ -277,8 +277,15 @@ func otherRuns() []string {
 	return others
 }
 
+// buildRevision, set with -ldflags "-X main.buildRevision=...", names the commit of a build
+// made outside a git checkout (from git archive).
+var buildRevision string
+
 // revision is the commit this program (and internal/datapath with it) was built from.
 func revision() string {
+	if buildRevision != "" {
+		return "commit " + buildRevision
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
