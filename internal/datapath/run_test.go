@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"go.uber.org/goleak"
 
 	"github.com/ferrolb/ferrolb/internal/maglev"
 )
@@ -14,6 +15,7 @@ import (
 // TestRunFollowsNeighbours checks Run's background work: a backend's next hop follows a
 // neighbour change, and the program is attached while Run runs and detached after.
 func TestRunFollowsNeighbours(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
 	d, node := newProgDatapathNS(t)
 	if err := d.SetServices([]Service{{VIP: vip4, Port: 80, Protocol: TCP,
 		Backends: backends(vip4, 1), TableSize: maglev.SmallSize}}); err != nil {
@@ -84,4 +86,6 @@ func TestRunFollowsNeighbours(t *testing.T) {
 	if err := d.SetServices(nil); err == nil {
 		t.Fatal("SetServices after Run returned: no error")
 	}
+	// Run's background work (the neighbour subscription included) is gone too.
+	goleak.VerifyNone(t, ignore)
 }
