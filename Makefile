@@ -8,7 +8,7 @@ GO    ?= go
 ASSETS = $$(WITH_KUBE_PROXY=1 bash hack/envtest.sh)
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run lab lab-down test deps generate manifests check-generated lint ci
+.PHONY: all build run lab lab-down test deps generate generate-bpf manifests check-generated lint ci
 
 all: build
 
@@ -39,6 +39,12 @@ generate:
 	$(GO) tool controller-gen rbac:roleName=ferrolb-controller paths=./internal/controller/... output:rbac:dir=config/rbac/controller
 	$(GO) tool controller-gen rbac:roleName=ferrolb-speaker paths=./internal/speaker/... output:rbac:dir=config/rbac/speaker
 	$(MAKE) manifests
+	$(MAKE) generate-bpf
+
+# The XDP programs, compiled by bpf2go (needs clang, llvm and libbpf-dev: hack/deps.sh); the
+# .o and .go files are committed so that go build needs no clang.
+generate-bpf:
+	$(GO) generate ./internal/datapath/ ./bench/datapath/
 
 # deploy/ferrolb.yaml: everything a cluster needs, in one file for kubectl apply -f.
 manifests:
@@ -48,9 +54,10 @@ manifests:
 	    echo "---"; echo "# Source: $$f"; sed '1{/^---$$/d}' "$$f"; done; } > deploy/ferrolb.yaml
 
 # Fails when the committed generated files differ from what `make generate` writes.
-check-generated: generate
-	@if [ -n "$$(git status --porcelain -- api config deploy)" ]; then \
-		git status --porcelain -- api config deploy; git diff --stat -- api config deploy; \
+check-generated: deps generate
+	@if [ -n "$$(git status --porcelain -- api config deploy internal/datapath bench/datapath)" ]; then \
+		git status --porcelain -- api config deploy internal/datapath bench/datapath; \
+		git diff --stat -- api config deploy internal/datapath bench/datapath; \
 		echo "generated files are stale: run 'make generate' and commit the result" >&2; exit 1; fi
 
 lint:
