@@ -39,8 +39,8 @@ type lbBackend struct {
 	Family  uint8
 	Flags   uint8
 	Ifindex uint32
-	Smac    [6]uint8
 	Dmac    [6]uint8
+	Smac    [6]uint8
 	SvcId   uint32
 	Gen     uint32
 }

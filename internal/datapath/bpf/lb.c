@@ -51,8 +51,8 @@ struct backend {
 	__u8 family;
 	__u8 flags;
 	__u32 ifindex; // egress interface of the next hop
+	__u8 dmac[6];  // dmac then smac, as in the Ethernet header: set_macs copies both at once
 	__u8 smac[6];
-	__u8 dmac[6];
 	__u32 svc_id; // owner; a conntrack entry is only honoured by its own service
 	__u32 gen;    // bumped when the slot is reused so stale conntrack entries miss
 };
@@ -101,8 +101,8 @@ struct rev_val {
 	__be16 cport;
 	__be16 vport;
 	__u32 ifindex; // where the client's packet came in, so the reply leaves there
-	__u8 cmac[6];  // the client's (or its router's) MAC, from the first packet
-	__u8 nmac[6];  // our MAC on that interface
+	__u8 cmac[6];  // the client's (or its router's) MAC, from the first packet; then
+	__u8 nmac[6];  // our MAC on that interface (Ethernet header order, see set_macs)
 };
 
 struct aff_key {
@@ -284,9 +284,8 @@ struct hdrs {
 
 // Rewrites addresses and ports, fixing the IPv4 header and L4 checksums incrementally.
 static __always_inline void rewrite(struct hdrs *h, struct flow *f, const union addr *saddr,
-				    const union addr *daddr, __be16 sport, __be16 dport)
+				    const union addr *daddr, __be16 sport, __be16 dport, const int v6)
 {
-	int v6 = f->family == 6;
 	__u32 acc = 0;
 	acc = diff_addr(acc, &f->saddr, saddr, v6);
 	acc = diff_addr(acc, &f->daddr, daddr, v6);
@@ -315,6 +314,15 @@ static __always_inline void rewrite(struct hdrs *h, struct flow *f, const union 
 	}
 }
 
+// set_macs writes the 12 bytes of destination then source MAC, kept in that order in the
+// map values, with two word stores (the Ethernet header is packed: field copies compile
+// to 24 byte loads and stores). Unaligned access is fine for XDP on x86.
+static __always_inline void set_macs(void *eth, const void *dst_src)
+{
+	*(__u64 *)eth = *(const __u64 *)dst_src;
+	*(__u32 *)(eth + 8) = *(const __u32 *)(dst_src + 8);
+}
+
 static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 {
 	if (ifindex == ctx->ingress_ifindex)
@@ -325,7 +333,9 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 // parse fills f and h; returns 0 to go on, else the XDP verdict for packets we leave alone.
 // Anything not plainly TCP/UDP over IPv4 without options or IPv6 without extension headers
 // (fragments included) is passed to the stack, which owns validation and reassembly.
-static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs *h)
+// The caller has checked the Ethernet header and its type: v6 is a constant, so each
+// family gets code of its own.
+static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs *h, const int v6)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -334,7 +344,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+	if (!v6) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > data_end)
 			return XDP_PASS;
@@ -349,7 +359,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 		f->daddr.w[0] = ip->daddr;
 		h->ip4 = ip;
 		l4 = ip + 1;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_PASS;
@@ -360,8 +370,6 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 		__builtin_memcpy(&f->daddr, &ip6->daddr, 16);
 		h->ip6 = ip6;
 		l4 = ip6 + 1;
-	} else {
-		return XDP_PASS;
 	}
 	if (f->proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
@@ -378,7 +386,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 		h->dport = &udp->dest;
 		h->udp = 1;
 		// IPv4 UDP may go without a checksum; IPv6 UDP may not.
-		h->l4csum = (f->family == 4 && udp->check == 0) ? 0 : &udp->check;
+		h->l4csum = (!v6 && udp->check == 0) ? 0 : &udp->check;
 	} else {
 		return XDP_PASS;
 	}
@@ -387,18 +395,18 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	return 0;
 }
 
-static __always_inline int is_snat_addr(struct flow *f)
+static __always_inline int is_snat_addr(struct flow *f, const int v6)
 {
-	if (f->family == 4)
+	if (!v6)
 		return snat4 != 0 && f->daddr.w[0] == snat4;
 	return (snat6[0] | snat6[1] | snat6[2] | snat6[3]) != 0 &&
 	       f->daddr.w[0] == snat6[0] && f->daddr.w[1] == snat6[1] &&
 	       f->daddr.w[2] == snat6[2] && f->daddr.w[3] == snat6[3];
 }
 
-static __always_inline void set_snat_addr(union addr *a, __u8 family)
+static __always_inline void set_snat_addr(union addr *a, const int v6)
 {
-	if (family == 4) {
+	if (!v6) {
 		a->w[0] = snat4;
 	} else {
 		a->w[0] = snat6[0];
@@ -409,7 +417,7 @@ static __always_inline void set_snat_addr(union addr *a, __u8 family)
 }
 
 // reverse handles a reply from a backend to one of our SNAT ports.
-static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hdrs *h)
+static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hdrs *h, const int v6)
 {
 	struct rev_key rk = {};
 	struct rev_val *rv;
@@ -422,18 +430,19 @@ static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hd
 	rv = bpf_map_lookup_elem(&snat_rev, &rk);
 	if (!rv)
 		return -1;
-	rewrite(h, f, &rv->vip, &rv->client, rv->vport, rv->cport);
+	rewrite(h, f, &rv->vip, &rv->client, rv->vport, rv->cport, v6);
 	struct ethhdr *eth = (void *)(long)ctx->data;
 	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
 		return XDP_DROP;
-	__builtin_memcpy(eth->h_dest, rv->cmac, 6);
-	__builtin_memcpy(eth->h_source, rv->nmac, 6);
+	set_macs(eth, rv->cmac);
 	return xmit(ctx, rv->ifindex);
 }
 
-static __always_inline __u32 filter_hash(struct flow *f)
+static __always_inline __u32 filter_hash(struct flow *f, const int v6)
 {
-	__u32 a = f->daddr.w[0] ^ f->daddr.w[1] ^ f->daddr.w[2] ^ f->daddr.w[3];
+	__u32 a = f->daddr.w[0];
+	if (v6)
+		a ^= f->daddr.w[1] ^ f->daddr.w[2] ^ f->daddr.w[3];
 	return fmix32(a ^ f->dport ^ ((__u32)f->proto << 16)) & 0xffff;
 }
 
@@ -444,17 +453,17 @@ static __always_inline __u32 flow_hash(struct flow *f)
 }
 
 // encap prepends an outer IPv4 (IPIP) or IPv6 (IP6IP6) header for DSR.
-static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct backend *be)
+static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct backend *be, const int v6)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	if (f->family == 4) {
+	if (!v6) {
 		struct iphdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
 			return XDP_DROP;
 		__u16 tot = bpf_ntohs(inner->tot_len);
-		__u8 tos = inner->tos;
+		__u16 vtos = *(__u16 *)inner; // version, IHL and TOS: 4, 5 (checked) and the inner TOS
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
 			return XDP_DROP;
 		data = (void *)(long)ctx->data;
@@ -463,26 +472,21 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 		struct iphdr *ip = data + sizeof(*eth);
 		if ((void *)(ip + 1) > data_end)
 			return XDP_DROP;
-		__builtin_memcpy(eth->h_dest, be->dmac, 6);
-		__builtin_memcpy(eth->h_source, be->smac, 6);
-		eth->h_proto = bpf_htons(ETH_P_IP);
-		ip->version = 4;
-		ip->ihl = 5;
-		ip->tos = tos;
-		ip->tot_len = bpf_htons(tot + sizeof(struct iphdr));
-		ip->id = 0;
-		ip->frag_off = 0;
-		ip->ttl = 64;
-		ip->protocol = IPPROTO_IPIP;
-		ip->check = 0;
-		ip->saddr = snat4;
-		ip->daddr = be->addr.w[0];
-		__u16 *w = (void *)ip;
-		__u32 acc = 0;
-#pragma unroll
-		for (int i = 0; i < 10; i++)
-			acc += w[i];
-		ip->check = (__u16)~csum_fold_acc(acc);
+		set_macs(eth, be->dmac);
+		*(__be16 *)((void *)eth + 12) = bpf_htons(ETH_P_IP);
+		// The header as 32-bit words, its checksum summed from the values written
+		// (the sum of 16-bit words does not depend on byte order).
+		__u32 *w = (void *)ip;
+		__u16 tl = bpf_htons(tot + sizeof(struct iphdr));
+		__u16 ttlp = 64 | (IPPROTO_IPIP << 8); // ttl, protocol in memory order
+		__u32 sa = snat4, da = be->addr.w[0];
+		__u32 acc = (__u32)vtos + tl + ttlp + (sa & 0xffff) + (sa >> 16) + (da & 0xffff) + (da >> 16);
+		__u16 check = (__u16)~csum_fold_acc(acc);
+		w[0] = vtos | ((__u32)tl << 16);
+		w[1] = 0; // id, frag_off
+		w[2] = ttlp | ((__u32)check << 16);
+		w[3] = sa;
+		w[4] = da;
 	} else {
 		struct ipv6hdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
@@ -496,15 +500,14 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 		struct ipv6hdr *ip6 = data + sizeof(*eth);
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_DROP;
-		__builtin_memcpy(eth->h_dest, be->dmac, 6);
-		__builtin_memcpy(eth->h_source, be->smac, 6);
-		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		set_macs(eth, be->dmac);
+		*(__be16 *)((void *)eth + 12) = bpf_htons(ETH_P_IPV6);
 		*(__u32 *)ip6 = bpf_htonl(0x60000000);
 		ip6->payload_len = bpf_htons(plen + sizeof(struct ipv6hdr));
 		ip6->nexthdr = IPPROTO_IPV6;
 		ip6->hop_limit = 64;
 		union addr src;
-		set_snat_addr(&src, 6);
+		set_snat_addr(&src, 1);
 		__builtin_memcpy(&ip6->saddr, &src, 16);
 		__builtin_memcpy(&ip6->daddr, &be->addr, 16);
 	}
@@ -556,11 +559,11 @@ static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, stru
 	return 0;
 }
 
-static __always_inline int lb(struct xdp_md *ctx)
+static __always_inline int lb(struct xdp_md *ctx, const int v6)
 {
 	struct flow f = {};
 	struct hdrs h = {};
-	int ret = parse(ctx, &f, &h);
+	int ret = parse(ctx, &f, &h, v6);
 	if (ret)
 		return ret;
 
@@ -568,16 +571,16 @@ static __always_inline int lb(struct xdp_md *ctx)
 	if (f.ttl <= 1)
 		return XDP_PASS;
 
-	if (is_snat_addr(&f)) {
+	if (is_snat_addr(&f, v6)) {
 		__u16 p = bpf_ntohs(f.dport);
 		if (p >= snat_port_min && p <= snat_port_max) {
-			ret = reverse(ctx, &f, &h);
+			ret = reverse(ctx, &f, &h, v6);
 			if (ret >= 0)
 				return ret;
 		}
 	}
 
-	__u32 bit = filter_hash(&f);
+	__u32 bit = filter_hash(&f, v6);
 	__u32 word = bit >> 6;
 	__u64 *fw = bpf_map_lookup_elem(&vip_filter, &word);
 	if (!fw || !(*fw & (1ULL << (bit & 63))))
@@ -585,11 +588,13 @@ static __always_inline int lb(struct xdp_md *ctx)
 
 	// Conntrack first: an established flow needs neither the service nor the table. The
 	// generation check drops entries whose backend slot was reused or whose service was
-	// removed (userspace clears the generation of its backends then).
+	// removed (userspace clears the generation of its backends then). With v6 constant
+	// each lookup names one map, so the verifier inlines it (a lookup site that sees two
+	// maps goes through the generic helper and an indirect call).
 	struct ct_key ck6;
 	struct ct4_key ck4;
 	void *ctmap, *ck;
-	if (f.family == 4) {
+	if (!v6) {
 		__builtin_memset(&ck4, 0, sizeof(ck4));
 		ck4.saddr = f.saddr.w[0];
 		ck4.daddr = f.daddr.w[0];
@@ -689,23 +694,38 @@ static __always_inline int lb(struct xdp_md *ctx)
 	count(&be_stats, bid, bytes);
 
 	if (mode == MODE_DSR)
-		return encap(ctx, &f, be);
+		return encap(ctx, &f, be, v6);
 
 	union addr src = {};
-	set_snat_addr(&src, f.family);
-	rewrite(&h, &f, &src, &be->addr, nport, be->port);
+	set_snat_addr(&src, v6);
+	rewrite(&h, &f, &src, &be->addr, nport, be->port, v6);
 	struct ethhdr *eth = (void *)(long)ctx->data;
 	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
 		return XDP_DROP;
-	__builtin_memcpy(eth->h_dest, be->dmac, 6);
-	__builtin_memcpy(eth->h_source, be->smac, 6);
+	set_macs(eth, be->dmac);
 	return xmit(ctx, be->ifindex);
+}
+
+// lb_eth dispatches on the Ethernet type to a copy of lb specialized for the family.
+static __always_inline int lb_eth(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return XDP_PASS;
+	__be16 proto = *(__be16 *)(data + 12); // h_proto: ethhdr is packed
+	if (proto == bpf_htons(ETH_P_IP))
+		return lb(ctx, 0);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return lb(ctx, 1);
+	return XDP_PASS;
 }
 
 SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
-	return lb(ctx);
+	return lb_eth(ctx);
 }
 
 // xdp_decap runs on backends: it strips the outer IPIP / IP6IP6 header of DSR packets so
@@ -799,7 +819,7 @@ int xdp_lb_bench(struct xdp_md *ctx)
 {
 	if (bench_restore(ctx))
 		return XDP_ABORTED;
-	return lb(ctx);
+	return lb_eth(ctx);
 }
 
 SEC("xdp")
