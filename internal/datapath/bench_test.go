@@ -203,7 +203,6 @@ func BenchmarkProgHot(b *testing.B) {
 		LB      *ebpf.Program `ebpf:"xdp_lb_bench"`
 		Restore *ebpf.Program `ebpf:"xdp_restore_bench"`
 	}
-	sizeMaps(spec, d.cfg)
 	repl := map[string]*ebpf.Map{}
 	for name := range spec.Maps {
 		if m := d.objs.mapByName(name); m != nil {

@@ -267,7 +267,9 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: spec: %w", err)
 	}
-	sizeMaps(spec, cfg)
+	for _, m := range []string{"conntrack4", "conntrack6"} {
+		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded just above
+	}
 	if err := setVars(spec, d.cfg); err != nil {
 		return nil, err
 	}
@@ -283,23 +285,6 @@ func New(cfg Config) (*Datapath, error) {
 	}
 	ok = true
 	return d, nil
-}
-
-// Flow cache slots per CPU, FC4_SLOTS and FC6_SLOTS in bpf/lb.c.
-const (
-	flowCache4Slots = 1 << 16
-	flowCache6Slots = 1 << 14
-)
-
-// sizeMaps sets the sizes of the maps that depend on the configuration and the machine.
-func sizeMaps(spec *ebpf.CollectionSpec, cfg Config) {
-	for _, m := range []string{"conntrack4", "conntrack6"} {
-		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded by min
-	}
-	// One region per possible CPU: the program indexes it by its CPU number.
-	cpus := uint32(ebpf.MustPossibleCPU()) //nolint:gosec // a CPU count
-	spec.Maps["flowcache4"].MaxEntries = flowCache4Slots * cpus
-	spec.Maps["flowcache6"].MaxEntries = flowCache6Slots * cpus
 }
 
 func setVars(spec *ebpf.CollectionSpec, cfg Config) error {

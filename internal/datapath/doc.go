@@ -18,20 +18,12 @@
 //  3. reads one bit of vip_filter (an inlined array read of a 65536-bit hash filter of the
 //     services' VIP, port and protocol): traffic for no service passes here without a
 //     hash lookup.
-//  4. looks the flow up in the flow cache, then in conntrack (conntrack4 with a 16-byte
-//     key, conntrack6 with a 40-byte one; per-CPU LRU hashes, BPF_F_NO_COMMON_LRU, so no
-//     shared lock on the hot path). A hit names the backend slot, its generation and the
-//     flow's mode; it is honoured while the slot still has that generation, so an
-//     established flow needs no service or table lookup and stays on its backend whatever
-//     the backend set becomes. Userspace clears the generation of a removed service's
-//     backends. The flow cache (flowcache4, flowcache6) is a direct-mapped cache of
-//     conntrack hits: arrays with one region per possible CPU (65,536 IPv4 slots of 32
-//     bytes and 16,384 IPv6 slots of 64 bytes each, 3 MiB per CPU) indexed by the CPU
-//     number and a hash of the 5-tuple, so a CPU reads and writes only its own slots. A
-//     hit costs one cache line, inlined, where conntrack costs a helper, a hash and two or
-//     three lines; a miss or collision falls back to conntrack, which stays the authority,
-//     and the entry found or created there is cached. Every program is specialized per
-//     address family, so each map lookup names one map and the verifier inlines it.
+//  4. looks the flow up in conntrack (conntrack4 with a 16-byte key, conntrack6 with a
+//     40-byte one; per-CPU LRU hashes, BPF_F_NO_COMMON_LRU, so no shared lock on the hot
+//     path). A hit names the backend slot, its generation and the flow's mode; it is
+//     honoured while the slot still has that generation, so an established flow needs no
+//     service or table lookup and stays on its backend whatever the backend set becomes.
+//     Userspace clears the generation of a removed service's backends.
 //  5. on a miss: the service (services hash map by VIP, port, protocol; a miss passes);
 //     with ClientIP affinity (the only path that reads the clock) the client's last
 //     backend if younger than the timeout; else the service's Maglev table, an inner
@@ -44,10 +36,9 @@
 //     RFC 1624) or prepends an IPIP / IP6IP6 header (DSR), sets the MACs of the backend's
 //     next hop and sends it: XDP_TX on the same interface, bpf_redirect to another.
 //
-// So an established flow costs one array read for the filter, one flow cache read (one
-// LRU hash lookup more when that misses), one array read for the backend and one per-CPU
-// counter; a new flow adds the service lookup, the table read and the conntrack (and SNAT
-// reverse) inserts.
+// So an established flow costs one array read, one LRU hash lookup, one array read for
+// the backend and one per-CPU counter; a new flow adds the service lookup, the table read
+// and the conntrack (and SNAT reverse) inserts.
 //
 // Next hops are resolved in userspace (route get and the neighbour table, asking the
 // kernel for a managed neighbour entry when it is missing) and stored in each backend
@@ -77,9 +68,6 @@
 // backend must listen on the service's port; SNAT ports are picked by hash with 8 probes,
 // so a busy backend can see new flows dropped well before its port range is full; the
 // decapsulation program strips any IPIP / IP6IP6 packet without checking its outer
-// destination; conntrack has no TCP state (entries leave by LRU eviction only, and a flow
-// evicted from conntrack but still in its CPU's flow cache keeps its backend and SNAT
-// port there: should its packets move to another CPU after the eviction, that CPU
-// balances it anew); and
+// destination; conntrack has no TCP state (entries leave by LRU eviction only); and
 // traffic with IPv4 options, IPv6 extension headers or fragments is never balanced.
 package datapath

@@ -91,40 +91,6 @@ type lbCtVal struct {
 	Pad     [5]uint8
 }
 
-type lbFc4 struct {
-	_       structs.HostLayout
-	Saddr   uint32
-	Daddr   uint32
-	Sport   uint16
-	Dport   uint16
-	Proto   uint8
-	Mode    uint8
-	NatPort uint16
-	Backend uint32
-	Gen     uint32
-	Pad     [2]uint32
-}
-
-type lbFc6 struct {
-	_     structs.HostLayout
-	Saddr struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Daddr struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Sport   uint16
-	Dport   uint16
-	Proto   uint8
-	Mode    uint8
-	NatPort uint16
-	Backend uint32
-	Gen     uint32
-	Pad     [4]uint32
-}
-
 type lbRevKey struct {
 	_     structs.HostLayout
 	Baddr struct {
@@ -185,8 +151,6 @@ const (
 	lbMapBenchTmpl        = "bench_tmpl"
 	lbMapConntrack4       = "conntrack4"
 	lbMapConntrack6       = "conntrack6"
-	lbMapFlowcache4       = "flowcache4"
-	lbMapFlowcache6       = "flowcache6"
 	lbMapMaglevOuter      = "maglev_outer"
 	lbMapServices         = "services"
 	lbMapSnatRev          = "snat_rev"
@@ -263,8 +227,6 @@ type lbMapSpecs struct {
 	BenchTmpl   *ebpf.MapSpec `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.MapSpec `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.MapSpec `ebpf:"conntrack6"`
-	Flowcache4  *ebpf.MapSpec `ebpf:"flowcache4"`
-	Flowcache6  *ebpf.MapSpec `ebpf:"flowcache6"`
 	MaglevOuter *ebpf.MapSpec `ebpf:"maglev_outer"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
 	SnatRev     *ebpf.MapSpec `ebpf:"snat_rev"`
@@ -307,8 +269,6 @@ type lbMaps struct {
 	BenchTmpl   *ebpf.Map `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.Map `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.Map `ebpf:"conntrack6"`
-	Flowcache4  *ebpf.Map `ebpf:"flowcache4"`
-	Flowcache6  *ebpf.Map `ebpf:"flowcache6"`
 	MaglevOuter *ebpf.Map `ebpf:"maglev_outer"`
 	Services    *ebpf.Map `ebpf:"services"`
 	SnatRev     *ebpf.Map `ebpf:"snat_rev"`
@@ -323,8 +283,6 @@ func (m *lbMaps) Close() error {
 		m.BenchTmpl,
 		m.Conntrack4,
 		m.Conntrack6,
-		m.Flowcache4,
-		m.Flowcache6,
 		m.MaglevOuter,
 		m.Services,
 		m.SnatRev,

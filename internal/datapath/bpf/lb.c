@@ -105,42 +105,6 @@ struct rev_val {
 	__u8 nmac[6];  // our MAC on that interface (Ethernet header order, see set_macs)
 };
 
-// Flow cache: a direct-mapped cache of conntrack hits, one region of FC*_SLOTS slots per
-// CPU in an array (index cpu * slots + hash), so a CPU only ever touches its own slots and
-// no entry is read while another CPU writes it. A hit costs one cache line (the
-// conntrack LRU costs its bucket and one or two lines of its element) and no helper
-// call. It only caches: an entry says what conntrack said (backend slot, generation,
-// mode, SNAT port) and is honoured under the same generation check; a miss or a
-// collision falls back to conntrack, which stays the authority.
-#define FC4_SLOTS 65536 // per CPU, a power of two; 32 bytes each
-#define FC6_SLOTS 16384 // per CPU, a power of two; 64 bytes each
-
-struct fc4 {
-	__be32 saddr;
-	__be32 daddr;
-	__be16 sport;
-	__be16 dport;
-	__u8 proto; // 0: empty (only TCP and UDP are cached)
-	__u8 mode;
-	__be16 nat_port;
-	__u32 backend;
-	__u32 gen;
-	__u32 pad[2];
-};
-
-struct fc6 {
-	union addr saddr;
-	union addr daddr;
-	__be16 sport;
-	__be16 dport;
-	__u8 proto; // 0: empty
-	__u8 mode;
-	__be16 nat_port;
-	__u32 backend;
-	__u32 gen;
-	__u32 pad[4];
-};
-
 struct aff_key {
 	union addr client;
 	__u32 svc_id;
@@ -220,25 +184,6 @@ struct {
 	__type(key, struct rev_key);
 	__type(value, struct rev_val);
 } snat_rev SEC(".maps");
-
-// max_entries is FC*_SLOTS times the number of possible CPUs, set by userspace.
-// BPF_F_MMAPABLE for its layout: the values start on a page, so no slot straddles two
-// cache lines.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FC4_SLOTS);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, struct fc4);
-} flowcache4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FC6_SLOTS);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, struct fc6);
-} flowcache6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -614,67 +559,6 @@ static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, stru
 	return 0;
 }
 
-// fc_slot returns this CPU's flow cache slot for the flow (never NULL once the verifier
-// is satisfied: the index is below max_entries).
-static __always_inline void *fc_slot(struct flow *f, const int v6)
-{
-	__u32 h, idx, cpu = bpf_get_smp_processor_id();
-	if (!v6) {
-		h = fmix32(f->saddr.w[0] ^ fmix32(f->daddr.w[0] ^ (((__u32)f->sport << 16) | f->dport)) ^ f->proto);
-		idx = cpu * FC4_SLOTS + (h & (FC4_SLOTS - 1));
-		return bpf_map_lookup_elem(&flowcache4, &idx);
-	}
-	__u32 a = f->saddr.w[0] ^ f->saddr.w[1] ^ f->saddr.w[2] ^ f->saddr.w[3];
-	__u32 b = f->daddr.w[0] ^ f->daddr.w[1] ^ f->daddr.w[2] ^ f->daddr.w[3];
-	h = fmix32(a ^ fmix32(b ^ (((__u32)f->sport << 16) | f->dport)) ^ f->proto);
-	idx = cpu * FC6_SLOTS + (h & (FC6_SLOTS - 1));
-	return bpf_map_lookup_elem(&flowcache6, &idx);
-}
-
-// fc_match says whether the slot holds the flow's cached conntrack entry.
-static __always_inline int fc_match(void *slot, struct flow *f, const int v6)
-{
-	if (!v6) {
-		struct fc4 *c = slot;
-		return c->saddr == f->saddr.w[0] && c->daddr == f->daddr.w[0] && c->sport == f->sport &&
-		       c->dport == f->dport && c->proto == f->proto;
-	}
-	struct fc6 *c = slot;
-	return c->saddr.w[0] == f->saddr.w[0] && c->saddr.w[1] == f->saddr.w[1] &&
-	       c->saddr.w[2] == f->saddr.w[2] && c->saddr.w[3] == f->saddr.w[3] &&
-	       c->daddr.w[0] == f->daddr.w[0] && c->daddr.w[1] == f->daddr.w[1] &&
-	       c->daddr.w[2] == f->daddr.w[2] && c->daddr.w[3] == f->daddr.w[3] &&
-	       c->sport == f->sport && c->dport == f->dport && c->proto == f->proto;
-}
-
-static __always_inline void fc_put(void *slot, struct flow *f, __u32 backend, __u32 gen, __be16 nport,
-				   __u8 mode, const int v6)
-{
-	if (!v6) {
-		struct fc4 *c = slot;
-		c->saddr = f->saddr.w[0];
-		c->daddr = f->daddr.w[0];
-		c->sport = f->sport;
-		c->dport = f->dport;
-		c->proto = f->proto;
-		c->mode = mode;
-		c->nat_port = nport;
-		c->backend = backend;
-		c->gen = gen;
-		return;
-	}
-	struct fc6 *c = slot;
-	c->saddr = f->saddr;
-	c->daddr = f->daddr;
-	c->sport = f->sport;
-	c->dport = f->dport;
-	c->proto = f->proto;
-	c->mode = mode;
-	c->nat_port = nport;
-	c->backend = backend;
-	c->gen = gen;
-}
-
 static __always_inline int lb(struct xdp_md *ctx, const int v6)
 {
 	struct flow f = {};
@@ -702,38 +586,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	if (!fw || !(*fw & (1ULL << (bit & 63))))
 		return XDP_PASS;
 
-	// The flow cache, then conntrack: an established flow needs neither the service nor
-	// the table.
-	struct backend *be = NULL;
-	__u32 bid = 0;
-	__be16 nport = 0;
-	__u8 mode = 0;
-	void *fc = fc_slot(&f, v6);
-	if (!fc)
-		return XDP_PASS; // not reached: the index is in range
-	if (fc_match(fc, &f, v6)) {
-		if (!v6) {
-			struct fc4 *c = fc;
-			bid = c->backend;
-			be = bpf_map_lookup_elem(&backends, &bid);
-			if (be && be->gen != c->gen)
-				be = NULL;
-			nport = c->nat_port;
-			mode = c->mode;
-		} else {
-			struct fc6 *c6 = fc;
-			bid = c6->backend;
-			be = bpf_map_lookup_elem(&backends, &bid);
-			if (be && be->gen != c6->gen)
-				be = NULL;
-			nport = c6->nat_port;
-			mode = c6->mode;
-		}
-		if (be)
-			goto found;
-	}
-
-	// Conntrack: an established flow needs neither the service nor the table. The
+	// Conntrack first: an established flow needs neither the service nor the table. The
 	// generation check drops entries whose backend slot was reused or whose service was
 	// removed (userspace clears the generation of its backends then). With v6 constant
 	// each lookup names one map, so the verifier inlines it (a lookup site that sees two
@@ -761,6 +614,10 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		ck = &ck6;
 	}
 
+	struct backend *be = NULL;
+	__u32 bid = 0;
+	__be16 nport = 0;
+	__u8 mode;
 	struct ct_val *ct = bpf_map_lookup_elem(ctmap, ck);
 	if (ct) {
 		bid = ct->backend;
@@ -769,8 +626,6 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 			be = NULL;
 		nport = ct->nat_port;
 		mode = ct->mode;
-		if (be)
-			fc_put(fc, &f, bid, ct->gen, nport, mode, v6);
 	}
 	if (!be) {
 		struct svc_key sk = {};
@@ -830,9 +685,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		}
 		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport, .mode = mode};
 		bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
-		fc_put(fc, &f, bid, nc.gen, nport, mode, v6);
 	}
-found:
 	if (!(be->flags & BE_NEXTHOP))
 		return XDP_PASS;
 
