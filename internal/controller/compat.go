@@ -61,46 +61,51 @@ func compatKinds(ctx context.Context, mapper meta.RESTMapper, systems []string) 
 	return out, nil
 }
 
-// compatPools lists the other systems' pools and converts them. Conversion warnings are
-// logged when the set of pools changes; pools that could not be converted are left out.
-// gens receives each source object's generation, so a change to one triggers a re-sync.
-func (s *allocation) compatPools(ctx context.Context, c client.Reader, gens map[string]int64) ([]v1.IPPool, error) {
-	var srcs []compat.Source
+// listCompat lists the other systems' pools and records each one's generation in gens, so
+// that a change to one triggers a re-sync like a change to an IPPool.
+func (s *allocation) listCompat(ctx context.Context, c client.Reader, gens map[string]int64) ([]unstructured.Unstructured, error) {
+	var out []unstructured.Unstructured
 	for _, gvk := range s.compat {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := c.List(ctx, list); err != nil {
 			return nil, fmt.Errorf("compat: list %s: %w", gvk.Kind, err)
 		}
-		for i := range list.Items {
-			u := &list.Items[i]
+		for _, u := range list.Items {
 			gens["compat:"+gvk.Kind+":"+u.GetNamespace()+"/"+u.GetName()] = u.GetGeneration()
-			src, err := compat.FromObject(liveSpec(u))
-			if err != nil {
-				logf.FromContext(ctx).Error(err, "compat: object ignored", "kind", gvk.Kind, "name", u.GetName())
-				continue
-			}
-			srcs = append(srcs, src)
 		}
+		out = append(out, list.Items...)
+	}
+	return out, nil
+}
+
+// convertCompat converts the other systems' pools, logging every conversion warning; pools
+// that could not be converted are left out. It runs only when the set of pools changed.
+func convertCompat(ctx context.Context, objs []unstructured.Unstructured) []v1.IPPool {
+	log := logf.FromContext(ctx)
+	var srcs []compat.Source
+	for i := range objs {
+		src, err := compat.FromObject(liveSpec(&objs[i]))
+		if err != nil {
+			log.Error(err, "compat: object ignored", "kind", objs[i].GetKind(), "name", objs[i].GetName())
+			continue
+		}
+		srcs = append(srcs, src)
 	}
 	res := compat.Convert(srcs)
+	for _, w := range res.Warnings {
+		log.Info("compat: "+w.String(), "object", w.Object)
+	}
+	for _, e := range res.Errors {
+		log.Error(e, "compat: not converted")
+	}
 	var out []v1.IPPool
 	for _, o := range res.Outputs {
 		if p, ok := o.Object.(*v1.IPPool); ok {
 			out = append(out, *p)
 		}
 	}
-	if s.compatLogged != fmt.Sprint(gens) {
-		s.compatLogged = fmt.Sprint(gens)
-		log := logf.FromContext(ctx)
-		for _, w := range res.Warnings {
-			log.Info("compat: "+w.String(), "object", w.Object)
-		}
-		for _, e := range res.Errors {
-			log.Error(e, "compat: not converted")
-		}
-	}
-	return out, nil
+	return out
 }
 
 // liveSpec is what conversion reads of a live object: the fields a user writes. What the

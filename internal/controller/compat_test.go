@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
@@ -66,4 +67,19 @@ func TestCompatPools(t *testing.T) {
 	// Cilium 1.16 and later do.
 	waitIngress(t, ns, "from-cilium", "192.0.2.180")
 	waitIngress(t, ns, "native", "192.0.2.160") // untouched by the restart
+
+	// Editing the old system's pool takes effect without a restart; what a Service holds
+	// stays with it.
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mlb), mlb); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedStringSlice(mlb.Object, []string{"192.0.2.174-192.0.2.176"}, "spec", "addresses"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Update(ctx, mlb); err != nil {
+		t.Fatal(err)
+	}
+	createService(t, ns, "from-metallb-2", func(s *corev1.Service) { s.Annotations = map[string]string{"metallb.io/address-pool": "mlb-cheap"} })
+	waitIngress(t, ns, "from-metallb-2", "192.0.2.174")
+	waitIngress(t, ns, "from-metallb", "192.0.2.170")
 }

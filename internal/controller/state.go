@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -32,10 +33,8 @@ type allocation struct {
 	class    string
 	// pending are the Services refused something; they are retried when an address is freed.
 	pending map[string]struct{}
-	// compat are the other systems' pool kinds read besides IPPools (--compat);
-	// compatLogged is the state whose conversion warnings were last logged.
-	compat       []schema.GroupVersionKind
-	compatLogged string
+	// compat are the other systems' pool kinds read besides IPPools (--compat).
+	compat []schema.GroupVersionKind
 }
 
 func newAllocation(class string) *allocation {
@@ -54,15 +53,18 @@ func (s *allocation) sync(ctx context.Context, c client.Reader) error {
 	for _, p := range list.Items {
 		gens[p.Name] = p.Generation
 	}
-	items := list.Items
+	var compatObjs []unstructured.Unstructured
 	if len(s.compat) > 0 {
-		converted, err := s.compatPools(ctx, c, gens)
-		if err != nil {
+		var err error
+		if compatObjs, err = s.listCompat(ctx, c, gens); err != nil {
 			return err
 		}
-		items = mergeCompat(ctx, list.Items, converted)
 	}
 	if !s.restored || !maps.Equal(gens, s.applied) {
+		items := list.Items
+		if len(s.compat) > 0 {
+			items = mergeCompat(ctx, items, convertCompat(ctx, compatObjs))
+		}
 		s.setPools(items)
 		s.applied = gens
 	}
