@@ -160,7 +160,7 @@ func endpointsFor(svc *corev1.Service, sp corev1.ServicePort, v4 bool, eps []dis
 	}
 	var ready, terminating []datapath.Backend
 	for _, s := range eps {
-		if s.Namespace != svc.Namespace || s.Labels[discoveryv1.LabelServiceName] != svc.Name || s.AddressType != family {
+		if !sliceOf(&s, svc) || s.AddressType != family {
 			continue
 		}
 		port, ok := slicePort(s.Ports, sp)
@@ -172,7 +172,7 @@ func endpointsFor(svc *corev1.Service, sp corev1.ServicePort, v4 bool, eps []dis
 				continue
 			}
 			c := e.Conditions
-			isReady := c.Ready == nil || *c.Ready
+			isReady := endpointReady(e)
 			isServingTerminating := !isReady && (c.Serving != nil && *c.Serving) && (c.Terminating != nil && *c.Terminating)
 			if !isReady && !isServingTerminating {
 				continue

@@ -224,11 +224,11 @@ func addresses(svc *corev1.Service, p config.L2Policy) []netip.Addr {
 func readyNodes(svc *corev1.Service, eps []discoveryv1.EndpointSlice) []string {
 	var out []string
 	for _, s := range eps {
-		if s.Namespace != svc.Namespace || s.Labels[discoveryv1.LabelServiceName] != svc.Name {
+		if !sliceOf(&s, svc) {
 			continue
 		}
 		for _, e := range s.Endpoints {
-			if e.NodeName == nil || (e.Conditions.Ready != nil && !*e.Conditions.Ready) {
+			if e.NodeName == nil || !endpointReady(e) {
 				continue
 			}
 			if !slices.Contains(out, *e.NodeName) {
@@ -237,6 +237,16 @@ func readyNodes(svc *corev1.Service, eps []discoveryv1.EndpointSlice) []string {
 		}
 	}
 	return out
+}
+
+// sliceOf tells whether the EndpointSlice s lists endpoints of svc.
+func sliceOf(s *discoveryv1.EndpointSlice, svc *corev1.Service) bool {
+	return s.Namespace == svc.Namespace && s.Labels[discoveryv1.LabelServiceName] == svc.Name
+}
+
+// endpointReady reads an endpoint's ready condition; unset means ready (the API's rule).
+func endpointReady(e discoveryv1.Endpoint) bool {
+	return e.Conditions.Ready == nil || *e.Conditions.Ready
 }
 
 func poolOf(pools []config.Pool, addr netip.Addr) string {

@@ -218,7 +218,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("bgp controller: %w", err)
 	}
 	if opts.Datapath == DatapathXDP {
-		if err := setupDatapath(mgr, &node, opts, do); err != nil {
+		if err := setupDatapath(mgr, &node, opts, do, all); err != nil {
 			return err
 		}
 	}
@@ -227,7 +227,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 
 // setupDatapath loads the XDP load balancer (in the node's network namespace) and registers
 // its reconcile, its metrics and its Run, which attaches it for the manager's lifetime.
-func setupDatapath(mgr manager.Manager, node *corev1.Node, opts Options, do func(func() error) error) error {
+func setupDatapath(mgr manager.Manager, node *corev1.Node, opts Options, do func(func() error) error, all handler.EventHandler) error {
 	var dp *datapath.Datapath
 	err := do(func() error {
 		ifname := opts.DatapathInterface
@@ -255,9 +255,6 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, opts Options, do func
 	if err := registerCollector(datapathCollector{r: r}); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "datapath"}}}
-	})
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("datapath").
 		Watches(&corev1.Service{}, all).
