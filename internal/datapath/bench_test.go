@@ -21,13 +21,7 @@ import (
 // the program; ns/op includes the syscall.
 func BenchmarkProg(b *testing.B) {
 	d := newProgDatapath(b)
-	var svcs []Service
-	for _, vip := range []netip.Addr{vip4, vip6} {
-		for _, mode := range []Mode{SNAT, DSR} {
-			svcs = append(svcs, Service{VIP: vip, Port: 80 + uint16(mode), Protocol: UDP, Mode: mode,
-				Backends: backends(vip, 1, 2, 3, 4, 5, 6, 7, 8), TableSize: maglev.DefaultSize})
-		}
-	}
+	svcs := benchServices()
 	if err := d.SetServices(svcs); err != nil {
 		b.Fatal(err)
 	}
@@ -214,13 +208,7 @@ func BenchmarkProgHot(b *testing.B) {
 	}
 	defer bench.LB.Close()
 	defer bench.Restore.Close()
-	var svcs []Service
-	for _, vip := range []netip.Addr{vip4, vip6} {
-		for _, mode := range []Mode{SNAT, DSR} {
-			svcs = append(svcs, Service{VIP: vip, Port: 80 + uint16(mode), Protocol: UDP, Mode: mode,
-				Backends: backends(vip, 1, 2, 3, 4, 5, 6, 7, 8), TableSize: maglev.DefaultSize})
-		}
-	}
+	svcs := benchServices()
 	if err := d.SetServices(svcs); err != nil {
 		b.Fatal(err)
 	}
@@ -308,4 +296,17 @@ func BenchmarkProgHot(b *testing.B) {
 			b.ReportMetric(lb-restore, "lb-ns/op")
 		})
 	}
+}
+
+// benchServices are the prog.Run benchmarks' services: a UDP one per family and mode (port
+// 80 SNAT, 81 DSR), 8 backends each.
+func benchServices() []Service {
+	var svcs []Service
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		for _, mode := range []Mode{SNAT, DSR} {
+			svcs = append(svcs, Service{VIP: vip, Port: 80 + uint16(mode), Protocol: UDP, Mode: mode,
+				Backends: backends(vip, 1, 2, 3, 4, 5, 6, 7, 8), TableSize: maglev.DefaultSize})
+		}
+	}
+	return svcs
 }
