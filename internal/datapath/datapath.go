@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"reflect"
@@ -146,7 +147,7 @@ type beState struct {
 
 type svcState struct {
 	id       uint32
-	svc      Service
+	svc      Service // as last applied in full
 	size     int
 	backends map[netip.AddrPort]*beState
 	entries  []uint32 // the Maglev table as written, in backend slots
@@ -695,15 +696,14 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 		}
 		st = &svcState{id: d.svcFree[0], backends: map[netip.AddrPort]*beState{}}
 	}
-	// Backends: keep the slots of those that stay, allocate new ones.
-	wantBE := map[netip.AddrPort]uint32{}
-	for _, b := range s.Backends {
-		w := b.Weight
-		if w == 0 {
-			w = 1
-		}
-		wantBE[netip.AddrPortFrom(b.Addr.Unmap(), b.Port)] += w
+	wantBE := backendWeights(s.Backends)
+	// The speaker hands over every Service on every change in the cluster: one that is as
+	// programmed costs nothing (no table build, no map write).
+	if !isNew && st.size == size && st.svc.Mode == s.Mode && st.svc.Affinity == s.Affinity &&
+		maps.Equal(wantBE, backendWeights(st.svc.Backends)) {
+		return nil
 	}
+	// Backends: keep the slots of those that stay, allocate new ones.
 	var mb []maglev.Backend
 	for ap, w := range wantBE {
 		mb = append(mb, maglev.Backend{Name: ap.String(), Weight: w})
@@ -795,8 +795,28 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 		st.entries = entries
 	}
 	st.size = size
+	if err := d.writeService(k, st, s, size); err != nil {
+		return err
+	}
+	// Recorded last: a service that failed part way is applied in full on the next call.
+	// A copy: the caller may reuse its slice.
+	s.Backends = slices.Clone(s.Backends)
 	st.svc = s
-	return d.writeService(k, st, s, size)
+	return nil
+}
+
+// backendWeights are a service's backends with their weights (0 counts as 1; a backend
+// listed twice adds up).
+func backendWeights(bs []Backend) map[netip.AddrPort]uint32 {
+	out := make(map[netip.AddrPort]uint32, len(bs))
+	for _, b := range bs {
+		w := b.Weight
+		if w == 0 {
+			w = 1
+		}
+		out[netip.AddrPortFrom(b.Addr.Unmap(), b.Port)] += w
+	}
+	return out
 }
 
 func (d *Datapath) writeService(k svcID, st *svcState, s Service, size int) error {

@@ -375,3 +375,36 @@ func TestAtomicSwap(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d packets during %d swaps", n, swaps.Load())
 }
+
+// SetServices with the set already programmed changes nothing in the kernel (the speaker
+// calls it on every change in the cluster); a changed weight builds and swaps a new table.
+func TestSetServicesUnchanged(t *testing.T) {
+	d := newProgDatapath(t)
+	svcs := []Service{{VIP: vip4, Port: 80, Protocol: TCP, Backends: backends(vip4, 1, 2, 3)}}
+	table := func() uint32 {
+		t.Helper()
+		st := d.services[svcID{vip4, 80, TCP}]
+		var id uint32
+		if err := d.objs.MaglevOuter.Lookup(st.id, &id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	if err := d.SetServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	first := table()
+	if err := d.SetServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	if got := table(); got != first {
+		t.Fatalf("the same services again swapped the table: map %d, was %d", got, first)
+	}
+	svcs[0].Backends[0].Weight = 5
+	if err := d.SetServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	if got := table(); got == first {
+		t.Fatalf("a changed weight left table map %d in place", got)
+	}
+}
