@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -181,16 +182,23 @@ func BenchmarkLabStats(b *testing.B) {
 	}
 }
 
-// BenchmarkProgHot measures the program's own run time per packet as bpf_stats does, on
-// hot caches, robustly under machine load: BPF_PROG_TEST_RUN runs it b.N times in a kernel
-// loop on live frames (xdp_lb_bench restores the 64-byte frame from a template before
-// each run, see bpf/lb.c). Reported: "prog-ns/op" of the run including the restore, and
-// "lb-ns/op" with the restore's own cost (xdp_restore_bench) taken off; the drop-only
-// program's line is the baseline.
+// BenchmarkProgHot measures the program's own run time per packet as bpf_stats does,
+// robustly under machine load: BPF_PROG_TEST_RUN runs it b.N times in a kernel loop on
+// live frames (xdp_lb_bench restores the 64-byte frame from a template before each run,
+// see bpf/lb.c). With flows=N each run takes the next of N established flows in a
+// scattered order, so N sets how much conntrack state the packets touch: flows=1 is
+// all-hot, 16384 is what bench/datapath sends. Reported: "prog-ns/op" of the run
+// including the restore, and "lb-ns/op" with the restore's own cost (xdp_restore_bench,
+// same flows) taken off; the drop-only program's line is the baseline.
 func BenchmarkProgHot(b *testing.B) {
-	d, node := newProgDatapathNS(b)
+	// A wide SNAT port range, so that 65536 flows over 8 backends all find a port.
+	d, node := newProgDatapathNS(b, Config{SNATPortMin: 1024, SNATPortMax: 65535})
 	spec, err := loadLb()
 	if err != nil {
+		b.Fatal(err)
+	}
+	// The same constants (SNAT address and ports) as the datapath's own program.
+	if err := setVars(spec, d.cfg); err != nil {
 		b.Fatal(err)
 	}
 	var bench struct {
@@ -225,9 +233,13 @@ func BenchmarkProgHot(b *testing.B) {
 		f := p.build()
 		return append(f, make([]byte, 64-len(f))...) // Ethernet padding
 	}
-	perRun := func(b *testing.B, prog *ebpf.Program, frame []byte) float64 {
-		var tmpl [64]byte
-		copy(tmpl[:], frame)
+	type benchFrame struct {
+		Data     [64]byte
+		Flows, N uint32
+	}
+	perRun := func(b *testing.B, prog *ebpf.Program, frame []byte, flows, runs int) float64 {
+		tmpl := benchFrame{Flows: uint32(flows)}
+		copy(tmpl.Data[:], frame)
 		if err := d.objs.BenchTmpl.Update(uint32(0), tmpl, ebpf.UpdateAny); err != nil {
 			b.Fatal(err)
 		}
@@ -236,7 +248,7 @@ func BenchmarkProgHot(b *testing.B) {
 			b.Fatal(err)
 		}
 		err = node.Do(func() error {
-			_, err := prog.Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(b.N),
+			_, err := prog.Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(runs),
 				Flags:   unix.BPF_F_TEST_XDP_LIVE_FRAMES,
 				Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(lk.Attrs().Index)}})
 			return err
@@ -265,10 +277,10 @@ func BenchmarkProgHot(b *testing.B) {
 			dst: netip.AddrPortFrom(s.VIP, s.Port), proto: UDP, payload: make([]byte, pl)})})
 	}
 	b.Run("drop", func(b *testing.B) {
-		b.ReportMetric(perRun(b, d.objs.XdpDrop, cases[0].frame), "prog-ns/op")
+		b.ReportMetric(perRun(b, d.objs.XdpDrop, cases[0].frame, 1, b.N), "prog-ns/op")
 	})
 	b.Run("restore-only", func(b *testing.B) {
-		b.ReportMetric(perRun(b, bench.Restore, cases[0].frame), "prog-ns/op")
+		b.ReportMetric(perRun(b, bench.Restore, cases[0].frame, 1, b.N), "prog-ns/op")
 	})
 	balanced := func(b *testing.B) uint64 {
 		cs, err := d.Counters()
@@ -283,18 +295,23 @@ func BenchmarkProgHot(b *testing.B) {
 		}
 		return n
 	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			before := balanced(b)
-			lb := perRun(b, bench.LB, c.frame)
-			// Every run of a service's frame must have been balanced, not passed.
-			if n := balanced(b) - before; c.name != "pass-no-service" && n != uint64(b.N) {
-				b.Fatalf("%d of %d frames balanced", n, b.N)
-			}
-			restore := perRun(b, bench.Restore, c.frame)
-			b.ReportMetric(lb, "prog-ns/op")
-			b.ReportMetric(lb-restore, "lb-ns/op")
-		})
+	for _, flows := range []int{1, 256, 16384, 65536} {
+		for _, c := range cases {
+			b.Run(fmt.Sprintf("%s/flows=%d", c.name, flows), func(b *testing.B) {
+				if c.name != "pass-no-service" {
+					perRun(b, bench.LB, c.frame, flows, 2*flows) // every flow enters conntrack
+				}
+				before := balanced(b)
+				lb := perRun(b, bench.LB, c.frame, flows, b.N)
+				// Every run of a service's frame must have been balanced, not passed.
+				if n := balanced(b) - before; c.name != "pass-no-service" && n != uint64(b.N) {
+					b.Fatalf("%d of %d frames balanced", n, b.N)
+				}
+				restore := perRun(b, bench.Restore, c.frame, flows, b.N)
+				b.ReportMetric(lb, "prog-ns/op")
+				b.ReportMetric(lb-restore, "lb-ns/op")
+			})
+		}
 	}
 }
 

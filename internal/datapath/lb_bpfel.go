@@ -46,8 +46,10 @@ type lbBackend struct {
 }
 
 type lbBenchFrame struct {
-	_    structs.HostLayout
-	Data [64]uint8
+	_     structs.HostLayout
+	Data  [64]uint8
+	Flows uint32
+	N     uint32
 }
 
 type lbCounter struct {

@@ -39,11 +39,11 @@ func beMAC(i int) [6]byte  { return [6]byte{0x02, 0, 0, 0, 1, byte(i)} }
 // next hops resolve without traffic. It is never attached: tests drive it with prog.Run.
 func newProgDatapath(t testing.TB) *Datapath {
 	t.Helper()
-	d, _ := newProgDatapathNS(t)
+	d, _ := newProgDatapathNS(t, Config{})
 	return d
 }
 
-func newProgDatapathNS(t testing.TB) (*Datapath, *netns.NS) {
+func newProgDatapathNS(t testing.TB, cfg Config) (*Datapath, *netns.NS) {
 	t.Helper()
 	node := netns.ForTest(t, "dpnode")
 	peer := netns.ForTest(t, "dppeer")
@@ -60,7 +60,8 @@ func newProgDatapathNS(t testing.TB) (*Datapath, *netns.NS) {
 	}
 	var d *Datapath
 	if err := node.Do(func() (err error) {
-		d, err = New(Config{Interface: "n0"})
+		cfg.Interface = "n0"
+		d, err = New(cfg)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 // neighbour change, and the program is attached while Run runs and detached after.
 func TestRunFollowsNeighbours(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	d, node := newProgDatapathNS(t)
+	d, node := newProgDatapathNS(t, Config{})
 	if err := d.SetServices([]Service{{VIP: vip4, Port: 80, Protocol: TCP,
 		Backends: backends(vip4, 1), TableSize: maglev.SmallSize}}); err != nil {
 		t.Fatal(err)

@@ -794,6 +794,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 // then run the load balancer (or nothing, to measure the copy alone).
 struct bench_frame {
 	__u8 data[64];
+	__u32 flows; // > 1: each run takes the next of this many flows (a power of two)
+	__u32 n;     // runs so far
 };
 
 struct {
@@ -803,14 +805,27 @@ struct {
 	__type(value, struct bench_frame);
 } bench_tmpl SEC(".maps");
 
+// bench_restore copies the template back. With flows > 1 it adds the flow's number to the
+// source port, visiting the flows in a scattered order (an odd multiplier permutes the
+// powers of two), as many clients would: consecutive packets share no cache lines.
 static __always_inline int bench_restore(struct xdp_md *ctx)
 {
 	__u32 k = 0;
 	struct bench_frame *t = bpf_map_lookup_elem(&bench_tmpl, &k);
 	void *data = (void *)(long)ctx->data;
-	if (!t || data + sizeof(*t) > (void *)(long)ctx->data_end)
+	if (!t || data + sizeof(t->data) > (void *)(long)ctx->data_end)
 		return -1;
-	__builtin_memcpy(data, t->data, sizeof(*t));
+	__builtin_memcpy(data, t->data, sizeof(t->data));
+	if (t->flows > 1) {
+		__u32 i = (t->n++ * 2654435761u) & (t->flows - 1);
+		__u32 off = ((struct ethhdr *)data)->h_proto == bpf_htons(ETH_P_IPV6) ?
+			sizeof(struct ethhdr) + sizeof(struct ipv6hdr) :
+			sizeof(struct ethhdr) + sizeof(struct iphdr);
+		if (off > 62)
+			return -1;
+		__be16 *sport = data + off;
+		*sport = bpf_htons(bpf_ntohs(*sport) + (__u16)i);
+	}
 	return 0;
 }
 
