@@ -204,10 +204,14 @@ func BenchmarkProgHot(b *testing.B) {
 	var bench struct {
 		LB      *ebpf.Program `ebpf:"xdp_lb_bench"`
 		Restore *ebpf.Program `ebpf:"xdp_restore_bench"`
+		Probe   *ebpf.Program `ebpf:"xdp_probe_bench"`
 	}
+	// The probe's lines span 4 MB, the size of the IPv4 conntrack map's bucket array.
+	const probeLines = 65536
+	spec.Maps["bench_lines"].MaxEntries = probeLines
 	repl := map[string]*ebpf.Map{}
 	for name := range spec.Maps {
-		if m := d.objs.mapByName(name); m != nil {
+		if m := d.objs.mapByName(name); m != nil && name != "bench_lines" {
 			repl[name] = m
 		}
 	}
@@ -216,6 +220,7 @@ func BenchmarkProgHot(b *testing.B) {
 	}
 	defer bench.LB.Close()
 	defer bench.Restore.Close()
+	defer bench.Probe.Close()
 	svcs := benchServices()
 	if err := d.SetServices(svcs); err != nil {
 		b.Fatal(err)
@@ -234,11 +239,11 @@ func BenchmarkProgHot(b *testing.B) {
 		return append(f, make([]byte, 64-len(f))...) // Ethernet padding
 	}
 	type benchFrame struct {
-		Data     [64]byte
-		Flows, N uint32
+		Data                 [64]byte
+		Flows, N, Lines, Pad uint32
 	}
 	perRun := func(b *testing.B, prog *ebpf.Program, frame []byte, flows, runs int) float64 {
-		tmpl := benchFrame{Flows: uint32(flows)}
+		tmpl := benchFrame{Flows: uint32(flows), Lines: probeLines}
 		copy(tmpl.Data[:], frame)
 		if err := d.objs.BenchTmpl.Update(uint32(0), tmpl, ebpf.UpdateAny); err != nil {
 			b.Fatal(err)
@@ -296,6 +301,13 @@ func BenchmarkProgHot(b *testing.B) {
 		return n
 	}
 	for _, flows := range []int{1, 256, 16384, 65536} {
+		// One read of a cache line per flow: the floor for any per-flow state.
+		b.Run(fmt.Sprintf("probe-one-line/flows=%d", flows), func(b *testing.B) {
+			probe := perRun(b, bench.Probe, cases[0].frame, flows, b.N)
+			restore := perRun(b, bench.Restore, cases[0].frame, flows, b.N)
+			b.ReportMetric(probe, "prog-ns/op")
+			b.ReportMetric(probe-restore, "lb-ns/op")
+		})
 		for _, c := range cases {
 			b.Run(fmt.Sprintf("%s/flows=%d", c.name, flows), func(b *testing.B) {
 				if c.name != "pass-no-service" {

@@ -50,6 +50,13 @@ type lbBenchFrame struct {
 	Data  [64]uint8
 	Flows uint32
 	N     uint32
+	Lines uint32
+	Pad   uint32
+}
+
+type lbBenchLine struct {
+	_ structs.HostLayout
+	V [8]uint64
 }
 
 type lbCounter struct {
@@ -150,6 +157,7 @@ const (
 	lbMapAffinity         = "affinity"
 	lbMapBackends         = "backends"
 	lbMapBeStats          = "be_stats"
+	lbMapBenchLines       = "bench_lines"
 	lbMapBenchTmpl        = "bench_tmpl"
 	lbMapConntrack4       = "conntrack4"
 	lbMapConntrack6       = "conntrack6"
@@ -162,6 +170,7 @@ const (
 	lbProgXdpLb           = "xdp_lb"
 	lbProgXdpLbBench      = "xdp_lb_bench"
 	lbProgXdpPass         = "xdp_pass"
+	lbProgXdpProbeBench   = "xdp_probe_bench"
 	lbProgXdpRestoreBench = "xdp_restore_bench"
 	lbVarSnat4            = "snat4"
 	lbVarSnat6            = "snat6"
@@ -216,6 +225,7 @@ type lbProgramSpecs struct {
 	XdpLb           *ebpf.ProgramSpec `ebpf:"xdp_lb"`
 	XdpLbBench      *ebpf.ProgramSpec `ebpf:"xdp_lb_bench"`
 	XdpPass         *ebpf.ProgramSpec `ebpf:"xdp_pass"`
+	XdpProbeBench   *ebpf.ProgramSpec `ebpf:"xdp_probe_bench"`
 	XdpRestoreBench *ebpf.ProgramSpec `ebpf:"xdp_restore_bench"`
 }
 
@@ -226,6 +236,7 @@ type lbMapSpecs struct {
 	Affinity    *ebpf.MapSpec `ebpf:"affinity"`
 	Backends    *ebpf.MapSpec `ebpf:"backends"`
 	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
+	BenchLines  *ebpf.MapSpec `ebpf:"bench_lines"`
 	BenchTmpl   *ebpf.MapSpec `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.MapSpec `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.MapSpec `ebpf:"conntrack6"`
@@ -268,6 +279,7 @@ type lbMaps struct {
 	Affinity    *ebpf.Map `ebpf:"affinity"`
 	Backends    *ebpf.Map `ebpf:"backends"`
 	BeStats     *ebpf.Map `ebpf:"be_stats"`
+	BenchLines  *ebpf.Map `ebpf:"bench_lines"`
 	BenchTmpl   *ebpf.Map `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.Map `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.Map `ebpf:"conntrack6"`
@@ -282,6 +294,7 @@ func (m *lbMaps) Close() error {
 		m.Affinity,
 		m.Backends,
 		m.BeStats,
+		m.BenchLines,
 		m.BenchTmpl,
 		m.Conntrack4,
 		m.Conntrack6,
@@ -311,6 +324,7 @@ type lbPrograms struct {
 	XdpLb           *ebpf.Program `ebpf:"xdp_lb"`
 	XdpLbBench      *ebpf.Program `ebpf:"xdp_lb_bench"`
 	XdpPass         *ebpf.Program `ebpf:"xdp_pass"`
+	XdpProbeBench   *ebpf.Program `ebpf:"xdp_probe_bench"`
 	XdpRestoreBench *ebpf.Program `ebpf:"xdp_restore_bench"`
 }
 
@@ -321,6 +335,7 @@ func (p *lbPrograms) Close() error {
 		p.XdpLb,
 		p.XdpLbBench,
 		p.XdpPass,
+		p.XdpProbeBench,
 		p.XdpRestoreBench,
 	)
 }

@@ -796,6 +796,8 @@ struct bench_frame {
 	__u8 data[64];
 	__u32 flows; // > 1: each run takes the next of this many flows (a power of two)
 	__u32 n;     // runs so far
+	__u32 lines; // xdp_probe_bench: entries in bench_lines (a power of two)
+	__u32 pad;
 };
 
 struct {
@@ -835,6 +837,36 @@ int xdp_lb_bench(struct xdp_md *ctx)
 	if (bench_restore(ctx))
 		return XDP_ABORTED;
 	return lb_eth(ctx);
+}
+
+// bench_lines is the memory xdp_probe_bench reads: one entry here, sized by the benchmark.
+struct bench_line {
+	__u64 v[8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_line);
+} bench_lines SEC(".maps");
+
+// xdp_probe_bench restores the frame and reads one cache line per flow, at a hashed
+// place in bench_lines: what a single memory access per flow costs with this many flows.
+SEC("xdp")
+int xdp_probe_bench(struct xdp_md *ctx)
+{
+	__u32 k = 0;
+	if (bench_restore(ctx))
+		return XDP_ABORTED;
+	struct bench_frame *t = bpf_map_lookup_elem(&bench_tmpl, &k);
+	if (!t)
+		return XDP_ABORTED;
+	k = fmix32(((t->n - 1) * 2654435761u) & (t->flows - 1)) & (t->lines - 1);
+	struct bench_line *l = bpf_map_lookup_elem(&bench_lines, &k);
+	if (l && l->v[0] == 1)
+		return XDP_PASS;
+	return XDP_DROP;
 }
 
 SEC("xdp")
