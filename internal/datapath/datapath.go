@@ -130,12 +130,18 @@ type nexthop struct {
 	ifindex uint32
 	smac    net.HardwareAddr
 	dmac    net.HardwareAddr
+	// stack: the backend is reached through an interface the program is not attached to
+	// (a pod's veth or a bridge on this node) or is the node itself. Sending there would
+	// need an XDP program in the pod, and SNAT replies would not come back through us, so
+	// the program passes these flows to the stack, where kube-proxy carries them.
+	stack bool
 }
 
 func (n nexthop) valid() bool { return n.ifindex != 0 && len(n.smac) == 6 && len(n.dmac) == 6 }
 
 func (n nexthop) equal(o nexthop) bool {
-	return n.ifindex == o.ifindex && string(n.smac) == string(o.smac) && string(n.dmac) == string(o.dmac)
+	return n.ifindex == o.ifindex && string(n.smac) == string(o.smac) && string(n.dmac) == string(o.dmac) &&
+		n.stack == o.stack
 }
 
 type beState struct {
@@ -482,13 +488,17 @@ func (d *Datapath) refresh() {
 // resolve finds the egress interface and MACs towards a, from the routing and neighbour
 // tables. When the neighbour is unknown it asks the kernel to resolve it (a managed
 // neighbour entry) and returns an invalid next hop: the program passes such flows to the
-// stack until Run's next refresh.
+// stack until Run's next refresh. A backend behind an interface the program is not
+// attached to, or on the node itself, gets a stack next hop.
 func (d *Datapath) resolve(a netip.Addr) nexthop {
 	routes, err := d.nl.RouteGet(a.AsSlice())
 	if err != nil || len(routes) == 0 {
 		return nexthop{}
 	}
 	r := routes[0]
+	if r.Type == unix.RTN_LOCAL || !slices.Contains(d.ifindex, r.LinkIndex) {
+		return nexthop{stack: true}
+	}
 	via := a
 	if gw, ok := netip.AddrFromSlice(r.Gw); ok && gw.IsValid() && !gw.IsUnspecified() {
 		via = gw.Unmap()
@@ -520,13 +530,22 @@ func (d *Datapath) resolve(a netip.Addr) nexthop {
 	return nexthop{}
 }
 
+// Backend flags, as BE_NEXTHOP and BE_STACK in bpf/lb.c.
+const (
+	beNexthop = 1
+	beStack   = 2
+)
+
 func (d *Datapath) writeBackend(svc uint32, b *beState) error {
 	var v lbBackend
 	v.Addr.W = addrWords(b.addr.Addr())
 	v.Port = htons(b.addr.Port())
 	v.Family = family(b.addr.Addr())
-	if b.nh.valid() {
-		v.Flags = 1
+	switch {
+	case b.nh.stack:
+		v.Flags = beStack
+	case b.nh.valid():
+		v.Flags = beNexthop
 		v.Ifindex = b.nh.ifindex
 		copy(v.Smac[:], b.nh.smac)
 		copy(v.Dmac[:], b.nh.dmac)

@@ -44,7 +44,13 @@
 // kernel for a managed neighbour entry when it is missing) and stored in each backend
 // entry, so the fast path calls no bpf_fib_lookup; Run refreshes them on neighbour updates
 // and periodically. A backend without a resolved next hop makes its new flows pass to the
-// stack.
+// stack. A backend whose route leaves through an interface the program is not attached
+// to (a pod's veth or the bridge of pods on this node, an overlay device) or that is the
+// node itself is marked BE_STACK: XDP cannot send into a pod's veth without a program in
+// the pod, and SNAT replies from there would not come back through an attached
+// interface. Flows that Maglev gives such a backend pass to the stack untouched, where
+// kube-proxy carries them, and are recorded in conntrack with mode "stack" so they stay
+// there when the table changes.
 //
 // Updates are atomic from a flow's point of view: a changed Maglev table is written into
 // a new inner map which then replaces the old one in one update of maglev_outer; when the

@@ -223,7 +223,7 @@ func (l *lab) waitNexthops(t testing.TB) {
 		ok := true
 		for _, s := range l.d.services {
 			for _, b := range s.backends {
-				ok = ok && b.nh.valid()
+				ok = ok && (b.nh.valid() || b.nh.stack)
 			}
 		}
 		l.d.mu.Unlock()
@@ -459,6 +459,101 @@ func TestLabDSR(t *testing.T) {
 				t.Fatalf("replies did not bypass the node: n0 tx %d, c1 rx %d", dn0, dc1)
 			}
 			for _, c := range conns {
+				_ = c.Close()
+			}
+			if err := l.d.SetServices(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestLabLocalEndpoint gives a Service an endpoint in a pod on the node itself, behind a
+// veth the program is not attached to, next to two backends across the switch. The
+// pod's share of flows goes to the stack, where an nftables DNAT rule stands in for
+// kube-proxy; the rest is balanced in XDP. Every connection works, and a connection to
+// the pod stays with the stack after the pod leaves the Service.
+func TestLabLocalEndpoint(t *testing.T) {
+	l := newLab(t)
+	pod := netns.ForTest(t, "dppod")
+	if err := netns.Veth(l.node, "pod0", pod, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	n := l.node
+	n.MustRun(t, "ip", "addr", "add", "10.2.0.1/24", "dev", "pod0")
+	n.MustRun(t, "ip", "addr", "add", "fd02::1/64", "dev", "pod0", "nodad")
+	n.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	pod.MustRun(t, "ip", "link", "set", "lo", "up")
+	pod.MustRun(t, "ip", "addr", "add", "10.2.0.2/24", "dev", "eth0")
+	pod.MustRun(t, "ip", "addr", "add", "fd02::2/64", "dev", "eth0", "nodad")
+	pod.MustRun(t, "ip", "route", "add", "default", "via", "10.2.0.1")
+	pod.MustRun(t, "ip", "-6", "route", "add", "default", "via", "fd02::1")
+	ln, err := func() (ln net.Listener, err error) {
+		err = pod.Do(func() error {
+			ln, err = net.Listen("tcp", "[::]:8080")
+			return err
+		})
+		return ln, err
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.closers = append(l.closers, ln)
+	go serve(ln, "pod")
+	// kube-proxy's part, reduced to the pod: what XDP passes is DNATed by the stack.
+	n.MustRun(t, "nft", "add table inet kp; "+
+		"add chain inet kp pre { type nat hook prerouting priority -100; }; "+
+		"add rule inet kp pre ip daddr "+labVIP4.String()+" tcp dport 80 dnat ip to 10.2.0.2:8080; "+
+		"add rule inet kp pre ip6 daddr "+labVIP6.String()+" tcp dport 80 dnat ip6 to [fd02::2]:8080")
+	podAddr := map[bool]netip.Addr{false: netip.MustParseAddr("10.2.0.2"), true: netip.MustParseAddr("fd02::2")}
+
+	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[vip.Is6()], func(t *testing.T) {
+			svcs := labServices(vip, SNAT, 1, 2)
+			svcs[0].Backends = append(svcs[0].Backends, Backend{Addr: podAddr[vip.Is6()], Port: 8080})
+			if err := l.d.SetServices(svcs); err != nil {
+				t.Fatal(err)
+			}
+			l.waitNexthops(t)
+			seen := map[string]*conn{}
+			for i := 0; i < 60 && len(seen) < 3; i++ {
+				c := l.dial(t, vip, 80)
+				c.echo(t, "hello")
+				if seen[c.backend] == nil {
+					seen[c.backend] = c
+				} else {
+					_ = c.Close()
+				}
+			}
+			if len(seen) != 3 {
+				t.Fatalf("reached %d of bk1, bk2, pod: %v", len(seen), seen)
+			}
+			// Only the XDP-balanced backends are counted: the pod's packets were passed.
+			cs, err := l.d.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				if c.Backend.Addr() == podAddr[vip.Is6()] && c.Packets != 0 {
+					t.Errorf("pod counted %d packets in XDP", c.Packets)
+				}
+			}
+			// The pod leaves the Service: its connection stays with the stack (conntrack
+			// remembers), the others stay in XDP, and new connections avoid the pod.
+			if err := l.d.SetServices(labServices(vip, SNAT, 1, 2)); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range seen {
+				c.echo(t, "still there")
+			}
+			for i := 0; i < 20; i++ {
+				c := l.dial(t, vip, 80)
+				if c.backend == "pod" {
+					t.Fatal("new connection reached the removed pod")
+				}
+				_ = c.Close()
+			}
+			for _, c := range seen {
 				_ = c.Close()
 			}
 			if err := l.d.SetServices(nil); err != nil {

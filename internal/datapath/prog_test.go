@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -407,5 +408,60 @@ func TestSetServicesUnchanged(t *testing.T) {
 	}
 	if got := table(); got == first {
 		t.Fatalf("a changed weight left table map %d in place", got)
+	}
+}
+
+// TestStackBackend: a backend that is the node itself (a host-network endpoint) is not
+// sent anywhere by XDP. Flows that Maglev gives it pass to the stack unchanged, and keep
+// doing so when the backend set changes; the other backend's flows are balanced.
+func TestStackBackend(t *testing.T) {
+	d := newProgDatapath(t)
+	for _, fam := range []struct {
+		name              string
+		vip, client, node netip.Addr
+	}{{"v4", vip4, client4, node4}, {"v6", vip6, client6, node6}} {
+		t.Run(fam.name, func(t *testing.T) {
+			svc := Service{VIP: fam.vip, Port: 80, Protocol: TCP, Mode: SNAT, TableSize: maglev.SmallSize,
+				Backends: append(backends(fam.vip, 1), Backend{Addr: fam.node, Port: 8080})}
+			if err := d.SetServices([]Service{svc}); err != nil {
+				t.Fatal(err)
+			}
+			verdicts := map[uint32][]uint16{}
+			for port := uint16(40000); port < 40064; port++ {
+				in := pkt{src: netip.AddrPortFrom(fam.client, port), dst: netip.AddrPortFrom(fam.vip, 80),
+					proto: TCP, payload: []byte("x")}.build()
+				ret, out := run(t, d, in)
+				verdicts[ret] = append(verdicts[ret], port)
+				if ret == xdpPass && !bytes.Equal(out[:len(in)], in) {
+					t.Fatalf("passed packet was rewritten")
+				}
+			}
+			if len(verdicts[xdpPass]) == 0 || len(verdicts[xdpRedirect]) == 0 || len(verdicts) != 2 {
+				t.Fatalf("verdicts by port: %v", verdicts)
+			}
+			// Without the node as a backend, new flows all go to backend 1, and the ones
+			// the stack had stay there.
+			svc.Backends = backends(fam.vip, 1)
+			if err := d.SetServices([]Service{svc}); err != nil {
+				t.Fatal(err)
+			}
+			for ret, ports := range verdicts {
+				for _, port := range ports {
+					in := pkt{src: netip.AddrPortFrom(fam.client, port), dst: netip.AddrPortFrom(fam.vip, 80),
+						proto: TCP, payload: []byte("x")}.build()
+					if got, _ := run(t, d, in); got != ret {
+						t.Fatalf("port %d: verdict %d, was %d", port, got, ret)
+					}
+				}
+			}
+			in := pkt{src: netip.AddrPortFrom(fam.client, 50000), dst: netip.AddrPortFrom(fam.vip, 80),
+				proto: TCP, payload: []byte("x")}.build()
+			if got, _ := run(t, d, in); got != xdpRedirect {
+				t.Fatalf("new flow: verdict %d", got)
+			}
+			if err := d.SetServices(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

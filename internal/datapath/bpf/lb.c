@@ -19,6 +19,11 @@
 #define MODE_DSR 1
 
 #define BE_NEXTHOP 1 /* the backend entry holds a resolved next hop */
+#define BE_STACK 2   /* reached through an interface we are not on (a pod on this node):
+			the stack carries its flows (kube-proxy) */
+
+// A conntrack entry's mode: MODE_SNAT, MODE_DSR, or this, for a flow left to the stack.
+#define MODE_STACK 2
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
@@ -671,6 +676,12 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 			if (!be || be->svc_id != svc_id)
 				return XDP_PASS;
 		}
+		if (be->flags & BE_STACK) {
+			// Remembered, so the flow stays with the stack when the table changes.
+			struct ct_val nc = {.backend = bid, .gen = be->gen, .mode = MODE_STACK};
+			bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
+			return XDP_PASS;
+		}
 		if (!(be->flags & BE_NEXTHOP))
 			return XDP_PASS;
 		if (svc->affinity_ns) {
@@ -686,7 +697,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport, .mode = mode};
 		bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
 	}
-	if (!(be->flags & BE_NEXTHOP))
+	if (mode == MODE_STACK || !(be->flags & BE_NEXTHOP))
 		return XDP_PASS;
 
 	__u64 bytes = ctx->data_end - ctx->data;
