@@ -109,6 +109,12 @@ type Config struct {
 	// 61000-65535, above the kernel's default ip_local_port_range so that the node's own
 	// connections do not collide with them.
 	SNATPortMin, SNATPortMax uint16
+	// A SNAT port goes back to the pool when its flow has been idle (no reply from the
+	// backend) this long. SNATIdleTCP: a TCP flow the backend has answered; zero: 6 h.
+	// SNATIdleOther: UDP, and any flow not answered yet (so that SYNs to a dead backend
+	// do not hold ports); zero: 60 s. SNATIdleClosed: after the backend sent FIN or RST;
+	// zero: 10 s. The program's clock ticks every 1.07 s.
+	SNATIdleTCP, SNATIdleOther, SNATIdleClosed time.Duration
 	// ConntrackSize is the number of flows each conntrack LRU (one per address family)
 	// holds; zero: 262144. The per-CPU LRU divides it among the CPUs.
 	ConntrackSize int
@@ -232,6 +238,17 @@ func New(cfg Config) (*Datapath, error) {
 	if cfg.ConntrackSize == 0 {
 		cfg.ConntrackSize = 262144
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.SNATIdleTCP, 6 * time.Hour}, {&cfg.SNATIdleOther, time.Minute}, {&cfg.SNATIdleClosed, 10 * time.Second}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 || *d.v > 1000*24*time.Hour {
+			return nil, fmt.Errorf("datapath: SNAT idle timeout %v out of range", *d.v)
+		}
+	}
 	if cfg.NexthopRefresh == 0 {
 		cfg.NexthopRefresh = 5 * time.Second
 	}
@@ -304,7 +321,9 @@ func setVars(spec *ebpf.CollectionSpec, cfg Config) error {
 		s6 = addrWords(cfg.SNATv6)
 	}
 	for name, v := range map[string]any{"snat4": s4, "snat6": s6,
-		"snat_port_min": cfg.SNATPortMin, "snat_port_max": cfg.SNATPortMax} {
+		"snat_port_min": cfg.SNATPortMin, "snat_port_max": cfg.SNATPortMax,
+		"snat_idle_tcp": ticks(cfg.SNATIdleTCP), "snat_idle_other": ticks(cfg.SNATIdleOther),
+		"snat_idle_closed": ticks(cfg.SNATIdleClosed)} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("datapath: set %s: %w", name, err)
 		}
@@ -324,6 +343,11 @@ func (d *Datapath) firstGlobal(l netlink.Link, family int) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// ticks is d in the program's clock ticks (2^30 ns), rounded up.
+func ticks(d time.Duration) uint32 {
+	return uint32((d + 1<<30 - 1) >> 30) //nolint:gosec // New bounds d to 1000 days
 }
 
 // addrWords is an address as the BPF side stores it: network order bytes, IPv4 in the

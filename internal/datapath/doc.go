@@ -23,13 +23,18 @@
 //     path). A hit names the backend slot, its generation and the flow's mode; it is
 //     honoured while the slot still has that generation, so an established flow needs no
 //     service or table lookup and stays on its backend whatever the backend set becomes.
-//     Userspace clears the generation of a removed service's backends.
+//     Userspace clears the generation of a removed service's backends. A TCP SYN skips
+//     this step: it starts a connection, perhaps on the addresses and ports of an old one
+//     whose SNAT port has since gone to another flow.
 //  5. on a miss: the service (services hash map by VIP, port, protocol; a miss passes);
 //     with ClientIP affinity (the only path that reads the clock) the client's last
 //     backend if younger than the timeout; else the service's Maglev table, an inner
 //     array of maglev_outer (array of maps) indexed by hash % M, whose entries are backend
 //     slots. The new flow is recorded in conntrack, and for SNAT a node port is picked by
-//     hash with up to 8 probes and recorded in snat_rev.
+//     hash with up to 8 probes and recorded in snat_rev. A probe may take a port whose
+//     flow is over: idle (no reply) for Config.SNATIdleClosed after the backend sent FIN
+//     or RST, SNATIdleOther for UDP and for flows never answered, SNATIdleTCP otherwise.
+//     Replies refresh their entry at most once per tick of a 1.07 s coarse clock.
 //  6. counts packets and bytes per backend slot (one per-CPU array; a service's total is
 //     the sum of its slots, summed in userspace, so the packet pays one counter lookup),
 //     then either rewrites addresses and ports (SNAT, checksums updated incrementally per
@@ -74,6 +79,8 @@
 // backend must listen on the service's port; SNAT ports are picked by hash with 8 probes,
 // so a busy backend can see new flows dropped well before its port range is full; the
 // decapsulation program strips any IPIP / IP6IP6 packet without checking its outer
-// destination; conntrack has no TCP state (entries leave by LRU eviction only); and
+// destination; conntrack entries leave by LRU eviction only (only SNAT ports time out);
+// a UDP flow whose backend never answers loses its SNAT port after SNATIdleOther even
+// while the client still sends; and
 // traffic with IPv4 options, IPv6 extension headers or fragments is never balanced.
 package datapath

@@ -128,6 +128,10 @@ type lbRevVal struct {
 	Ifindex uint32
 	Cmac    [6]uint8
 	Nmac    [6]uint8
+	Seen    uint32
+	Closing uint8
+	Replied uint8
+	Pad     [2]uint8
 }
 
 type lbSvcKey struct {
@@ -174,6 +178,9 @@ const (
 	lbProgXdpRestoreBench = "xdp_restore_bench"
 	lbVarSnat4            = "snat4"
 	lbVarSnat6            = "snat6"
+	lbVarSnatIdleClosed   = "snat_idle_closed"
+	lbVarSnatIdleOther    = "snat_idle_other"
+	lbVarSnatIdleTcp      = "snat_idle_tcp"
 	lbVarSnatPortMax      = "snat_port_max"
 	lbVarSnatPortMin      = "snat_port_min"
 )
@@ -250,10 +257,13 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	Snat4       *ebpf.VariableSpec `ebpf:"snat4"`
-	Snat6       *ebpf.VariableSpec `ebpf:"snat6"`
-	SnatPortMax *ebpf.VariableSpec `ebpf:"snat_port_max"`
-	SnatPortMin *ebpf.VariableSpec `ebpf:"snat_port_min"`
+	Snat4          *ebpf.VariableSpec `ebpf:"snat4"`
+	Snat6          *ebpf.VariableSpec `ebpf:"snat6"`
+	SnatIdleClosed *ebpf.VariableSpec `ebpf:"snat_idle_closed"`
+	SnatIdleOther  *ebpf.VariableSpec `ebpf:"snat_idle_other"`
+	SnatIdleTcp    *ebpf.VariableSpec `ebpf:"snat_idle_tcp"`
+	SnatPortMax    *ebpf.VariableSpec `ebpf:"snat_port_max"`
+	SnatPortMin    *ebpf.VariableSpec `ebpf:"snat_port_min"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -309,10 +319,13 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	Snat4       *ebpf.Variable `ebpf:"snat4"`
-	Snat6       *ebpf.Variable `ebpf:"snat6"`
-	SnatPortMax *ebpf.Variable `ebpf:"snat_port_max"`
-	SnatPortMin *ebpf.Variable `ebpf:"snat_port_min"`
+	Snat4          *ebpf.Variable `ebpf:"snat4"`
+	Snat6          *ebpf.Variable `ebpf:"snat6"`
+	SnatIdleClosed *ebpf.Variable `ebpf:"snat_idle_closed"`
+	SnatIdleOther  *ebpf.Variable `ebpf:"snat_idle_other"`
+	SnatIdleTcp    *ebpf.Variable `ebpf:"snat_idle_tcp"`
+	SnatPortMax    *ebpf.Variable `ebpf:"snat_port_max"`
+	SnatPortMin    *ebpf.Variable `ebpf:"snat_port_min"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

@@ -56,6 +56,14 @@ func (p pkt) hops() byte {
 	return p.ttl
 }
 
+// TCP flags.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
 func (p pkt) build() []byte {
 	var l4 []byte
 	if p.proto == TCP {
@@ -66,7 +74,7 @@ func (p pkt) build() []byte {
 		l4[12] = 5 << 4
 		l4[13] = p.tcpFlags
 		if l4[13] == 0 {
-			l4[13] = 0x02 // SYN
+			l4[13] = tcpSYN
 		}
 		binary.BigEndian.PutUint16(l4[14:], 65535)
 		copy(l4[20:], p.payload)

@@ -230,12 +230,13 @@ func TestConntrackKeepsFlows(t *testing.T) {
 	if err := d.SetServices([]Service{svc}); err != nil {
 		t.Fatal(err)
 	}
-	flow := func(port uint16) []byte {
-		return pkt{src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 80), proto: TCP}.build()
+	flow := func(port uint16, flags byte) []byte {
+		return pkt{src: netip.AddrPortFrom(client4, port), dst: netip.AddrPortFrom(vip4, 80), proto: TCP,
+			tcpFlags: flags}.build()
 	}
 	first := map[uint16]int{}
 	for port := uint16(1000); port < 1200; port++ {
-		_, out := run(t, d, flow(port))
+		_, out := run(t, d, flow(port, tcpSYN))
 		first[port] = backendIndex(parse(out))
 	}
 	// Add five backends: Maglev moves many of these flows' entries, conntrack must not.
@@ -245,14 +246,14 @@ func TestConntrackKeepsFlows(t *testing.T) {
 	}
 	moved := 0
 	for port := uint16(1000); port < 1200; port++ {
-		_, out := run(t, d, flow(port))
+		_, out := run(t, d, flow(port, tcpACK))
 		if got := backendIndex(parse(out)); got != first[port] {
 			t.Fatalf("flow %d moved from backend %d to %d", port, first[port], got)
 		}
 	}
 	// New flows do use the new backends.
 	for port := uint16(5000); port < 5200; port++ {
-		_, out := run(t, d, flow(port))
+		_, out := run(t, d, flow(port, tcpSYN))
 		if backendIndex(parse(out)) > 3 {
 			moved++
 		}
@@ -267,13 +268,13 @@ func TestConntrackKeepsFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	for port := uint16(1000); port < 1200; port++ {
-		_, out := run(t, d, flow(port))
+		_, out := run(t, d, flow(port, tcpACK))
 		if got := backendIndex(parse(out)); got != first[port] {
 			t.Fatalf("after removal flow %d moved from backend %d to %d", port, first[port], got)
 		}
 	}
 	for port := uint16(9000); port < 9300; port++ {
-		_, out := run(t, d, flow(port))
+		_, out := run(t, d, flow(port, tcpSYN))
 		if backendIndex(parse(out)) == 1 {
 			t.Fatal("a new flow reached the removed backend")
 		}
@@ -298,7 +299,7 @@ func TestConntrackKeepsFlows(t *testing.T) {
 	if err := d.SetServices(nil); err != nil {
 		t.Fatal(err)
 	}
-	if ret, _ := run(t, d, flow(1000)); ret != xdpPass {
+	if ret, _ := run(t, d, flow(1000, tcpACK)); ret != xdpPass {
 		t.Fatalf("flow of a removed service: verdict %d", ret)
 	}
 }
@@ -448,7 +449,7 @@ func TestStackBackend(t *testing.T) {
 			for ret, ports := range verdicts {
 				for _, port := range ports {
 					in := pkt{src: netip.AddrPortFrom(fam.client, port), dst: netip.AddrPortFrom(fam.vip, 80),
-						proto: TCP, payload: []byte("x")}.build()
+						proto: TCP, tcpFlags: tcpACK, payload: []byte("x")}.build()
 					if got, _ := run(t, d, in); got != ret {
 						t.Fatalf("port %d: verdict %d, was %d", port, got, ret)
 					}
@@ -464,4 +465,118 @@ func TestStackBackend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSNATPorts runs a backend's SNAT port range (4 ports here) out and checks that ports
+// come back: from flows the backend closed (FIN or RST), from flows it never answered,
+// and from UDP flows idle past their timeout; but not from an answered TCP flow. While
+// all ports are held, a new flow is dropped and established ones carry on.
+func TestSNATPorts(t *testing.T) {
+	d, _ := newProgDatapathNS(t, Config{SNATPortMin: 61000, SNATPortMax: 61003,
+		SNATIdleOther: time.Second, SNATIdleClosed: time.Second})
+	svcs := []Service{
+		{VIP: vip4, Port: 80, Protocol: TCP, Backends: backends(vip4, 1), TableSize: maglev.SmallSize},
+		{VIP: vip4, Port: 53, Protocol: UDP, Backends: backends(vip4, 1), TableSize: maglev.SmallSize},
+	}
+	if err := d.SetServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	type flow struct {
+		proto Protocol
+		port  uint16 // the client's
+	}
+	send := func(f flow, flags byte) (uint32, uint16) {
+		t.Helper()
+		ret, out := run(t, d, pkt{src: netip.AddrPortFrom(client4, f.port), dst: netip.AddrPortFrom(vip4, svcPort(f.proto)),
+			proto: f.proto, tcpFlags: flags, payload: []byte("x")}.build())
+		return ret, parse(out).src.Port()
+	}
+	reply := func(f flow, nport uint16, flags byte) {
+		t.Helper()
+		ret, out := run(t, d, pkt{src: netip.AddrPortFrom(be4(1), 8080), dst: netip.AddrPortFrom(node4, nport),
+			proto: f.proto, tcpFlags: flags, payload: []byte("y"), smac: beMAC(1), dmac: nodeMAC}.build())
+		if p := parse(out); ret != xdpTX || p.dst != netip.AddrPortFrom(client4, f.port) {
+			t.Fatalf("reply to %d: verdict %d, %v", nport, ret, p.dst)
+		}
+	}
+	// take opens flows until the range is full and returns their ports.
+	take := func(proto Protocol, first uint16) map[flow]uint16 {
+		t.Helper()
+		held := map[flow]uint16{}
+		for p := first; p < first+4; p++ {
+			f := flow{proto, p}
+			ret, nport := send(f, tcpSYN)
+			if ret != xdpRedirect || nport < 61000 || nport > 61003 {
+				t.Fatalf("%v: verdict %d, port %d", f, ret, nport)
+			}
+			held[f] = nport
+		}
+		if len(distinct(held)) != 4 {
+			t.Fatalf("ports given twice: %v", held)
+		}
+		if ret, _ := send(flow{proto, first + 100}, tcpSYN); ret != xdpDrop {
+			t.Fatalf("a fifth flow with every port held: verdict %d", ret)
+		}
+		for f, nport := range held {
+			if ret, got := send(f, tcpACK); ret != xdpRedirect || got != nport {
+				t.Fatalf("established %v with every port held: verdict %d, port %d (was %d)", f, ret, got, nport)
+			}
+		}
+		return held
+	}
+	tcp := take(TCP, 1000)
+	udp := take(UDP, 2000)
+	answered, closed, reset := flow{TCP, 1000}, flow{TCP, 1001}, flow{TCP, 1002} // 1003: never answered
+	reply(answered, tcp[answered], tcpACK|tcpSYN)
+	reply(closed, tcp[closed], tcpACK|tcpFIN)
+	reply(reset, tcp[reset], tcpRST)
+	reply(flow{UDP, 2000}, udp[flow{UDP, 2000}], 0)
+
+	time.Sleep(3300 * time.Millisecond) // more than two ticks of the program's 1.07 s clock
+
+	// TCP: three ports come back, the answered flow keeps its own.
+	got := map[uint16]bool{}
+	for p := uint16(3000); p < 3003; p++ {
+		ret, nport := send(flow{TCP, p}, tcpSYN)
+		if ret != xdpRedirect {
+			t.Fatalf("new TCP flow %d after the timeouts: verdict %d", p, ret)
+		}
+		got[nport] = true
+	}
+	if got[tcp[answered]] || len(got) != 3 {
+		t.Fatalf("ports %v given, the answered flow holds %d", got, tcp[answered])
+	}
+	if ret, _ := send(flow{TCP, 3003}, tcpSYN); ret != xdpDrop {
+		t.Fatalf("fourth new TCP flow: verdict %d", ret)
+	}
+	if ret, nport := send(answered, tcpACK); ret != xdpRedirect || nport != tcp[answered] {
+		t.Fatalf("answered flow: verdict %d, port %d", ret, nport)
+	}
+	// The closed flow's client reuses its port for a new connection: conntrack still
+	// names the old SNAT port, now another flow's, so the SYN must not get it. The range
+	// is full again: dropped.
+	if ret, nport := send(closed, tcpSYN); ret != xdpDrop {
+		t.Fatalf("new connection on a closed flow's addresses: verdict %d, port %d (another flow's)", ret, nport)
+	}
+	// UDP: every flow was idle past its timeout, answered or not.
+	for p := uint16(4000); p < 4004; p++ {
+		if ret, _ := send(flow{UDP, p}, 0); ret != xdpRedirect {
+			t.Fatalf("new UDP flow %d after the timeout: verdict %d", p, ret)
+		}
+	}
+}
+
+func svcPort(p Protocol) uint16 {
+	if p == TCP {
+		return 80
+	}
+	return 53
+}
+
+func distinct[K comparable](m map[K]uint16) map[uint16]bool {
+	out := map[uint16]bool{}
+	for _, v := range m {
+		out[v] = true
+	}
+	return out
 }

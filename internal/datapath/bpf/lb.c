@@ -108,6 +108,10 @@ struct rev_val {
 	__u32 ifindex; // where the client's packet came in, so the reply leaves there
 	__u8 cmac[6];  // the client's (or its router's) MAC, from the first packet; then
 	__u8 nmac[6];  // our MAC on that interface (Ethernet header order, see set_macs)
+	__u32 seen;    // clock ticks (see now_ticks) of the flow's start or latest reply
+	__u8 closing;  // a reply carried FIN or RST
+	__u8 replied;  // a reply came back
+	__u8 pad[2];
 };
 
 struct aff_key {
@@ -209,6 +213,11 @@ volatile const __u32 snat4 = 0;          // network order
 volatile const __u32 snat6[4] = {0};     // network order
 volatile const __u16 snat_port_min = 61000;
 volatile const __u16 snat_port_max = 65535;
+// A SNAT port is taken back from a flow idle this long, in ticks of now_ticks (userspace
+// sets them from Config).
+volatile const __u32 snat_idle_tcp = 20117;   // a TCP flow the backend answered: 6 h
+volatile const __u32 snat_idle_other = 56;    // UDP, or a flow not answered yet: 60 s
+volatile const __u32 snat_idle_closed = 10;   // after a FIN or RST from the backend: 10 s
 
 struct flow {
 	union addr saddr;
@@ -218,7 +227,20 @@ struct flow {
 	__u8 proto;
 	__u8 family;
 	__u8 ttl;
+	__u8 tcpflags;
 };
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+// now_ticks is the coarse monotonic clock in ticks of 2^30 ns (1.07 s): cheap to read,
+// fine enough for idle timeouts of seconds to hours.
+static __always_inline __u32 now_ticks(void)
+{
+	return bpf_ktime_get_coarse_ns() >> 30;
+}
 
 static __always_inline __u32 fmix32(__u32 h)
 {
@@ -383,6 +405,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 		h->sport = &tcp->source;
 		h->dport = &tcp->dest;
 		h->l4csum = &tcp->check;
+		f->tcpflags = ((__u8 *)tcp)[13];
 	} else if (f->proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
 		if ((void *)(udp + 1) > data_end)
@@ -435,6 +458,15 @@ static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hd
 	rv = bpf_map_lookup_elem(&snat_rev, &rk);
 	if (!rv)
 		return -1;
+	// Replies keep the port's owner fresh; a FIN or RST starts its short timeout. Writes
+	// at most once a tick per flow, so the entry's cache line stays shared.
+	__u32 now = now_ticks();
+	if (rv->seen != now)
+		rv->seen = now;
+	if (!rv->replied)
+		rv->replied = 1;
+	if ((f->tcpflags & (TCP_FIN | TCP_RST)) && !rv->closing)
+		rv->closing = 1;
 	rewrite(h, f, &rv->vip, &rv->client, rv->vport, rv->cport, v6);
 	struct ethhdr *eth = (void *)(long)ctx->data;
 	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
@@ -543,6 +575,7 @@ static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, stru
 	rv.ifindex = ctx->ingress_ifindex;
 	__builtin_memcpy(rv.cmac, eth->h_source, 6);
 	__builtin_memcpy(rv.nmac, eth->h_dest, 6);
+	rv.seen = now_ticks();
 
 	__u32 start = fmix32(hash ^ f->dport);
 #pragma unroll
@@ -552,11 +585,22 @@ static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, stru
 		if (bpf_map_update_elem(&snat_rev, &rk, &rv, BPF_NOEXIST) == 0)
 			return port;
 		struct rev_val *old = bpf_map_lookup_elem(&snat_rev, &rk);
-		// The same client flow (its conntrack entry was evicted first): keep its port.
-		if (old && old->cport == rv.cport && old->vport == rv.vport &&
-		    old->client.w[0] == rv.client.w[0] && old->client.w[1] == rv.client.w[1] &&
-		    old->client.w[2] == rv.client.w[2] && old->client.w[3] == rv.client.w[3] &&
-		    old->vip.w[0] == rv.vip.w[0] && old->vip.w[3] == rv.vip.w[3]) {
+		if (!old)
+			continue;
+		// The same client flow (a SYN again, or its conntrack entry was evicted first):
+		// keep its port. Or the port's flow is over: closed by the backend, or idle past
+		// its protocol's timeout: take the port.
+		__u32 idle = rv.seen - old->seen;
+		__u32 limit = snat_idle_other;
+		if (old->closing)
+			limit = snat_idle_closed;
+		else if (old->replied && f->proto == IPPROTO_TCP)
+			limit = snat_idle_tcp;
+		if ((old->cport == rv.cport && old->vport == rv.vport &&
+		     old->client.w[0] == rv.client.w[0] && old->client.w[1] == rv.client.w[1] &&
+		     old->client.w[2] == rv.client.w[2] && old->client.w[3] == rv.client.w[3] &&
+		     old->vip.w[0] == rv.vip.w[0] && old->vip.w[3] == rv.vip.w[3]) ||
+		    idle > limit) {
 			bpf_map_update_elem(&snat_rev, &rk, &rv, BPF_EXIST);
 			return port;
 		}
@@ -623,7 +667,12 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	__u32 bid = 0;
 	__be16 nport = 0;
 	__u8 mode;
-	struct ct_val *ct = bpf_map_lookup_elem(ctmap, ck);
+	// A TCP SYN starts a flow: it takes the new-flow path even when conntrack still holds
+	// an entry of the same addresses and ports (the client reused its port), so that its
+	// SNAT port is checked again. A retransmitted SYN gets the same backend and port.
+	struct ct_val *ct = NULL;
+	if ((f.tcpflags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		ct = bpf_map_lookup_elem(ctmap, ck);
 	if (ct) {
 		bid = ct->backend;
 		be = bpf_map_lookup_elem(&backends, &bid);
