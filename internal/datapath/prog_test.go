@@ -580,3 +580,71 @@ func distinct[K comparable](m map[K]uint16) map[uint16]bool {
 	}
 	return out
 }
+
+// TestBackendSlotReuse churns more backends through a service than there are backend
+// slots, so every slot is reused, one of them after carrying traffic. Nothing runs out,
+// and a backend that gets a used slot starts its counters at zero.
+func TestBackendSlotReuse(t *testing.T) {
+	d := newProgDatapath(t)
+	a := Service{VIP: vip4, Port: 80, Protocol: UDP, Backends: backends(vip4, 1), TableSize: maglev.SmallSize}
+	sendA := func(n int) {
+		t.Helper()
+		for i := range n {
+			in := pkt{src: netip.AddrPortFrom(client4, uint16(2000+i)), dst: netip.AddrPortFrom(vip4, 80), proto: UDP}
+			if ret, _ := run(t, d, in.build()); ret != xdpRedirect {
+				t.Fatalf("verdict %d", ret)
+			}
+		}
+	}
+	countersOf := func(vip netip.Addr) (total, backends uint64) {
+		t.Helper()
+		cs, err := d.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if c.VIP != vip {
+				continue
+			}
+			if c.Backend.IsValid() {
+				backends += c.Packets
+			} else {
+				total += c.Packets
+			}
+		}
+		return total, backends
+	}
+	if err := d.SetServices([]Service{a}); err != nil {
+		t.Fatal(err)
+	}
+	sendA(10)
+	if total, be := countersOf(vip4); total != 10 || be != 10 {
+		t.Fatalf("counters before: total %d, backend %d", total, be)
+	}
+	// Service b's backends (10.9.0.0/16, unrouted: no next hop, quick to resolve) are
+	// replaced 1,000 at a time, 17 times: 17,000 allocations of 16,384 slots.
+	vipB := netip.MustParseAddr("192.0.2.99")
+	for round := range 17 {
+		var bs []Backend
+		for i := range 1000 {
+			n := round*1000 + i
+			bs = append(bs, Backend{Addr: netip.AddrFrom4([4]byte{10, 9, byte(n >> 8), byte(n)}), Port: 80})
+		}
+		if err := d.SetServices([]Service{{VIP: vipB, Port: 80, Protocol: UDP, Backends: bs}}); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	if total, be := countersOf(vipB); total != 0 || be != 0 {
+		t.Fatalf("service b carried no traffic, counted total %d, backends %d", total, be)
+	}
+	if err := d.SetServices([]Service{a}); err != nil {
+		t.Fatal(err)
+	}
+	if total, be := countersOf(vip4); total != 0 || be != 0 {
+		t.Fatalf("service a again: total %d, backend %d (a reused slot kept old counts)", total, be)
+	}
+	sendA(5)
+	if total, be := countersOf(vip4); total != 5 || be != 5 {
+		t.Fatalf("counters after: total %d, backend %d", total, be)
+	}
+}
