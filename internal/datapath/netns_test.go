@@ -274,6 +274,23 @@ func (c *conn) echo(t *testing.T, msg string) {
 	}
 }
 
+// connectEach opens connections to vip:80 (60 at most), each echoing a line, until it
+// holds one to each of n backends, and returns them by backend; the others are closed.
+func (l *lab) connectEach(t *testing.T, vip netip.Addr, n int) map[string]*conn {
+	t.Helper()
+	seen := map[string]*conn{}
+	for i := 0; i < 60 && len(seen) < n; i++ {
+		c := l.dial(t, vip, 80)
+		c.echo(t, "hello")
+		if seen[c.backend] == nil {
+			seen[c.backend] = c
+		} else {
+			_ = c.Close()
+		}
+	}
+	return seen
+}
+
 func labServices(vip netip.Addr, mode Mode, idx ...int) []Service {
 	port, bport := uint16(80), uint16(8080)
 	if mode == DSR {
@@ -294,16 +311,7 @@ func TestLabSNAT(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.waitNexthops(t)
-			seen := map[string]*conn{}
-			for i := 0; i < 60 && len(seen) < 3; i++ {
-				c := l.dial(t, vip, 80)
-				c.echo(t, "hello")
-				if seen[c.backend] == nil {
-					seen[c.backend] = c
-				} else {
-					_ = c.Close()
-				}
-			}
+			seen := l.connectEach(t, vip, 3)
 			if len(seen) != 3 {
 				t.Fatalf("reached %d backends: %v", len(seen), seen)
 			}
@@ -515,16 +523,7 @@ func TestLabLocalEndpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.waitNexthops(t)
-			seen := map[string]*conn{}
-			for i := 0; i < 60 && len(seen) < 3; i++ {
-				c := l.dial(t, vip, 80)
-				c.echo(t, "hello")
-				if seen[c.backend] == nil {
-					seen[c.backend] = c
-				} else {
-					_ = c.Close()
-				}
-			}
+			seen := l.connectEach(t, vip, 3)
 			if len(seen) != 3 {
 				t.Fatalf("reached %d of bk1, bk2, pod: %v", len(seen), seen)
 			}
