@@ -411,6 +411,34 @@ func (l *Lab) CreateService(ctx context.Context, name, pool string, dualStack bo
 	return nil
 }
 
+// SetEndpointsReady marks the lab's endpoints on node ready or not, in every Service's
+// EndpointSlices: what Kubernetes does to a dead node's pods once its node lifecycle
+// controller gives up on the node.
+func (l *Lab) SetEndpointsReady(ctx context.Context, node string, ready bool) error {
+	var list discoveryv1.EndpointSliceList
+	if err := l.Env.Client.List(ctx, &list, client.MatchingLabels{discoveryv1.LabelManagedBy: "ferrolb-lab"}); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		s := &list.Items[i]
+		changed := false
+		for j := range s.Endpoints {
+			e := &s.Endpoints[j]
+			if e.NodeName != nil && *e.NodeName == node && (e.Conditions.Ready == nil || *e.Conditions.Ready != ready) {
+				e.Conditions.Ready = ptr.To(ready)
+				changed = true
+			}
+		}
+		if !changed {
+			continue
+		}
+		if err := l.Env.Client.Update(ctx, s); err != nil {
+			return fmt.Errorf("EndpointSlice %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
 // StartController runs the controller in this process (it needs no namespace of its own).
 func (l *Lab) StartController() error {
 	l.mu.Lock()

@@ -1,6 +1,8 @@
 // Package e2e drives the lab (internal/lab): the whole system, with a real API server, FRR,
 // kube-proxy and backends in network namespaces, checked by real requests from its clients.
-// One lab serves every test; each test leaves it as it found it.
+// One lab serves every test; each test leaves it as it found it. A failed run prints the
+// tail of every process's log and the router's FRR logs; FERROLB_E2E_LOGS=1 prints them
+// after a passing run too.
 package e2e
 
 import (
@@ -55,8 +57,9 @@ func TestMain(m *testing.M) {
 		}
 		theLab = l
 		code := m.Run()
-		if code != 0 {
+		if code != 0 || os.Getenv("FERROLB_E2E_LOGS") != "" {
 			dumpLogs(dir)
+			fmt.Fprintf(os.Stderr, "--- the router's FRR\n%s\n", tail(l.FRR.Logs(), 200))
 		}
 		if err := l.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "lab stop:", err)
@@ -67,6 +70,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// tail returns text's last n lines.
+func tail(text string, n int) string {
+	lines := strings.Split(text, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 // dumpLogs prints the lab's process logs' tails, for a failed run in CI.
 func dumpLogs(dir string) {
 	entries, _ := os.ReadDir(dir)
@@ -75,8 +84,7 @@ func dumpLogs(dir string) {
 			continue
 		}
 		b, _ := os.ReadFile(dir + "/" + e.Name())
-		lines := strings.Split(string(b), "\n")
-		fmt.Fprintf(os.Stderr, "--- %s (last 30 lines)\n%s\n", e.Name(), strings.Join(lines[max(0, len(lines)-30):], "\n"))
+		fmt.Fprintf(os.Stderr, "--- %s (last 30 lines)\n%s\n", e.Name(), tail(string(b), 30))
 	}
 }
 
@@ -179,21 +187,32 @@ func TestBGPReachabilityAndECMP(t *testing.T) {
 	}
 }
 
-// cut drops all of a node's traffic while its links keep carrier: the node is dead to the
-// network. undo brings it back.
-func cut(t *testing.T, n *lab.Node) (undo func()) {
+// die drops all of a node's traffic while its links keep carrier: the node is dead to the
+// network. Its pod's endpoints are then marked not ready, as Kubernetes does for a dead
+// node's pods; without that, kube-proxy on the living nodes keeps sending a share of new
+// connections to the dead pod, which is kube-proxy's concern and not what these tests
+// measure. undo brings the node back.
+func die(t *testing.T, l *lab.Lab, name string) (undo func()) {
 	t.Helper()
+	n := l.Node(name)
 	n.NS.MustRun(t, "nft", "add", "table", "inet", "e2ecut")
 	done := false
 	undo = func() {
-		if !done {
-			done = true
-			n.NS.MustRun(t, "nft", "delete", "table", "inet", "e2ecut")
+		if done {
+			return
+		}
+		done = true
+		n.NS.MustRun(t, "nft", "delete", "table", "inet", "e2ecut")
+		if err := l.SetEndpointsReady(context.Background(), name, true); err != nil {
+			t.Error(err)
 		}
 	}
 	t.Cleanup(undo)
 	for _, hook := range []string{"input", "forward", "output"} {
 		n.NS.MustRun(t, "nft", "add", "chain", "inet", "e2ecut", hook, "{ type filter hook "+hook+" priority 0 ; policy drop ; }")
+	}
+	if err := l.SetEndpointsReady(t.Context(), name, false); err != nil {
+		t.Fatal(err)
 	}
 	return undo
 }
@@ -205,7 +224,7 @@ func TestL2FailoverWhenNodeDies(t *testing.T) {
 	vip := addresses(t, l, lab.ServiceL2)[0]
 	answers(t, l.Client, vip, 10*time.Second)
 	announcer := announcerOf(t, l, lab.ServiceL2)
-	undo := cut(t, l.Node(announcer))
+	undo := die(t, l, announcer)
 	took := answers(t, l.Client, vip, 15*time.Second)
 	t.Logf("%s died; the client was answered again after %v", announcer, took)
 	eventually(t, 15*time.Second, "another node announces", func() (bool, string) {
@@ -244,9 +263,11 @@ func TestBGPFailoverWhenNodeDies(t *testing.T) {
 		}
 	}
 	waitNexthops(t, l, v4, nodeAddrs(l, false))
-	undo := cut(t, l.Node("node-a"))
+	undo := die(t, l, "node-a")
 	took := waitNexthops(t, l, v4, nodeAddrs(l, false, "node-a"))
 	t.Logf("node-a died; its next hop left the router's route after %v", took)
+	// The first answer may wait for kube-proxy on the living nodes to drop node-a's pod.
+	answers(t, l.WAN, v4, 15*time.Second)
 	for range 5 {
 		answers(t, l.WAN, v4, 5*time.Second)
 	}
