@@ -21,7 +21,7 @@ run:
 # kubectl is built too, for poking at the lab.
 lab: build deps
 	WITH_KUBE_PROXY=1 WITH_KUBECTL=1 bash hack/envtest.sh >/dev/null
-	$(SUDO) bin/ferrolb lab up
+	$(SUDO) bin/ferrolb lab up --datapath=$(or $(DATAPATH),none)
 
 lab-down: build
 	$(SUDO) bin/ferrolb lab down

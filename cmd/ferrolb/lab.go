@@ -26,14 +26,18 @@ namespaces for a router running FRR, three nodes with a backend pod each, a clie
 nodes' LAN and one behind the router, and runs the controller, a speaker and kube-proxy per
 node. It applies sample pools, an L2Policy, BGP peers and two Services, shows real requests
 reaching them over layer 2 and over BGP, and prints how to poke at it. "ferrolb lab down"
-removes every namespace and process. Run it from a checkout of FerroLB ("make lab").`,
+removes every namespace and process. Run it from a checkout of FerroLB ("make lab").
+With --datapath=xdp the speakers run FerroLB's XDP load balancer on each node's eth0 and
+carry the Services' traffic themselves (SNAT); kube-proxy still runs beside them.`,
 	}
+	var datapath string
 	cmd.PersistentFlags().StringVar(&dir, "dir", dir, "state directory: kubeconfig, logs, report")
+	cmd.PersistentFlags().StringVar(&datapath, "datapath", "none", "the speakers' --datapath: none (kube-proxy carries Service traffic) or xdp")
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab in the background and print its report (safe to run twice)",
 		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return labUp(dir) },
+		RunE:  func(*cobra.Command, []string) error { return labUp(dir, datapath) },
 	}
 	down := &cobra.Command{
 		Use:   "down",
@@ -48,7 +52,7 @@ removes every namespace and process. Run it from a checkout of FerroLB ("make la
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			self, _ := os.Executable()
-			l, err := lab.Start(cmd.Context(), lab.Options{Dir: dir, Logf: func(f string, a ...any) { fmt.Printf("lab: "+f+"\n", a...) }})
+			l, err := lab.Start(cmd.Context(), lab.Options{Dir: dir, Datapath: datapath, Logf: func(f string, a ...any) { fmt.Printf("lab: "+f+"\n", a...) }})
 			if err != nil {
 				_ = os.WriteFile(filepath.Join(dir, "failed"), []byte(err.Error()), 0o600)
 				return err
@@ -80,7 +84,7 @@ func running(dir string) (int, bool) {
 	return pid, true
 }
 
-func labUp(dir string) error {
+func labUp(dir, datapath string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the lab needs root (network namespaces): sudo ferrolb lab up")
 	}
@@ -110,7 +114,7 @@ func labUp(dir string) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(self, "lab", "run", "--dir", dir)
+	cmd := exec.Command(self, "lab", "run", "--dir", dir, "--datapath", datapath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: it outlives this command and the terminal.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -30,6 +30,7 @@ type childSpec struct {
 	Role       string // "speaker" or "backend"
 	Node       string
 	Kubeconfig string `json:",omitempty"`
+	Datapath   string `json:",omitempty"` // speaker: its --datapath
 	Name       string `json:",omitempty"` // backend: the pod's name
 	Listen     string `json:",omitempty"` // backend: the address to serve on
 }
@@ -58,6 +59,7 @@ func RunChild() int {
 		}
 		err = speaker.Run(ctx, cfg, speaker.Options{
 			NodeName: spec.Node, MetricsAddr: "127.0.0.1:7474", HealthAddr: "127.0.0.1:7475", Namespace: Namespace,
+			Datapath: spec.Datapath,
 		})
 	case "backend":
 		err = serveBackend(ctx, spec.Listen, fmt.Sprintf("%s on %s\n", spec.Name, spec.Node))

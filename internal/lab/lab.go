@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -38,6 +39,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/kubetest"
 	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
 // Namespace is the lab's FerroLB namespace (MD5 Secrets would live there).
@@ -81,6 +83,8 @@ type Lab struct {
 	ctrlCancel context.CancelFunc
 	ctrlDone   chan error
 	namespaces []*netns.NS
+	datapath   string // the speakers' --datapath
+	xdp        []io.Closer
 }
 
 // Addresses of the lab (documentation and private ranges; nothing leaves the namespaces).
@@ -105,6 +109,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Prefix starts every namespace's name; default Prefix.
 	Prefix string
+	// Datapath is the speakers' --datapath: "none" (the default: kube-proxy carries
+	// Service traffic) or "xdp" (FerroLB's XDP load balancer on each node's eth0).
+	Datapath string
 }
 
 // Start builds the lab and returns once every Service answers through it. On error it
@@ -130,7 +137,14 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if opts.Prefix == "" {
 		opts.Prefix = Prefix
 	}
-	l = &Lab{Dir: opts.Dir, exe: exe, prefix: opts.Prefix}
+	switch opts.Datapath {
+	case "":
+		opts.Datapath = speaker.DatapathNone
+	case speaker.DatapathNone, speaker.DatapathXDP:
+	default:
+		return nil, fmt.Errorf("datapath %q: want %q or %q", opts.Datapath, speaker.DatapathNone, speaker.DatapathXDP)
+	}
+	l = &Lab{Dir: opts.Dir, exe: exe, prefix: opts.Prefix, datapath: opts.Datapath}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.Stop())
@@ -175,7 +189,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := l.createObjects(ctx); err != nil {
 		return l, err
 	}
-	logf("processes: controller; per node a speaker and kube-proxy; per pod a web server")
+	logf("processes: controller; per node a speaker (datapath %s) and kube-proxy; per pod a web server", l.datapath)
 	if err := l.StartController(); err != nil {
 		return l, err
 	}
@@ -239,6 +253,10 @@ func (l *Lab) buildNetwork() error {
 		return err
 	}
 	join(l.Router, "eth0", RouterLAN4+"/24", RouterLAN6+"/64")
+	// ECMP spreads flows by their ports too, as routers in front of load balancers do;
+	// Linux's default hashes addresses only, which sends one client to one node.
+	must(l.Router, "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")
+	must(l.Router, "sysctl", "-qw", "net.ipv6.fib_multipath_hash_policy=1")
 	if l.WAN, err = l.newNS("wan"); err != nil {
 		return err
 	}
@@ -247,6 +265,9 @@ func (l *Lab) buildNetwork() error {
 	}
 	must(l.Router, "ip", "addr", "add", RouterWAN4+"/24", "dev", "eth1")
 	must(l.Router, "ip", "addr", "add", RouterWAN6+"/64", "dev", "eth1")
+	// Where packets start (clients, pods), checksums are computed in full: the stack would
+	// leave partial ones for a NIC to finish, which XDP cannot update incrementally.
+	must(l.WAN, "ethtool", "-K", "eth0", "tx", "off")
 	must(l.WAN, "ip", "addr", "add", WANIP4+"/24", "dev", "eth0")
 	must(l.WAN, "ip", "addr", "add", WANIP6+"/64", "dev", "eth0")
 	must(l.WAN, "ip", "route", "add", "default", "via", RouterWAN4)
@@ -255,6 +276,7 @@ func (l *Lab) buildNetwork() error {
 		return err
 	}
 	join(l.Client, "eth0", ClientIP4+"/24", ClientIP6+"/64")
+	must(l.Client, "ethtool", "-K", "eth0", "tx", "off")
 	must(l.Client, "ip", "route", "add", "default", "via", RouterLAN4)
 	must(l.Client, "ip", "-6", "route", "add", "default", "via", RouterLAN6)
 
@@ -266,6 +288,14 @@ func (l *Lab) buildNetwork() error {
 			return err
 		}
 		join(n.NS, "eth0", n.IPv4+"/24", n.IPv6+"/64")
+		// The node's XDP datapath sends packets back out of eth0 (XDP_TX): the switch's
+		// end of the veth must run an XDP program to take them.
+		if err == nil {
+			var pass io.Closer
+			if pass, err = l.Switch.XDPPass(fmt.Sprintf("p%d", port)); err == nil {
+				l.xdp = append(l.xdp, pass)
+			}
+		}
 		must(n.NS, "ip", "route", "add", "default", "via", RouterLAN4)
 		must(n.NS, "ip", "-6", "route", "add", "default", "via", RouterLAN6)
 		if n.PodNS, err = l.newNS("pod-" + name[len("node-"):]); err != nil {
@@ -276,6 +306,7 @@ func (l *Lab) buildNetwork() error {
 		}
 		must(n.NS, "ip", "addr", "add", fmt.Sprintf("10.244.%d.1/24", n.index), "dev", "pod0")
 		must(n.NS, "ip", "addr", "add", fmt.Sprintf("fd00:244:%d::1/64", n.index), "dev", "pod0")
+		must(n.PodNS, "ethtool", "-K", "eth0", "tx", "off")
 		must(n.PodNS, "ip", "addr", "add", n.PodV4+"/24", "dev", "eth0")
 		must(n.PodNS, "ip", "addr", "add", n.PodV6+"/64", "dev", "eth0")
 		must(n.PodNS, "ip", "route", "add", "default", "via", fmt.Sprintf("10.244.%d.1", n.index))
@@ -497,13 +528,32 @@ func (l *Lab) startNode(n *Node) error {
 
 // StartSpeaker starts node n's speaker (again).
 func (l *Lab) StartSpeaker(n *Node) error {
-	p, err := l.startChild(n.NS, n.Name+"-speaker", childSpec{Role: "speaker", Node: n.Name, Kubeconfig: l.Kubeconfig})
+	p, err := l.startChild(n.NS, n.Name+"-speaker", childSpec{Role: "speaker", Node: n.Name, Kubeconfig: l.Kubeconfig, Datapath: l.datapath})
 	if err != nil {
 		return err
 	}
 	n.procs["speaker"] = p
 	return nil
 }
+
+// SetDatapath restarts every node's speaker with --datapath=mode and waits until both
+// Services answer again on every address.
+func (l *Lab) SetDatapath(ctx context.Context, mode string) error {
+	l.datapath = mode
+	for _, n := range l.Nodes {
+		if p := n.procs["speaker"]; p != nil {
+			p.stop()
+			delete(n.procs, "speaker")
+		}
+		if err := l.StartSpeaker(n); err != nil {
+			return err
+		}
+	}
+	return l.waitReady(ctx)
+}
+
+// Datapath is the speakers' --datapath.
+func (l *Lab) Datapath() string { return l.datapath }
 
 // KillSpeaker ends node n's speaker at once (SIGKILL), as when a node dies: no Cease, no
 // withdrawal, no goodbye.
@@ -660,6 +710,10 @@ func (l *Lab) Stop() error {
 		errs = append(errs, l.FRR.Stop())
 		l.FRR = nil
 	}
+	for _, x := range l.xdp {
+		errs = append(errs, x.Close())
+	}
+	l.xdp = nil
 	for _, ns := range slices.Backward(l.namespaces) {
 		errs = append(errs, ns.Close())
 	}

@@ -23,8 +23,12 @@ func (l *Lab) Report(ctx context.Context, self string) string {
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "API server\t%s (kube-apiserver and etcd; controller in the lab process)\n", host)
 	fmt.Fprintf(w, "router\t%s: FRR, AS %d, LAN %s %s, WAN %s\n", l.Router.Name, RouterASN, RouterLAN4, RouterLAN6, RouterWAN4)
+	carrier := "speaker + kube-proxy (nftables)"
+	if l.datapath == speaker.DatapathXDP {
+		carrier = "speaker with the XDP datapath on eth0 (SNAT) + kube-proxy (nftables)"
+	}
 	for _, n := range l.Nodes {
-		fmt.Fprintf(w, "%s\t%s: %s %s, speaker + kube-proxy (nftables); pod %s %s in %s\n", n.Name, n.NS.Name, n.IPv4, n.IPv6, n.PodV4, n.PodV6, n.PodNS.Name)
+		fmt.Fprintf(w, "%s\t%s: %s %s, %s; pod %s %s in %s\n", n.Name, n.NS.Name, n.IPv4, n.IPv6, carrier, n.PodV4, n.PodV6, n.PodNS.Name)
 	}
 	fmt.Fprintf(w, "client\t%s: %s on the nodes' LAN\n", l.Client.Name, ClientIP4)
 	fmt.Fprintf(w, "wan\t%s: %s behind the router\n", l.WAN.Name, WANIP4)
@@ -64,6 +68,9 @@ func (l *Lab) Report(ctx context.Context, self string) string {
 	fmt.Fprintf(&b, "  sudo ip netns exec %s curl -s http://<%s address>/\n", l.WAN.Name, ServiceBGP)
 	fmt.Fprintf(&b, "  sudo ip netns exec %s ip route           # the ECMP routes FRR installed\n", l.Router.Name)
 	fmt.Fprintf(&b, "  sudo vtysh --vty_socket %s -c 'show bgp summary'\n", l.FRR.Dir)
+	if l.datapath == speaker.DatapathXDP {
+		fmt.Fprintf(&b, "  sudo ip netns exec %s curl -s 127.0.0.1:7474/metrics | grep ferrolb_datapath   # packets per backend\n", l.Nodes[0].NS.Name)
+	}
 	fmt.Fprintf(&b, "  logs: %s\n", l.Dir)
 	fmt.Fprintf(&b, "  sudo %s lab down\n", self)
 	return b.String()

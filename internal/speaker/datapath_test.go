@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -206,24 +203,9 @@ func waitBackends(t *testing.T, ns *netns.NS, vip netip.Addr, want []string) []s
 // kernel's veth to accept frames another XDP program sends it with XDP_TX.
 func xdpPass(t *testing.T, ns *netns.NS, ifname string) {
 	t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()}})
+	pass, err := ns.XDPPass(ifname)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = prog.Close() })
-	if err := ns.Do(func() error {
-		ifc, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index})
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { _ = l.Close() })
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { _ = pass.Close() })
 }

@@ -8,6 +8,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/lab"
 	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
+	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
 var (
@@ -344,4 +346,93 @@ func TestControllerRestartMovesNoAddress(t *testing.T) {
 
 func clientKey(name string) client.ObjectKey {
 	return client.ObjectKey{Namespace: "default", Name: name}
+}
+
+// With --datapath=xdp the speakers' XDP load balancers carry the Services: requests from
+// behind the router (BGP, ECMP over the nodes) and from the LAN (layer 2) reach every
+// node's pod on both families, and the datapath's own counters show that it sent packets
+// to every pod (a node's XDP program sends flows to the other nodes' pods; flows for its
+// own pod it passes to the kernel, where kube-proxy carries them). Then the lab goes back
+// to kube-proxy.
+func TestXDPDatapath(t *testing.T) {
+	l := getLab(t)
+	if err := l.SetDatapath(t.Context(), speaker.DatapathXDP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.SetDatapath(context.Background(), speaker.DatapathNone); err != nil {
+			t.Errorf("back to kube-proxy: %v", err)
+		}
+	})
+	var pods []string
+	for _, n := range l.Nodes {
+		pods = append(pods, "pod-"+strings.TrimPrefix(n.Name, "node-"))
+	}
+	for _, c := range []struct {
+		svc  string
+		from *netns.NS
+	}{{lab.ServiceBGP, l.WAN}, {lab.ServiceL2, l.Client}} {
+		for _, a := range addresses(t, l, c.svc) {
+			// Enough new connections that, whichever node each lands on, every pod is
+			// chosen by another node's datapath with near certainty (a miss: (7/9)^30).
+			seen := map[string]int{}
+			for range 30 {
+				body, err := lab.Get(t.Context(), c.from, a)
+				if err != nil {
+					t.Errorf("%s: %v", a, err)
+					continue
+				}
+				seen[strings.Fields(body)[0]]++
+			}
+			t.Logf("%s (%s) from %s: %v", a, c.svc, c.from.Name, seen)
+			if len(seen) != len(pods) {
+				t.Errorf("%s: connections reached %v, want every one of %v", a, seen, pods)
+			}
+		}
+	}
+	sent := map[string]float64{} // packets the nodes' datapaths sent, per backend
+	for _, n := range l.Nodes {
+		for b, v := range datapathPackets(t, n) {
+			sent[b] += v
+		}
+	}
+	t.Logf("packets the datapaths sent, per backend: %v", sent)
+	for _, n := range l.Nodes {
+		for _, pod := range []string{n.PodV4, n.PodV6} {
+			if sent[pod] == 0 {
+				t.Errorf("no datapath sent a packet to %s's pod %s: %v", n.Name, pod, sent)
+			}
+		}
+	}
+}
+
+// datapathPackets reads node n's speaker metrics: ferrolb_datapath_packets_total per
+// backend address (without its port), summed over Services.
+func datapathPackets(t *testing.T, n *lab.Node) map[string]float64 {
+	t.Helper()
+	text, err := lab.Fetch(t.Context(), n.NS, "http://127.0.0.1:7474/metrics", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "ferrolb_datapath_packets_total{") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `backend="`)
+		backend, _, _ := strings.Cut(rest, `"`)
+		if backend == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(backend)
+		if err != nil {
+			t.Fatalf("%s: %q: %v", n.Name, line, err)
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err != nil {
+			t.Fatalf("%s: %q: %v", n.Name, line, err)
+		}
+		out[ap.Addr().String()] += v
+	}
+	return out
 }
