@@ -71,6 +71,9 @@ carry the Services' traffic themselves (SNAT); kube-proxy still runs beside them
 
 func pidFile(dir string) string { return filepath.Join(dir, "lab.pid") }
 
+// datapathFile holds the running lab's --datapath.
+func datapathFile(dir string) string { return filepath.Join(dir, "datapath") }
+
 // running returns the pid of the lab's process if one runs.
 func running(dir string) (int, bool) {
 	b, err := os.ReadFile(pidFile(dir))
@@ -90,6 +93,10 @@ func labUp(dir, datapath string) error {
 	}
 	report := filepath.Join(dir, "report.txt")
 	if _, ok := running(dir); ok {
+		// A lab up with the other datapath would print a report that is not what was asked.
+		if b, err := os.ReadFile(datapathFile(dir)); err == nil && string(b) != datapath {
+			return fmt.Errorf("the lab is up with --datapath=%s: run lab down first", b)
+		}
 		b, err := os.ReadFile(report) //nolint:gosec // the lab's own state directory
 		if err == nil {
 			fmt.Print("(already up)\n\n" + string(b))
@@ -122,6 +129,9 @@ func labUp(dir, datapath string) error {
 		return err
 	}
 	if err := os.WriteFile(pidFile(dir), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(datapathFile(dir), []byte(datapath), 0o600); err != nil {
 		return err
 	}
 	exited := make(chan error, 1)
@@ -184,7 +194,7 @@ func labDown(dir string) error {
 			errs = append(errs, fmt.Errorf("ip netns del %s: %w: %s", name, err, b))
 		}
 	}
-	for _, f := range []string{"report.txt", "failed", "lab.pid"} {
+	for _, f := range []string{"report.txt", "failed", "lab.pid", "datapath"} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	return errors.Join(errs...)
