@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,8 +36,14 @@ type announcer struct {
 }
 
 type responders struct {
-	arp    *arp.Responder
-	ndp    *ndp.Responder
+	arp *arp.Responder
+	ndp *ndp.Responder
+	// The interface's index and MAC when the responders opened their sockets: an interface
+	// deleted and created again (a new index) or given another MAC (a bond whose first port
+	// changed) needs new responders, or the old ones answer on a dead socket or with a MAC
+	// that no longer reaches this node.
+	index  int
+	mac    net.HardwareAddr
 	cancel context.CancelFunc
 }
 
@@ -89,9 +96,21 @@ func (a *announcer) Apply(ctx context.Context, want map[netip.Addr][]string) err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	links, err := a.links()
+	if err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var errs []error
+	// Responders whose interface is gone or is not the one they opened go, with their
+	// sockets; what they announced is announced again below on new ones.
+	for name, r := range a.ifaces {
+		if ifi, ok := links[name]; !ok || ifi.Index != r.index || !bytes.Equal(ifi.HardwareAddr, r.mac) {
+			r.cancel()
+			delete(a.ifaces, name)
+		}
+	}
 	// Withdraw first: a takeover elsewhere must not meet a late answer from here.
 	for addr, ifs := range a.announced {
 		for _, name := range ifs {
@@ -106,7 +125,12 @@ func (a *announcer) Apply(ctx context.Context, want map[netip.Addr][]string) err
 	next := map[netip.Addr][]string{}
 	for addr, ifs := range want {
 		for _, name := range ifs {
-			r, err := a.responders(name)
+			ifi, ok := links[name]
+			if !ok {
+				errs = append(errs, fmt.Errorf("announce %s on %s: no such interface", addr, name))
+				continue
+			}
+			r, err := a.responders(ifi)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -136,22 +160,33 @@ func (a *announcer) Announced() map[netip.Addr][]string {
 	return out
 }
 
+// links lists the node's interfaces by name.
+func (a *announcer) links() (map[string]net.Interface, error) {
+	out := map[string]net.Interface{}
+	err := a.do(func() error {
+		ifs, err := net.Interfaces()
+		for _, ifi := range ifs {
+			out[ifi.Name] = ifi
+		}
+		return err
+	})
+	return out, err
+}
+
 // responders returns the responders of an interface, starting them on first use. Call with
 // mu held.
-func (a *announcer) responders(name string) (*responders, error) {
+func (a *announcer) responders(ifi net.Interface) (*responders, error) {
+	name := ifi.Name
 	if r := a.ifaces[name]; r != nil {
 		return r, nil
 	}
-	r := &responders{}
+	r := &responders{index: ifi.Index, mac: slices.Clone(ifi.HardwareAddr)}
 	err := a.do(func() error {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			return err
-		}
-		if r.arp, err = arp.New(ifi); err != nil {
+		var err error
+		if r.arp, err = arp.New(&ifi); err != nil {
 			return fmt.Errorf("ARP responder on %s: %w", name, err)
 		}
-		if r.ndp, err = ndp.New(ifi); err != nil {
+		if r.ndp, err = ndp.New(&ifi); err != nil {
 			return errors.Join(fmt.Errorf("NDP responder on %s: %w", name, err), r.arp.Close())
 		}
 		return nil

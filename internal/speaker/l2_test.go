@@ -277,6 +277,48 @@ func TestLayer2CarrierLoss(t *testing.T) {
 	}
 }
 
+// TestLayer2InterfaceChanges: the service interface gets another MAC (as a bond does when
+// its first port changes), then is deleted and created again under the same name (a new
+// index and MAC, as when a VLAN or bond is rebuilt). Each time the speaker answers with the
+// interface's MAC of the moment on both families, and a client's existing entries move to
+// it without asking again. Before, the speaker kept answering with the first MAC, and after
+// the re-creation not at all (its sockets were bound to the deleted interface).
+func TestLayer2InterfaceChanges(t *testing.T) {
+	l := newLab(t, "svc", "nodes")
+	client := l.host("ic")
+	l.join(client, "eth0", "svc", "192.0.2.1/24", "2001:db8::1/64")
+	ns := l.host("in")
+	l.join(ns, "eth0", "svc")
+	// eth1 carries the heartbeats, so they do not stop while eth0 is rebuilt.
+	l.join(ns, "eth1", "nodes", "198.51.100.21/24")
+	const name = "l2-ifchange"
+	node(t, name, "198.51.100.21", ns)
+	createPolicy(t, name, "eth0")
+	vips := []netip.Addr{netip.MustParseAddr("192.0.2.120"), netip.MustParseAddr("2001:db8::120")}
+	createService(t, name, "web", vips...)
+	for _, vip := range vips {
+		waitNeighbour(t, client, vip, mac(t, ns), true)
+	}
+
+	const newMAC = "02:00:5e:00:53:01"
+	ns.MustRun(t, "ip", "link", "set", "eth0", "address", newMAC)
+	for _, vip := range vips {
+		waitNeighbour(t, client, vip, newMAC, false)
+	}
+
+	ns.MustRun(t, "ip", "link", "del", "eth0")
+	l.join(ns, "eth0", "svc")
+	rebuilt := mac(t, ns)
+	for _, vip := range vips {
+		waitNeighbour(t, client, vip, rebuilt, false)
+	}
+	// A client that asks afresh is answered with it too.
+	client.MustRun(t, "ip", "neigh", "flush", "dev", "eth0")
+	for _, vip := range vips {
+		waitNeighbour(t, client, vip, rebuilt, true)
+	}
+}
+
 // TestLayer2Eligibility: only eligible nodes announce. With externalTrafficPolicy Local, a
 // node without a ready local endpoint never does; a policy's nodeSelector excludes the
 // others; an interface the policy does not select never answers. Each case is set up so that
