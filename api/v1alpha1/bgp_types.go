@@ -131,20 +131,63 @@ type BGPPeerSpec struct {
 	BFDProfile string `json:"bfdProfile,omitempty"`
 }
 
+// BGPPeerStatus is what the speakers report of their sessions with the peer.
+type BGPPeerStatus struct {
+	// Nodes has one entry per node whose speaker is meant to open the session, written by
+	// that speaker alone (server-side apply, one field manager per node). A speaker that
+	// stops removes its entry; one that crashed leaves it until it runs again.
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	// +kubebuilder:validation:MaxItems=5000
+	Nodes []BGPSessionStatus `json:"nodes,omitempty"`
+}
+
+// BGPSessionStatus is one node's session with the peer.
+type BGPSessionStatus struct {
+	// Node is the node's name.
+	// +kubebuilder:validation:MaxLength=253
+	Node string `json:"node"`
+	// Session is the BGP session's state: Idle, Connect, Active, OpenSent, OpenConfirm or
+	// Established; NotConfigured when the speaker could not set the session up (Message
+	// says why).
+	// +kubebuilder:validation:MaxLength=32
+	Session string `json:"session"`
+	// BFD is the BFD session's state (Up, Down, Init, AdminDown) when the peer has a
+	// BFD profile.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	BFD string `json:"bfd,omitempty"`
+	// Advertised is the number of prefixes the node sends the peer.
+	// +optional
+	Advertised int64 `json:"advertised,omitempty"`
+	// Message says why the session could not be set up.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+	// LastTransitionTime is when Session last changed.
+	// +optional
+	LastTransitionTime metav1.Time `json:"lastTransitionTime,omitempty"`
+}
+
 // BGPPeer is a router that the speakers open BGP sessions to.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=bgppeer,categories=ferrolb
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=`.spec.localASN`
 // +kubebuilder:printcolumn:name="BFD",type=string,JSONPath=`.spec.bfdProfile`
+// +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.nodes[*].session`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec BGPPeerSpec `json:"spec"`
+	// +optional
+	Status BGPPeerStatus `json:"status,omitempty"`
 }
 
 // BGPPeerList is a list of BGPPeers.

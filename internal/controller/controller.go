@@ -108,6 +108,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := setupIPAM(ctx, mgr, opts); err != nil {
 		return err
 	}
+	if err := setupPeerStatus(mgr); err != nil {
+		return fmt.Errorf("bgppeer-status controller: %w", err)
+	}
 	return mgr.Start(ctx)
 }
 

@@ -10,3 +10,6 @@ package controller
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=ferrolb.io,resources=ippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ferrolb.io,resources=ippools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ferrolb.io,resources=bgppeers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ferrolb.io,resources=bgppeers/status,verbs=get;patch

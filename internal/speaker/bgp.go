@@ -35,6 +35,7 @@ type bgpReconciler struct {
 	class     string
 	namespace string // where peers' Secrets live
 	runner    *bgpRunner
+	status    *bgpStatus
 }
 
 func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -63,8 +64,9 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 		return ctrl.Result{}, fmt.Errorf("node %q not found", r.node)
 	}
 
-	peers, byName, routerID := r.peers(ctx, me, bpeers.Items, profiles.Items)
+	peers, byName, routerID, reports := r.peers(ctx, me, bpeers.Items, profiles.Items)
 	if len(peers) == 0 {
+		r.status.set(reports)
 		return ctrl.Result{}, r.runner.apply(netip.Addr{}, 0, nil, nil)
 	}
 	if !routerID.IsValid() {
@@ -73,8 +75,13 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 	if !routerID.IsValid() {
 		err := errors.New("no BGP router ID: the node has no IPv4 InternalIP; set spec.routerID on its BGPPeers")
 		r.recorder.Eventf(me, nil, corev1.EventTypeWarning, "InvalidConfiguration", "BGP", "%v", err)
+		for name := range byName {
+			reports[name] = peerReport{why: err.Error()}
+		}
+		r.status.set(reports)
 		return ctrl.Result{}, r.runner.apply(netip.Addr{}, 0, nil, nil)
 	}
+	r.status.set(reports)
 	asn := peers[0].LocalASN
 	for _, p := range peers {
 		asn = min(asn, p.LocalASN)
@@ -111,19 +118,23 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 }
 
 // peers are the sessions this node opens, each with its MD5 password and BFD settings,
-// the peers' addresses by BGPPeer name, and the router ID the first of them asks for.
-// A BGPPeer that cannot be set up as written is left out, with an Event saying why.
-func (r *bgpReconciler) peers(ctx context.Context, me *corev1.Node, items []v1.BGPPeer, profiles []v1.BFDProfile) ([]bgp.Peer, map[string]netip.Addr, netip.Addr) {
+// the peers' addresses by BGPPeer name, the router ID the first of them asks for, and a
+// report per BGPPeer meant for this node (for its status). A BGPPeer that cannot be set
+// up as written is left out, with an Event and its report saying why.
+func (r *bgpReconciler) peers(ctx context.Context, me *corev1.Node, items []v1.BGPPeer, profiles []v1.BFDProfile) (
+	[]bgp.Peer, map[string]netip.Addr, netip.Addr, map[string]peerReport) {
 	log := logf.FromContext(ctx)
 	slices.SortFunc(items, func(a, b v1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	var out []bgp.Peer
 	byName := map[string]netip.Addr{}
+	reports := map[string]peerReport{}
 	var routerID netip.Addr
 	for i := range items {
 		obj := &items[i]
 		reject := func(err error) {
 			log.Error(err, "BGPPeer not set up", "peer", obj.Name)
 			r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "InvalidConfiguration", "Peer", "node %s: not set up: %v", r.node, err)
+			reports[obj.Name] = peerReport{why: err.Error()}
 		}
 		cp, err := config.ParseBGPPeer(obj)
 		if err != nil {
@@ -159,8 +170,9 @@ func (r *bgpReconciler) peers(ctx context.Context, me *corev1.Node, items []v1.B
 		}
 		out = append(out, cp.Peer)
 		byName[cp.Name] = cp.Peer.Address
+		reports[cp.Name] = peerReport{addr: cp.Peer.Address}
 	}
-	return out, byName, routerID
+	return out, byName, routerID, reports
 }
 
 func (r *bgpReconciler) password(ctx context.Context, ref v1.SecretReference) (string, error) {

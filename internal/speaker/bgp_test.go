@@ -305,6 +305,12 @@ func TestBGP(t *testing.T) {
 		HoldTime: &hold, KeepaliveTime: &keepalive,
 		GracefulRestart: &v1.GracefulRestart{Enabled: true},
 	}})
+	// A peer whose MD5 Secret does not exist: no session, and its status says why.
+	noSecret := &v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router-nosecret"}, Spec: v1.BGPPeerSpec{
+		PeerAddress: "192.0.2.99", PeerASN: 64512, LocalASN: 64513, NodeSelector: testNodes,
+		PasswordSecretRef: &v1.SecretReference{Name: "bgp-md5-missing"},
+	}}
+	mustCreate(noSecret)
 	mustCreate(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp-pool"}, Spec: v1.IPPoolSpec{
 		Blocks: []v1.IPBlock{{CIDR: "198.51.100.0/24"}, {CIDR: "2001:db8:100::/64"}}}})
 	mustCreate(&v1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp-test"}, Spec: v1.BGPAdvertisementSpec{
@@ -323,6 +329,41 @@ func TestBGP(t *testing.T) {
 		`ferrolb_bgp_session_up{peer="192.0.2.1"} 1`, `ferrolb_bgp_session_up{peer="2001:db8::1"} 1`,
 		`ferrolb_bgp_advertised_prefixes{peer="192.0.2.1"} 1`, `ferrolb_bgp_advertised_prefixes{peer="2001:db8::1"} 1`,
 		`ferrolb_bfd_session_up{peer="192.0.2.1"} 1`)
+	// Each node reports its sessions in the BGPPeers' status.
+	for _, c := range []struct{ peer, bfd string }{{"router-v4", "Up"}, {"router-v6", ""}} {
+		waitPeerStatus(t, c.peer, func(st map[string]v1.BGPSessionStatus) string {
+			for _, n := range names {
+				e := st[n]
+				if e.Session != "Established" || e.BFD != c.bfd || e.Advertised != 1 || e.LastTransitionTime.IsZero() {
+					return fmt.Sprintf("%s: %+v, want Established, BFD %q, 1 prefix", n, e, c.bfd)
+				}
+			}
+			return ""
+		})
+	}
+	waitPeerStatus(t, "router-nosecret", func(st map[string]v1.BGPSessionStatus) string {
+		for _, n := range names {
+			if e := st[n]; e.Session != speaker.SessionNotConfigured || !strings.Contains(e.Message, "spec.passwordSecretRef") ||
+				!strings.Contains(e.Message, "bgp-md5-missing") {
+				return fmt.Sprintf("%s: %+v, want NotConfigured naming the field and the Secret", n, e)
+			}
+		}
+		return ""
+	})
+	// A peer no longer meant for the nodes loses their entries.
+	// (A merge patch of the spec: the speakers' status writes move the resourceVersion.)
+	before := noSecret.DeepCopy()
+	noSecret.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"bgp-test": "nobody"}}
+	if err := env.Client.Patch(ctx, noSecret, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	waitPeerStatus(t, "router-nosecret", func(st map[string]v1.BGPSessionStatus) string {
+		if len(st) != 0 {
+			return fmt.Sprintf("%+v, want no entries", st)
+		}
+		return ""
+	})
+
 	// FRR may signal BFD Down once at first establishment (before its BFD session is up):
 	// that counts, so the cut below is measured from here.
 	downBefore := metricValue(t, nodeNS["bgp-node-b"], `ferrolb_bfd_session_down_total{peer="192.0.2.1"}`)
@@ -383,6 +424,41 @@ func TestBGP(t *testing.T) {
 	waitNexthops(t, router, "198.51.100.10/32")
 	waitNexthops(t, router, "2001:db8:100::10/128")
 	waitNexthops(t, router, "198.51.100.11/32", v4[0]) // the other Service stays
+
+	// A speaker that stops takes its entries with it; the other node's stay.
+	children["bgp-node-b"].stop()
+	waitPeerStatus(t, "router-v6", func(st map[string]v1.BGPSessionStatus) string {
+		if _, ok := st["bgp-node-b"]; ok || st["bgp-node-a"].Session != "Established" {
+			return fmt.Sprintf("%+v, want only bgp-node-a's entry", st)
+		}
+		return ""
+	})
+}
+
+// waitPeerStatus waits until check, given the BGPPeer's status entries by node, returns "".
+func waitPeerStatus(t *testing.T, name string, check func(map[string]v1.BGPSessionStatus) string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var p v1.BGPPeer
+		why := ""
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &p); err != nil {
+			why = err.Error()
+		} else {
+			st := map[string]v1.BGPSessionStatus{}
+			for _, e := range p.Status.Nodes {
+				st[e.Node] = e
+			}
+			why = check(st)
+		}
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BGPPeer %s status: %s", name, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func cut(t *testing.T, ns *netns.NS) {

@@ -10,3 +10,4 @@ package speaker
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ferrolb.io,resources=ippools;l2policies;bgppeers;bgpadvertisements;bfdprofiles,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ferrolb.io,resources=bgppeers/status,verbs=get;patch

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -196,12 +198,18 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("layer2 controller: %w", err)
 	}
+	status := newBGPStatus(mgr.GetClient(), opts.NodeName, runner)
+	if err := mgr.Add(manager.RunnableFunc(status.Run)); err != nil {
+		return err
+	}
+	// A BGPPeer's status changes with every session's state on every node: only its spec
+	// is worth a recompute.
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("bgp").
 		Watches(&corev1.Service{}, all).
 		Watches(&corev1.Node{}, all).
 		Watches(&discoveryv1.EndpointSlice{}, all).
-		Watches(&v1.BGPPeer{}, all).
+		Watches(&v1.BGPPeer{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1.BGPAdvertisement{}, all).
 		Watches(&v1.BFDProfile{}, all).
 		Watches(&v1.IPPool{}, all).
@@ -213,6 +221,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			class:     opts.LoadBalancerClass,
 			namespace: opts.Namespace,
 			runner:    runner,
+			status:    status,
 		})
 	if err != nil {
 		return fmt.Errorf("bgp controller: %w", err)
