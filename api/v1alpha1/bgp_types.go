@@ -141,6 +141,11 @@ type BGPPeerStatus struct {
 	// +listMapKey=node
 	// +kubebuilder:validation:MaxItems=5000
 	Nodes []BGPSessionStatus `json:"nodes,omitempty"`
+	// Established counts the entries of Nodes whose session is Established, as "2/3"
+	// (written by the controller).
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	Established string `json:"established,omitempty"`
 }
 
 // BGPSessionStatus is one node's session with the peer.
@@ -179,7 +184,7 @@ type BGPSessionStatus struct {
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=`.spec.localASN`
 // +kubebuilder:printcolumn:name="BFD",type=string,JSONPath=`.spec.bfdProfile`
-// +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.nodes[*].session`
+// +kubebuilder:printcolumn:name="Established",type=string,JSONPath=`.status.established`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -19,9 +19,11 @@ import (
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 )
 
-// peerStatusReconciler removes from the BGPPeers' status the entries of nodes that no
-// longer exist. Each speaker writes and removes its own node's entry, but a node deleted
-// with its speaker (scaled down, or gone without a clean stop) cannot remove its own.
+// peerStatusReconciler keeps the controller's part of the BGPPeers' status. Each speaker
+// writes and removes its own node's entry in status.nodes; the controller removes the
+// entries of nodes that no longer exist (a node deleted with its speaker, scaled down or
+// gone without a clean stop, cannot), and sums the entries up in status.established
+// ("2/3"), which `kubectl get bgppeers` shows: a printer column cannot count a list.
 type peerStatusReconciler struct {
 	client client.Client
 }
@@ -30,9 +32,6 @@ func (r *peerStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	var p v1.BGPPeer
 	if err := r.client.Get(ctx, req.NamespacedName, &p); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if len(p.Status.Nodes) == 0 {
-		return ctrl.Result{}, nil
 	}
 	nodes := &metav1.PartialObjectMetadataList{}
 	nodes.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
@@ -46,17 +45,25 @@ func (r *peerStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	orig := p.DeepCopy()
 	keep := p.Status.Nodes[:0:0]
 	var gone []string
+	established := 0
 	for _, e := range p.Status.Nodes {
-		if exists[e.Node] {
-			keep = append(keep, e)
-		} else {
+		if !exists[e.Node] {
 			gone = append(gone, e.Node)
+			continue
+		}
+		keep = append(keep, e)
+		if e.Session == "Established" {
+			established++
 		}
 	}
-	if len(gone) == 0 {
+	summary := ""
+	if len(keep) > 0 {
+		summary = fmt.Sprintf("%d/%d", established, len(keep))
+	}
+	if len(gone) == 0 && summary == p.Status.Established {
 		return ctrl.Result{}, nil
 	}
-	p.Status.Nodes = keep
+	p.Status.Nodes, p.Status.Established = keep, summary
 	// The optimistic lock keeps a speaker's entry written since the read from being lost
 	// with the list this patch replaces: a conflict is retried with the fresh object.
 	err := r.client.Status().Patch(ctx, &p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
@@ -64,9 +71,11 @@ func (r *peerStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("remove deleted nodes %v from BGPPeer %s status: %w", gone, p.Name, err)
+		return ctrl.Result{}, fmt.Errorf("BGPPeer %s status: %w", p.Name, err)
 	}
-	logf.FromContext(ctx).Info("removed deleted nodes from BGPPeer status", "peer", p.Name, "nodes", gone)
+	if len(gone) > 0 {
+		logf.FromContext(ctx).Info("removed deleted nodes from BGPPeer status", "peer", p.Name, "nodes", gone)
+	}
 	return ctrl.Result{}, nil
 }
 

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +15,8 @@ import (
 
 // TestPeerStatusPrune: a BGPPeer's status entries of nodes that do not exist go (a node
 // deleted without its speaker stopping cleanly), at the controller's start and when a Node
-// is deleted later; the entries of existing nodes stay as they are.
+// is deleted later; the entries of existing nodes stay as they are, and status.established
+// counts them.
 func TestPeerStatusPrune(t *testing.T) {
 	ctx := context.Background()
 	for _, n := range []string{"prune-here", "prune-later"} {
@@ -31,8 +33,8 @@ func TestPeerStatusPrune(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), peer) })
 	now := metav1.Now()
-	for _, n := range []string{"prune-here", "prune-gone", "prune-later"} {
-		peer.Status.Nodes = append(peer.Status.Nodes, v1.BGPSessionStatus{Node: n, Session: "Established", Advertised: 3, LastTransitionTime: now})
+	for n, session := range map[string]string{"prune-here": "Established", "prune-gone": "Established", "prune-later": "Active"} {
+		peer.Status.Nodes = append(peer.Status.Nodes, v1.BGPSessionStatus{Node: n, Session: session, Advertised: 3, LastTransitionTime: now})
 	}
 	if err := env.Client.Status().Update(ctx, peer); err != nil {
 		t.Fatal(err)
@@ -46,12 +48,13 @@ func TestPeerStatusPrune(t *testing.T) {
 		for _, e := range p.Status.Nodes {
 			out = append(out, fmt.Sprintf("%s:%s:%d", e.Node, e.Session, e.Advertised))
 		}
-		return fmt.Sprint(out)
+		slices.Sort(out)
+		return fmt.Sprint(out, " established ", p.Status.Established)
 	}
 
 	startController(t)
 	poll(t, func() string {
-		if got, want := entries(), "[prune-here:Established:3 prune-later:Established:3]"; got != want {
+		if got, want := entries(), "[prune-here:Established:3 prune-later:Active:3] established 1/2"; got != want {
 			return fmt.Sprintf("entries %s, want %s", got, want)
 		}
 		return ""
@@ -60,7 +63,7 @@ func TestPeerStatusPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, func() string {
-		if got, want := entries(), "[prune-here:Established:3]"; got != want {
+		if got, want := entries(), "[prune-here:Established:3] established 1/1"; got != want {
 			return fmt.Sprintf("entries %s, want %s", got, want)
 		}
 		return ""
