@@ -37,6 +37,18 @@ type Config struct {
 	// Multiplier is how many intervals may pass without a heartbeat before a peer is dead;
 	// default 3.
 	Multiplier int
+	// Key, when set, signs every heartbeat sent (HMAC-SHA256), and only heartbeats signed
+	// with it count: sent within MaxSkew of this speaker's clock and later than the last
+	// one from the same peer, so that neither a forged nor a replayed heartbeat can keep a
+	// dead node alive. Without a key, heartbeats are unsigned and signed ones are ignored.
+	Key []byte
+	// AcceptUnsigned, with Key, also counts unsigned heartbeats, and sends an unsigned one
+	// beside each signed one: for moving speakers that have no key yet (or run a version
+	// without signatures) to one, without a moment in which they think each other dead.
+	AcceptUnsigned bool
+	// MaxSkew is how far a signed heartbeat's send time may be from this speaker's clock;
+	// default 30 s (nodes' clocks are kept by NTP, but not to the millisecond).
+	MaxSkew time.Duration
 }
 
 // Tracker sends heartbeats to its peers and tracks which of them are alive.
@@ -61,8 +73,11 @@ type Tracker struct {
 	// everyone too, so both sides switch together.
 	firstSeen map[string]time.Time
 	lastSeen  map[string]time.Time
-	alive     map[string]bool
-	changed   chan struct{}
+	// lastSent is the send time of the last signed heartbeat counted from each peer: a
+	// heartbeat must be later to count.
+	lastSent map[string]time.Time
+	alive    map[string]bool
+	changed  chan struct{}
 }
 
 // New returns a Tracker that listens on conn (a UDP socket) and sends from it.
@@ -76,6 +91,12 @@ func New(cfg Config, conn net.PacketConn) (*Tracker, error) {
 	if cfg.Multiplier <= 0 {
 		cfg.Multiplier = 3
 	}
+	if cfg.MaxSkew <= 0 {
+		cfg.MaxSkew = 30 * time.Second
+	}
+	if len(cfg.Key) > 0 && len(cfg.Key) < minKeyLength {
+		return nil, fmt.Errorf("heartbeat key of %d bytes: want at least %d", len(cfg.Key), minKeyLength)
+	}
 	return &Tracker{
 		cfg:       cfg,
 		conn:      conn,
@@ -83,6 +104,7 @@ func New(cfg Config, conn net.PacketConn) (*Tracker, error) {
 		peers:     map[string]netip.AddrPort{},
 		firstSeen: map[string]time.Time{},
 		lastSeen:  map[string]time.Time{},
+		lastSent:  map[string]time.Time{},
 		alive:     map[string]bool{},
 		changed:   make(chan struct{}, 1),
 	}, nil
@@ -103,6 +125,7 @@ func (t *Tracker) SetPeers(peers []Peer) {
 		if _, ok := next[name]; !ok {
 			delete(t.lastSeen, name)
 			delete(t.firstSeen, name)
+			delete(t.lastSent, name)
 			if t.alive[name] {
 				delete(t.alive, name)
 				t.notify()
@@ -177,9 +200,20 @@ func (t *Tracker) Run(ctx context.Context) error {
 }
 
 func (t *Tracker) send() {
-	b, err := heartbeat{Name: t.cfg.Name}.marshal()
-	if err != nil {
-		return // New checked the name
+	var msgs [][]byte
+	if len(t.cfg.Key) == 0 || t.cfg.AcceptUnsigned {
+		b, err := heartbeat{Name: t.cfg.Name}.marshal()
+		if err != nil {
+			return // New checked the name
+		}
+		msgs = append(msgs, b)
+	}
+	if len(t.cfg.Key) > 0 {
+		b, err := heartbeat{Name: t.cfg.Name, Sent: time.Now()}.marshalSigned(t.cfg.Key)
+		if err != nil {
+			return
+		}
+		msgs = append(msgs, b)
 	}
 	t.mu.Lock()
 	if t.down {
@@ -189,8 +223,11 @@ func (t *Tracker) send() {
 	addrs := slices.Collect(maps.Values(t.peers))
 	t.mu.Unlock()
 	for _, a := range addrs {
-		// A lost heartbeat is what the multiplier is for; an unreachable peer is dead anyway.
-		_, _ = t.conn.WriteTo(b, net.UDPAddrFromAddrPort(a))
+		for _, b := range msgs {
+			// A lost heartbeat is what the multiplier is for; an unreachable peer is dead
+			// anyway.
+			_, _ = t.conn.WriteTo(b, net.UDPAddrFromAddrPort(a))
+		}
 	}
 }
 
@@ -210,7 +247,8 @@ func (t *Tracker) receive() error {
 // elsewhere, even another socket on the peer's host, cannot keep a dead node alive.
 func (t *Tracker) handle(b []byte, from net.Addr) {
 	var h heartbeat
-	if err := h.unmarshal(b); err != nil {
+	signed, err := h.unmarshal(b, t.cfg.Key)
+	if err != nil || (len(t.cfg.Key) > 0 && !signed && !t.cfg.AcceptUnsigned) {
 		return
 	}
 	ua, ok := from.(*net.UDPAddr)
@@ -224,6 +262,13 @@ func (t *Tracker) handle(b []byte, from net.Addr) {
 	want, known := t.peers[h.Name]
 	if !known || netip.AddrPortFrom(want.Addr().Unmap(), want.Port()) != src {
 		return
+	}
+	if signed {
+		// The wall clock, whatever t.now is: the send time is the peer's wall clock.
+		if skew := time.Since(h.Sent).Abs(); skew > t.cfg.MaxSkew || !h.Sent.After(t.lastSent[h.Name]) {
+			return
+		}
+		t.lastSent[h.Name] = h.Sent
 	}
 	now := t.now()
 	t.lastSeen[h.Name] = now

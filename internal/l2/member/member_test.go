@@ -28,11 +28,17 @@ func start(t *testing.T, name string) *speaker {
 
 func startWith(t *testing.T, name string, interval time.Duration) *speaker {
 	t.Helper()
+	return startConfig(t, member.Config{Name: name, Interval: interval, Multiplier: 3})
+}
+
+func startConfig(t *testing.T, cfg member.Config) *speaker {
+	t.Helper()
+	name := cfg.Name
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := member.New(member.Config{Name: name, Interval: interval, Multiplier: 3}, conn)
+	tr, err := member.New(cfg, conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,5 +159,86 @@ func TestWarmup(t *testing.T) {
 	waitAlive(t, b, "a", "b")
 	for _, s := range []*speaker{a, b} {
 		s.stop()
+	}
+}
+
+// TestSignedHeartbeats: speakers that share a key see each other; one with another key, or
+// with none, is not seen by them (nor sees them); a recorded heartbeat replayed from a dead
+// speaker's own address does not bring it back; and with AcceptUnsigned a keyed speaker and
+// one without a key see each other, as during a key's rollout.
+func TestSignedHeartbeats(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	key := []byte("0123456789abcdef0123456789abcdef")
+	other := []byte("another key, also 32 bytes long.")
+	keyed := func(name string, k []byte, acceptUnsigned bool) *speaker {
+		return startConfig(t, member.Config{Name: name, Interval: 20 * time.Millisecond, Multiplier: 3, Key: k, AcceptUnsigned: acceptUnsigned})
+	}
+	a, b := keyed("a", key, false), keyed("b", key, false)
+	c, d := keyed("c", other, false), start(t, "d")
+	// A recorder listed as one of a's peers gets a copy of everything a sends.
+	rec, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	all := []member.Peer{{Name: "a", Addr: a.addr}, {Name: "b", Addr: b.addr}, {Name: "c", Addr: c.addr}, {Name: "d", Addr: d.addr}}
+	for _, s := range []*speaker{b, c, d} {
+		s.tracker.SetPeers(all)
+	}
+	a.tracker.SetPeers(append(slices.Clone(all), member.Peer{Name: "rec", Addr: rec.LocalAddr().(*net.UDPAddr).AddrPort()}))
+	waitAlive(t, a, "a", "b")
+	waitAlive(t, b, "a", "b")
+	waitAlive(t, c, "c")
+	waitAlive(t, d, "d")
+
+	// Record a's heartbeats, then stop it: b sees it dead.
+	var recorded [][]byte
+	buf := make([]byte, 512)
+	for len(recorded) < 5 {
+		_ = rec.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := rec.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recorded = append(recorded, slices.Clone(buf[:n]))
+	}
+	a.stop()
+	waitAlive(t, b, "b")
+	// Replayed from a's own address and port, its recorded heartbeats do not count.
+	replay, err := net.ListenPacket("udp", a.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replay.Close()
+	for range 5 {
+		for _, m := range recorded {
+			if _, err := replay.WriteTo(m, net.UDPAddrFromAddrPort(b.addr)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := b.tracker.Alive(); slices.Contains(got, "a") {
+		t.Errorf("b sees a alive from replayed heartbeats: %v", got)
+	}
+
+	// Rolling a key out: e has it and accepts unsigned heartbeats, f has none yet.
+	e, f := keyed("e", key, true), start(t, "f")
+	mesh(e, f)
+	waitAlive(t, e, "e", "f")
+	waitAlive(t, f, "e", "f")
+	for _, s := range []*speaker{b, c, d, e, f} {
+		s.stop()
+	}
+}
+
+func TestNewRejectsShortKey(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := member.New(member.Config{Name: "a", Key: []byte("short")}, conn); err == nil {
+		t.Error("New accepted a 5-byte key")
 	}
 }

@@ -1,19 +1,35 @@
 package member
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // A heartbeat on the wire:
 //
 //	0         4         5               6
 //	| "FLB" 1 | version | name length n | name (n bytes) |
+//
+// Version 1 ends there. Version 2, signed, for speakers that share a key, goes on:
+//
+//	| send time (Unix ns, 8 bytes, big endian) | tag (16 bytes) |
+//
+// the tag being the first 16 bytes of HMAC-SHA256(key, every byte before it). The time
+// lets a receiver refuse a recorded heartbeat replayed later to keep a dead node alive.
 const (
-	magic         = "FLB\x01"
-	version       = 1
-	maxNameLength = 253 // a Kubernetes node name
-	headerLength  = len(magic) + 2
+	magic          = "FLB\x01"
+	version        = 1
+	versionSigned  = 2
+	maxNameLength  = 253 // a Kubernetes node name
+	headerLength   = len(magic) + 2
+	timeLength     = 8
+	tagLength      = 16
+	signedTrailing = timeLength + tagLength
+	minKeyLength   = 16 // HMAC-SHA256's key wants 32 random bytes; fewer than 16 is a mistake
 )
 
 // Errors Unmarshal returns.
@@ -22,40 +38,85 @@ var (
 	ErrMagic   = errors.New("not a FerroLB heartbeat")
 	ErrVersion = errors.New("unknown heartbeat version")
 	ErrName    = errors.New("invalid node name length")
+	ErrNoKey   = errors.New("signed heartbeat, and no key to check it")
+	ErrTag     = errors.New("heartbeat signature does not match the key")
 )
 
 // heartbeat says "I am alive" from one speaker.
 type heartbeat struct {
 	Name string
+	// Sent is when a signed heartbeat was sent; zero for an unsigned one.
+	Sent time.Time
 }
 
-func (h heartbeat) marshal() ([]byte, error) {
+func (h heartbeat) header(v byte, extra int) ([]byte, error) {
 	if len(h.Name) == 0 || len(h.Name) > maxNameLength {
 		return nil, fmt.Errorf("%w: %d", ErrName, len(h.Name))
 	}
-	b := make([]byte, 0, headerLength+len(h.Name))
+	b := make([]byte, 0, headerLength+len(h.Name)+extra)
 	b = append(b, magic...)
-	b = append(b, version, byte(len(h.Name))) //nolint:gosec // checked above: at most 253
+	b = append(b, v, byte(len(h.Name))) //nolint:gosec // checked above: at most 253
 	return append(b, h.Name...), nil
 }
 
-func (h *heartbeat) unmarshal(b []byte) error {
+// marshal encodes an unsigned (version 1) heartbeat.
+func (h heartbeat) marshal() ([]byte, error) {
+	return h.header(version, 0)
+}
+
+// marshalSigned encodes a signed (version 2) heartbeat sent at h.Sent.
+func (h heartbeat) marshalSigned(key []byte) ([]byte, error) {
+	b, err := h.header(versionSigned, signedTrailing)
+	if err != nil {
+		return nil, err
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Sent.UnixNano()))
+	return append(b, tag(key, b)...), nil
+}
+
+func tag(key, b []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return m.Sum(nil)[:tagLength]
+}
+
+// unmarshal decodes b and, for a signed heartbeat, checks its tag with key. signed says
+// which it was.
+func (h *heartbeat) unmarshal(b, key []byte) (signed bool, err error) {
 	if len(b) < headerLength {
-		return ErrShort
+		return false, ErrShort
 	}
 	if string(b[:len(magic)]) != magic {
-		return ErrMagic
+		return false, ErrMagic
 	}
-	if b[len(magic)] != version {
-		return ErrVersion
+	v := b[len(magic)]
+	if v != version && v != versionSigned {
+		return false, ErrVersion
 	}
 	n := int(b[len(magic)+1])
 	if n == 0 || n > maxNameLength {
-		return fmt.Errorf("%w: %d", ErrName, n)
+		return false, fmt.Errorf("%w: %d", ErrName, n)
 	}
-	if len(b) != headerLength+n {
-		return ErrShort
+	want := headerLength + n
+	if v == versionSigned {
+		want += signedTrailing
 	}
-	h.Name = string(b[headerLength:])
-	return nil
+	if len(b) != want {
+		return false, ErrShort
+	}
+	name := string(b[headerLength : headerLength+n])
+	if v == version {
+		*h = heartbeat{Name: name}
+		return false, nil
+	}
+	if len(key) == 0 {
+		return true, ErrNoKey
+	}
+	body, got := b[:len(b)-tagLength], b[len(b)-tagLength:]
+	if !hmac.Equal(got, tag(key, body)) {
+		return true, ErrTag
+	}
+	sent := int64(binary.BigEndian.Uint64(body[len(body)-timeLength:])) //nolint:gosec // as written by marshalSigned
+	*h = heartbeat{Name: name, Sent: time.Unix(0, sent)}
+	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHeartbeatRoundTrip(t *testing.T) {
@@ -14,8 +15,16 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		var h heartbeat
-		if err := h.unmarshal(b); err != nil || h.Name != name {
-			t.Errorf("round trip of %q: got %q, %v", name, h.Name, err)
+		if signed, err := h.unmarshal(b, nil); err != nil || signed || h.Name != name {
+			t.Errorf("round trip of %q: got %q, signed %v, %v", name, h.Name, signed, err)
+		}
+		sent := time.Unix(1_800_000_000, 123456789)
+		b, err = heartbeat{Name: name, Sent: sent}.marshalSigned(testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if signed, err := h.unmarshal(b, testKey); err != nil || !signed || h.Name != name || !h.Sent.Equal(sent) {
+			t.Errorf("signed round trip of %q: got %+v, signed %v, %v", name, h, signed, err)
 		}
 	}
 	for _, name := range []string{"", strings.Repeat("a", maxNameLength+1)} {
@@ -27,6 +36,8 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 
 func TestHeartbeatMalformed(t *testing.T) {
 	good, _ := heartbeat{Name: "node-1"}.marshal()
+	signed, _ := heartbeat{Name: "node-1", Sent: time.Now()}.marshalSigned(testKey)
+	signedOther, _ := heartbeat{Name: "node-1", Sent: time.Now()}.marshalSigned([]byte("another key, also 32 bytes long."))
 	tests := []struct {
 		name string
 		b    []byte
@@ -37,30 +48,57 @@ func TestHeartbeatMalformed(t *testing.T) {
 		{"truncated name", good[:len(good)-1], ErrShort},
 		{"trailing byte", append(bytes.Clone(good), 0), ErrShort},
 		{"other magic", append([]byte("XLB\x01"), good[4:]...), ErrMagic},
-		{"other version", append(append([]byte(magic), 2), good[5:]...), ErrVersion},
+		{"other version", append(append([]byte(magic), 3), good[5:]...), ErrVersion},
 		{"zero-length name", append([]byte(magic), version, 0), ErrName},
+		{"signed, truncated", signed[:len(signed)-1], ErrShort},
+		{"signed, another key", signedOther, ErrTag},
+		{"signed, a bit flipped in the name", flip(signed, headerLength), ErrTag},
+		{"signed, a bit flipped in the time", flip(signed, len(signed)-signedTrailing), ErrTag},
+		{"signed, a bit flipped in the tag", flip(signed, len(signed)-1), ErrTag},
+		{"unsigned, marked signed", append(append([]byte(magic), versionSigned), good[5:]...), ErrShort},
 	}
 	for _, tt := range tests {
 		var h heartbeat
-		if err := h.unmarshal(tt.b); !errors.Is(err, tt.want) {
+		if _, err := h.unmarshal(tt.b, testKey); !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
 		}
 	}
+	// Without a key, a signed heartbeat cannot be checked, so it does not count.
+	var h heartbeat
+	if _, err := h.unmarshal(signed, nil); !errors.Is(err, ErrNoKey) {
+		t.Errorf("signed heartbeat without a key: %v, want ErrNoKey", err)
+	}
+}
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+func flip(b []byte, i int) []byte {
+	b = bytes.Clone(b)
+	b[i] ^= 1
+	return b
 }
 
 // FuzzHeartbeat: any bytes from the network parse or fail cleanly, and what parses
 // marshals back to the same bytes.
 func FuzzHeartbeat(f *testing.F) {
 	good, _ := heartbeat{Name: "node-1"}.marshal()
+	signed, _ := heartbeat{Name: "node-1", Sent: time.Unix(1_800_000_000, 0)}.marshalSigned(testKey)
 	f.Add(good)
+	f.Add(signed)
 	f.Add([]byte(magic))
 	f.Add(append([]byte(magic), version, 255))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h heartbeat
-		if err := h.unmarshal(b); err != nil {
+		signed, err := h.unmarshal(b, testKey)
+		if err != nil {
 			return
 		}
-		again, err := h.marshal()
+		var again []byte
+		if signed {
+			again, err = h.marshalSigned(testKey)
+		} else {
+			again, err = h.marshal()
+		}
 		if err != nil {
 			t.Fatalf("parsed %q but cannot marshal it: %v", h.Name, err)
 		}
