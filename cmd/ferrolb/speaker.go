@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/speaker"
@@ -13,6 +18,7 @@ import (
 func newSpeakerCommand() *cobra.Command {
 	var kf kubeFlags
 	opts := speaker.Options{}
+	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "speaker",
 		Short: "Make Service addresses reachable from this node (run on every node)",
@@ -24,6 +30,9 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := kf.restConfig()
 			if err != nil {
+				return err
+			}
+			if opts.MemberKey, err = readMemberKey(keyFile); err != nil {
 				return err
 			}
 			return speaker.Run(cmd.Context(), cfg, opts)
@@ -44,6 +53,10 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.Uint16Var(&opts.MemberPort, "member-port", 7946, "UDP port speakers exchange heartbeats on (open it between nodes)")
 	f.DurationVar(&opts.MemberInterval, "member-interval", 100*time.Millisecond,
 		"heartbeat interval; a node is declared dead after 3 missed, and its addresses move")
+	f.StringVar(&keyFile, "member-key-file", "",
+		"file holding the key that signs heartbeats (at least 16 bytes; the same on every node); a missing file means unsigned heartbeats")
+	f.BoolVar(&opts.MemberAcceptUnsigned, "member-accept-unsigned", false,
+		"with a key, also count unsigned heartbeats and send both: for rolling a key out to speakers without one")
 	f.StringVar(&opts.Datapath, "datapath", speaker.DatapathNone,
 		`who carries Service traffic on this node: "none" (kube-proxy or the CNI; the speaker only announces) or "xdp" (FerroLB's XDP load balancer)`)
 	f.StringVar(&opts.DatapathInterface, "datapath-interface", "",
@@ -51,4 +64,26 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.BoolVar(&opts.DatapathDSR, "datapath-dsr", false,
 		"with --datapath=xdp, send packets to backends by IPIP (direct server return) instead of SNAT; backends must decapsulate and hold the address")
 	return cmd
+}
+
+// readMemberKey reads the heartbeat key from path, without surrounding whitespace (a
+// Secret written with echo ends in a newline). No path, or no file there (the DaemonSet
+// mounts the Secret as optional), is no key: heartbeats go unsigned, as the log says.
+func readMemberKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path) //nolint:gosec // the operator's own flag
+	if errors.Is(err, fs.ErrNotExist) {
+		ctrl.Log.WithName("speaker").Info("no heartbeat key: heartbeats are unsigned", "file", path)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--member-key-file: %w", err)
+	}
+	key := bytes.TrimSpace(b)
+	if len(key) < 16 {
+		return nil, fmt.Errorf("--member-key-file %s: %d bytes, want at least 16 (for example: openssl rand -base64 32)", path, len(key))
+	}
+	return key, nil
 }

@@ -115,6 +115,8 @@ func createPolicy(t *testing.T, name string, interfaces ...string) {
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pol) })
 }
 
+var memberKey = []byte("a heartbeat key for the tests, 32")
+
 // node registers a Node object and runs its speaker, with sockets in ns, until stop.
 func node(t *testing.T, name, ip string, ns *netns.NS) (stop func()) {
 	t.Helper()
@@ -131,6 +133,7 @@ func node(t *testing.T, name, ip string, ns *netns.NS) (stop func()) {
 	return testrun.Background(t, "speaker "+name, func(ctx context.Context) error {
 		return speaker.Run(ctx, env.Config, speaker.Options{
 			NodeName: name, MetricsAddr: "0", HealthAddr: "0", Netns: ns.Do, Restartable: true,
+			MemberKey: memberKey, // signed heartbeats here; the lab's speakers run unsigned
 		})
 	})
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// MemberInterval is the heartbeat interval (default 100 ms); a peer is dead after 3
 	// missed.
 	MemberInterval time.Duration
+	// MemberKey, when set, signs the heartbeats, and only heartbeats signed with it count
+	// (member.Config.Key); MemberAcceptUnsigned also counts unsigned ones, for a rollout.
+	MemberKey            []byte
+	MemberAcceptUnsigned bool
 	// Netns runs f in the node's network namespace. Nil in production (the speaker runs in
 	// the host's); tests run several nodes in one process.
 	Netns func(f func() error) error
@@ -130,7 +134,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}); err != nil {
 		return fmt.Errorf("heartbeat socket: %w", err)
 	}
-	tracker, err := member.New(member.Config{Name: opts.NodeName, Interval: opts.MemberInterval}, conn)
+	tracker, err := member.New(member.Config{Name: opts.NodeName, Interval: opts.MemberInterval,
+		Key: opts.MemberKey, AcceptUnsigned: opts.MemberAcceptUnsigned}, conn)
 	if err != nil {
 		return errors.Join(err, conn.Close())
 	}
