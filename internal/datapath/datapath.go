@@ -212,7 +212,8 @@ type Datapath struct {
 	objs    objects
 	ns      netns.NsHandle
 	nl      *netlink.Handle
-	ifindex []int
+	names   []string // the interfaces to attach to: Config.Interface, BackendInterfaces
+	ifindex []int    // their indexes now; guarded by mu once Run runs
 
 	mu        sync.Mutex
 	services  map[svcID]*svcState
@@ -270,6 +271,9 @@ func New(cfg Config) (*Datapath, error) {
 		l, err := d.nl.LinkByName(name)
 		if err != nil {
 			return nil, fmt.Errorf("datapath: interface %q: %w", name, err)
+		}
+		if !slices.Contains(d.names, name) {
+			d.names = append(d.names, name)
 		}
 		if !slices.Contains(d.ifindex, l.Attrs().Index) {
 			d.ifindex = append(d.ifindex, l.Attrs().Index)
@@ -439,31 +443,25 @@ func (d *Datapath) Run(ctx context.Context) error {
 		d.mu.Unlock()
 	}()
 
-	var links []link.Link
+	att := map[string]*attachment{}
 	defer func() {
-		for _, l := range links {
-			_ = l.Close()
+		for _, a := range att {
+			_ = a.link.Close()
 		}
 	}()
-	err := d.inNS(func() error {
-		for _, idx := range d.ifindex {
-			l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XdpLb, Interface: idx, Flags: link.XDPDriverMode})
-			if err != nil {
-				return fmt.Errorf("datapath: attach XDP to ifindex %d: %w", idx, err)
-			}
-			links = append(links, l)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := d.attach(att); err != nil {
 		return err
 	}
 
 	updates := make(chan netlink.NeighUpdate, 256)
+	linkUpdates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
 	if err := netlink.NeighSubscribeAt(d.ns, updates, done); err != nil {
 		return fmt.Errorf("datapath: neighbour updates: %w", err)
+	}
+	if err := netlink.LinkSubscribeAt(d.ns, linkUpdates, done); err != nil {
+		return fmt.Errorf("datapath: link updates: %w", err)
 	}
 	tick := time.NewTicker(d.cfg.NexthopRefresh)
 	defer tick.Stop()
@@ -471,6 +469,24 @@ func (d *Datapath) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case _, ok := <-linkUpdates:
+			if !ok {
+				linkUpdates = nil
+				continue
+			}
+			for drained := false; !drained; {
+				select {
+				case <-linkUpdates:
+				default:
+					drained = true
+				}
+			}
+			// An interface deleted and created again (a bond or VLAN rebuilt) has a new
+			// index: attach to it, and move the next hops (and a changed MAC) over.
+			if err := d.attach(att); err != nil {
+				return err
+			}
+			d.refresh()
 		case _, ok := <-updates:
 			if !ok {
 				updates = nil
@@ -489,6 +505,52 @@ func (d *Datapath) Run(ctx context.Context) error {
 			d.refresh()
 		}
 	}
+}
+
+// attachment is the program attached to one interface, by index.
+type attachment struct {
+	index int
+	link  link.Link
+}
+
+// attach makes the program attached to every configured interface that exists, under the
+// index it has now, and sets the indexes that next hops may leave through: an interface
+// gone takes its attachment with it (flows to backends behind it pass to the stack), and
+// one created again under its name is attached anew.
+func (d *Datapath) attach(att map[string]*attachment) error {
+	return d.inNS(func() error {
+		var idx []int
+		for _, name := range d.names {
+			a := att[name]
+			l, err := d.nl.LinkByName(name)
+			if err != nil {
+				if a != nil {
+					_ = a.link.Close()
+					delete(att, name)
+				}
+				continue
+			}
+			i := l.Attrs().Index
+			if a == nil || a.index != i {
+				if a != nil {
+					_ = a.link.Close()
+					delete(att, name)
+				}
+				xl, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XdpLb, Interface: i, Flags: link.XDPDriverMode})
+				if err != nil {
+					return fmt.Errorf("datapath: attach XDP to %s (ifindex %d): %w", name, i, err)
+				}
+				att[name] = &attachment{index: i, link: xl}
+			}
+			if !slices.Contains(idx, i) {
+				idx = append(idx, i)
+			}
+		}
+		d.mu.Lock()
+		d.ifindex = idx
+		d.mu.Unlock()
+		return nil
+	})
 }
 
 // refresh re-resolves every backend's next hop and rewrites the entries that changed.

@@ -47,8 +47,11 @@
 //
 // Next hops are resolved in userspace (route get and the neighbour table, asking the
 // kernel for a managed neighbour entry when it is missing) and stored in each backend
-// entry, so the fast path calls no bpf_fib_lookup; Run refreshes them on neighbour updates
-// and periodically. A backend without a resolved next hop makes its new flows pass to the
+// entry, so the fast path calls no bpf_fib_lookup; Run refreshes them on neighbour updates,
+// on link updates and periodically. Run attaches by interface name: one deleted and created
+// again (a bond or VLAN rebuilt) is attached anew under its new index, and the next hops
+// move to it; while an interface is gone, flows to backends behind it pass to the stack.
+// (The SNAT addresses are the program's constants, read once by New.) A backend without a resolved next hop makes its new flows pass to the
 // stack. A backend whose route leaves through an interface the program is not attached
 // to (a pod's veth or the bridge of pods on this node, an overlay device) or that is the
 // node itself is marked BE_STACK: XDP cannot send into a pod's veth without a program in

@@ -561,3 +561,61 @@ func TestLabLocalEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestLabInterfaceRecreated: the node's backend-side interface is deleted and created again
+// under its name (a new index and MAC), as when a bond or VLAN is rebuilt. Run attaches the
+// program to the new one and the backends' next hops follow it, so new connections reach
+// every backend again. The node neither routes the VIP nor forwards, so only the program
+// can carry them.
+func TestLabInterfaceRecreated(t *testing.T) {
+	l := newLab(t)
+	if err := l.d.SetServices(labServices(labVIP4, SNAT, 1, 2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	l.waitNexthops(t)
+	if seen := l.connectEach(t, labVIP4, 3); len(seen) != 3 {
+		t.Fatalf("reached %d backends before: %v", len(seen), seen)
+	}
+
+	l.node.MustRun(t, "ip", "link", "del", "n1")
+	if err := netns.Veth(l.node, "n1", l.sw, "s-n"); err != nil {
+		t.Fatal(err)
+	}
+	l.sw.MustRun(t, "ip", "link", "set", "s-n", "master", "br0")
+	l.node.MustRun(t, "ip", "addr", "add", "10.1.0.254/24", "dev", "n1")
+	if err := l.sw.Do(func() error {
+		x, err := attachProg("s-n", "xdp_pass")
+		if err == nil {
+			l.closers = append(l.closers, x)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := map[string]bool{}
+	deadline := time.Now().Add(15 * time.Second)
+	var last error
+	for len(seen) < 3 && time.Now().Before(deadline) {
+		var c net.Conn
+		last = l.client.Do(func() (err error) {
+			c, err = net.DialTimeout("tcp", netip.AddrPortFrom(labVIP4, 80).String(), 500*time.Millisecond)
+			return err
+		})
+		if last != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		name, err := bufio.NewReader(c).ReadString('\n')
+		_ = c.Close()
+		if err != nil {
+			last = err
+			continue
+		}
+		seen[strings.TrimSpace(name)] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("after n1 was re-created, new connections reached %v (last error %v), want bk1, bk2 and bk3", seen, last)
+	}
+}
