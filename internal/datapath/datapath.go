@@ -469,17 +469,24 @@ func (d *Datapath) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-linkUpdates:
+		case u, ok := <-linkUpdates:
 			if !ok {
 				linkUpdates = nil
 				continue
 			}
+			// Only our interfaces matter: a busy node creates and deletes pods' veths all
+			// the time, and a refresh resolves every backend again.
+			ours := d.ours(u, att)
 			for drained := false; !drained; {
 				select {
-				case <-linkUpdates:
+				case u := <-linkUpdates:
+					ours = ours || d.ours(u, att)
 				default:
 					drained = true
 				}
+			}
+			if !ours {
+				continue
 			}
 			// An interface deleted and created again (a bond or VLAN rebuilt) has a new
 			// index: attach to it, and move the next hops (and a changed MAC) over.
@@ -505,6 +512,23 @@ func (d *Datapath) Run(ctx context.Context) error {
 			d.refresh()
 		}
 	}
+}
+
+// ours reports whether a link update is about one of the interfaces the program is for,
+// by name or by the index it is attached under.
+func (d *Datapath) ours(u netlink.LinkUpdate, att map[string]*attachment) bool {
+	if u.Link == nil || u.Attrs() == nil {
+		return false
+	}
+	if slices.Contains(d.names, u.Attrs().Name) {
+		return true
+	}
+	for _, a := range att {
+		if a.index == u.Attrs().Index {
+			return true
+		}
+	}
+	return false
 }
 
 // attachment is the program attached to one interface, by index.
