@@ -40,7 +40,14 @@ type bgpStatus struct {
 
 	mu      sync.Mutex
 	serving map[string]peerReport // by BGPPeer name, as the last reconcile decided
+	// written is when each BGPPeer's entry was last written; only Run's goroutine uses it.
+	written map[string]time.Time
 }
+
+// countEvery is how often at most a change in the number of prefixes alone is written: a
+// new Service changes it on every node at once, and the count is for people, not
+// failover. Session, BFD and message changes are written at the next period.
+const countEvery = 10 * time.Second
 
 // peerReport is what the reconcile decided for one BGPPeer on this node.
 type peerReport struct {
@@ -49,7 +56,8 @@ type peerReport struct {
 }
 
 func newBGPStatus(c client.Client, node string, runner *bgpRunner) *bgpStatus {
-	return &bgpStatus{client: c, node: node, runner: runner, period: time.Second, serving: map[string]peerReport{}}
+	return &bgpStatus{client: c, node: node, runner: runner, period: time.Second,
+		serving: map[string]peerReport{}, written: map[string]time.Time{}}
 }
 
 // set records the reconcile's decision; Run writes it at its next period.
@@ -110,6 +118,7 @@ func (s *bgpStatus) sync(ctx context.Context, serving map[string]peerReport) {
 					log.Error(err, "BGPPeer status", "peer", name)
 				}
 			}
+			delete(s.written, name)
 			continue
 		}
 		want := v1.BGPSessionStatus{Node: s.node, Session: SessionNotConfigured, Message: rep.why}
@@ -128,10 +137,21 @@ func (s *bgpStatus) sync(ctx context.Context, serving map[string]peerReport) {
 		if have != nil && *have == want {
 			continue
 		}
+		if have != nil && countOnly(*have, want) && now.Sub(s.written[name]) < countEvery {
+			continue
+		}
 		if err := s.apply(ctx, name, &want); err != nil {
 			log.Error(err, "BGPPeer status", "peer", name)
+			continue
 		}
+		s.written[name] = now.Time
 	}
+}
+
+// countOnly reports whether two entries differ in the prefix count alone.
+func countOnly(a, b v1.BGPSessionStatus) bool {
+	a.Advertised = b.Advertised
+	return a == b
 }
 
 // fieldManager is this node's own server-side apply field manager. The API server takes
