@@ -24,6 +24,10 @@ var (
 		"Times this node started announcing an address.", nil, nil)
 	descAlive = prometheus.NewDesc("ferrolb_speakers_alive",
 		"Speakers this node sees alive by their heartbeats, itself included unless it cannot announce.", nil, nil)
+	descHeartbeats = prometheus.NewDesc("ferrolb_heartbeats_received_total",
+		"Heartbeats received that counted.", nil, nil)
+	descHeartbeatsIgnored = prometheus.NewDesc("ferrolb_heartbeats_ignored_total",
+		"Heartbeats received that did not count, by reason (signature and no-key: the speakers do not share a key).", []string{"reason"}, nil)
 )
 
 // l2Collector reads the speaker's state when Prometheus scrapes: the responders keep plain
@@ -34,7 +38,8 @@ type l2Collector struct {
 }
 
 func (c l2Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAnnounced, descAnswered, descIgnored, descGratuitous, descSendErrors, descTakeovers, descAlive} {
+	for _, d := range []*prometheus.Desc{descAnnounced, descAnswered, descIgnored, descGratuitous, descSendErrors, descTakeovers, descAlive,
+		descHeartbeats, descHeartbeatsIgnored} {
 		ch <- d
 	}
 }
@@ -68,6 +73,11 @@ func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
 	c.ann.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descTakeovers, prometheus.CounterValue, float64(takeovers))
 	ch <- prometheus.MustNewConstMetric(descAlive, prometheus.GaugeValue, float64(len(c.tracker.Alive())))
+	hb := c.tracker.Stats()
+	ch <- prometheus.MustNewConstMetric(descHeartbeats, prometheus.CounterValue, float64(hb.Counted))
+	for i, n := range hb.Ignored {
+		ch <- prometheus.MustNewConstMetric(descHeartbeatsIgnored, prometheus.CounterValue, float64(n), member.IgnoredReasons[i])
+	}
 }
 
 var (

@@ -47,6 +47,26 @@ func TestMetrics(t *testing.T) {
 			t.Fatal("the tracker never counted itself alive")
 		}
 	}
+	// Two packets that do not count: a stranger's heartbeat, and not a heartbeat at all.
+	stray, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stray.Close()
+	for _, b := range []string{"FLB\x01\x01\x01x", "hello"} {
+		if _, err := stray.WriteTo([]byte(b), conn.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := tr.Stats()
+		if st.Ignored[member.IgnoredMalformed]+st.Ignored[member.IgnoredUnknownPeer] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tracker did not count the two stray packets: %+v", st)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(l2Collector{ann: ann, tracker: tr})
 	want := `
@@ -63,9 +83,18 @@ ferrolb_l2_takeovers_total 1
 # HELP ferrolb_speakers_alive Speakers this node sees alive by their heartbeats, itself included unless it cannot announce.
 # TYPE ferrolb_speakers_alive gauge
 ferrolb_speakers_alive 1
+# HELP ferrolb_heartbeats_ignored_total Heartbeats received that did not count, by reason (signature and no-key: the speakers do not share a key).
+# TYPE ferrolb_heartbeats_ignored_total counter
+ferrolb_heartbeats_ignored_total{reason="malformed"} 1
+ferrolb_heartbeats_ignored_total{reason="no-key"} 0
+ferrolb_heartbeats_ignored_total{reason="signature"} 0
+ferrolb_heartbeats_ignored_total{reason="stale"} 0
+ferrolb_heartbeats_ignored_total{reason="unknown-peer"} 1
+ferrolb_heartbeats_ignored_total{reason="unsigned"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"ferrolb_l2_announced_addresses", "ferrolb_l2_requests_answered_total", "ferrolb_l2_takeovers_total", "ferrolb_speakers_alive"); err != nil {
+		"ferrolb_l2_announced_addresses", "ferrolb_l2_requests_answered_total", "ferrolb_l2_takeovers_total", "ferrolb_speakers_alive",
+		"ferrolb_heartbeats_ignored_total"); err != nil {
 		t.Error(err)
 	}
 }

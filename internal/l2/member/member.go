@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +79,40 @@ type Tracker struct {
 	lastSent map[string]time.Time
 	alive    map[string]bool
 	changed  chan struct{}
+
+	counted atomic.Uint64
+	ignored [numIgnored]atomic.Uint64
+}
+
+// Why a received heartbeat did not count, for Stats.
+const (
+	IgnoredMalformed   = iota // not a heartbeat, or a broken one
+	IgnoredSignature          // signed with another key, or altered on the way
+	IgnoredNoKey              // signed, and this speaker has no key
+	IgnoredUnsigned           // unsigned, and this speaker requires a signature
+	IgnoredUnknownPeer        // from a node that is not a peer, or not from its address and port
+	IgnoredStale              // signed too far from this speaker's clock, or not after the last
+	numIgnored
+)
+
+// IgnoredReasons names the reasons, by index, for metrics.
+var IgnoredReasons = [numIgnored]string{"malformed", "signature", "no-key", "unsigned", "unknown-peer", "stale"}
+
+// Stats are the heartbeats received since the Tracker started: counted, and ignored by
+// reason (indexed by the Ignored constants).
+type Stats struct {
+	Counted uint64
+	Ignored [numIgnored]uint64
+}
+
+// Stats returns the counters; a rising Ignored[IgnoredSignature] or [IgnoredNoKey] means
+// speakers that do not share a key, and then see each other dead.
+func (t *Tracker) Stats() Stats {
+	st := Stats{Counted: t.counted.Load()}
+	for i := range t.ignored {
+		st.Ignored[i] = t.ignored[i].Load()
+	}
+	return st
 }
 
 // New returns a Tracker that listens on conn (a UDP socket) and sends from it.
@@ -248,7 +283,18 @@ func (t *Tracker) receive() error {
 func (t *Tracker) handle(b []byte, from net.Addr) {
 	var h heartbeat
 	signed, err := h.unmarshal(b, t.cfg.Key)
-	if err != nil || (len(t.cfg.Key) > 0 && !signed && !t.cfg.AcceptUnsigned) {
+	switch {
+	case errors.Is(err, ErrTag):
+		t.ignored[IgnoredSignature].Add(1)
+		return
+	case errors.Is(err, ErrNoKey):
+		t.ignored[IgnoredNoKey].Add(1)
+		return
+	case err != nil:
+		t.ignored[IgnoredMalformed].Add(1)
+		return
+	case len(t.cfg.Key) > 0 && !signed && !t.cfg.AcceptUnsigned:
+		t.ignored[IgnoredUnsigned].Add(1)
 		return
 	}
 	ua, ok := from.(*net.UDPAddr)
@@ -261,15 +307,18 @@ func (t *Tracker) handle(b []byte, from net.Addr) {
 	defer t.mu.Unlock()
 	want, known := t.peers[h.Name]
 	if !known || netip.AddrPortFrom(want.Addr().Unmap(), want.Port()) != src {
+		t.ignored[IgnoredUnknownPeer].Add(1)
 		return
 	}
 	if signed {
 		// The wall clock, whatever t.now is: the send time is the peer's wall clock.
 		if skew := time.Since(h.Sent).Abs(); skew > t.cfg.MaxSkew || !h.Sent.After(t.lastSent[h.Name]) {
+			t.ignored[IgnoredStale].Add(1)
 			return
 		}
 		t.lastSent[h.Name] = h.Sent
 	}
+	t.counted.Add(1)
 	now := t.now()
 	t.lastSeen[h.Name] = now
 	if _, ok := t.firstSeen[h.Name]; !ok {

@@ -221,6 +221,18 @@ func TestSignedHeartbeats(t *testing.T) {
 	if got := b.tracker.Alive(); slices.Contains(got, "a") {
 		t.Errorf("b sees a alive from replayed heartbeats: %v", got)
 	}
+	// Each refusal is counted under its reason, for the metrics.
+	for _, c := range []struct {
+		s      *speaker
+		reason int
+	}{{b, member.IgnoredStale}, {b, member.IgnoredSignature}, {b, member.IgnoredUnsigned}, {c, member.IgnoredSignature}, {d, member.IgnoredNoKey}} {
+		if st := c.s.tracker.Stats(); st.Ignored[c.reason] == 0 {
+			t.Errorf("%s: %+v, want some ignored as %s", c.s.name, st, member.IgnoredReasons[c.reason])
+		}
+	}
+	if st := b.tracker.Stats(); st.Counted == 0 {
+		t.Errorf("b counted no heartbeat: %+v", st)
+	}
 
 	// Rolling a key out: e has it and accepts unsigned heartbeats, f has none yet.
 	e, f := keyed("e", key, true), start(t, "f")
