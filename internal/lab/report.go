@@ -63,7 +63,7 @@ func (l *Lab) Report(ctx context.Context, self string) string {
 
 	fmt.Fprintf(&b, "\nTry next:\n")
 	fmt.Fprintf(&b, "  export KUBECONFIG=%s\n", l.Kubeconfig)
-	fmt.Fprintf(&b, "  %s get services,ippools,bgppeers\n", l.kubectl)
+	fmt.Fprintf(&b, "  %s get services,ippools,bgppeers   # ESTABLISHED: each node's BGP session\n", l.kubectl)
 	fmt.Fprintf(&b, "  %s describe service %s   # the Announced condition: who answers ARP\n", l.kubectl, ServiceL2)
 	fmt.Fprintf(&b, "  sudo ip netns exec %s curl -s http://<%s address>/\n", l.WAN.Name, ServiceBGP)
 	fmt.Fprintf(&b, "  sudo ip netns exec %s ip route           # the ECMP routes FRR installed\n", l.Router.Name)
