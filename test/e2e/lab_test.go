@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/lab"
 	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
@@ -186,6 +187,21 @@ func TestBGPReachabilityAndECMP(t *testing.T) {
 	for _, a := range addrs {
 		answers(t, l.WAN, a, 10*time.Second)
 		waitNexthops(t, l, a, nodeAddrs(l, strings.Contains(a, ":")))
+	}
+	// The sessions are in the BGPPeers' status, one entry per node (the speakers'), counted
+	// by the controller: what `kubectl get bgppeers` shows.
+	for _, name := range []string{"router-v4", "router-v6"} {
+		eventually(t, 15*time.Second, "BGPPeer "+name+" status", func() (bool, string) {
+			var p v1.BGPPeer
+			if err := l.Env.Client.Get(t.Context(), client.ObjectKey{Name: name}, &p); err != nil {
+				return false, err.Error()
+			}
+			ok := p.Status.Established == fmt.Sprintf("%d/%d", len(l.Nodes), len(l.Nodes))
+			for _, e := range p.Status.Nodes {
+				ok = ok && e.Session == "Established" && e.Advertised >= 1
+			}
+			return ok, fmt.Sprintf("%+v", p.Status)
+		})
 	}
 }
 
