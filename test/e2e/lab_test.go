@@ -191,7 +191,8 @@ func TestBGPReachabilityAndECMP(t *testing.T) {
 	// The sessions are in the BGPPeers' status, one entry per node (the speakers'), counted
 	// by the controller: what `kubectl get bgppeers` shows.
 	for _, name := range []string{"router-v4", "router-v6"} {
-		eventually(t, 15*time.Second, "BGPPeer "+name+" status", func() (bool, string) {
+		// 30 s: a change in the prefix count alone is written at most every 10 s.
+		eventually(t, 30*time.Second, "BGPPeer "+name+" status", func() (bool, string) {
 			var p v1.BGPPeer
 			if err := l.Env.Client.Get(t.Context(), client.ObjectKey{Name: name}, &p); err != nil {
 				return false, err.Error()
