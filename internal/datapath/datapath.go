@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferrolb/ferrolb/internal/maglev"
+	"github.com/ferrolb/ferrolb/internal/nsenter"
 )
 
 // Limits of the BPF maps; they match bpf/lb.c.
@@ -404,26 +404,7 @@ func (d *Datapath) Close() error {
 
 // inNS runs f on a thread switched to the Datapath's network namespace, where
 // interface indexes and attachments are resolved.
-func (d *Datapath) inNS(f func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(d.ns); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: the runtime ends it with its goroutine.
-		return errors.Join(ferr, err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func (d *Datapath) inNS(f func() error) error { return nsenter.Do(d.ns, f) }
 
 // Run attaches the program to Config.Interface and Config.BackendInterfaces, keeps the
 // backends' next hops fresh from neighbour updates and a periodic refresh, and detaches

@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/ferrolb/ferrolb/internal/nsenter"
 )
 
 // NS is a named network namespace (/run/netns/NAME).
@@ -99,30 +100,12 @@ func (n *NS) Command(name string, args ...string) *exec.Cmd {
 // socket keeps its namespace for life). The thread is switched back, or, if that fails,
 // discarded, so no other goroutine ever runs in the wrong namespace.
 func (n *NS) Do(f func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
 	target, err := netns.GetFromName(n.Name)
 	if err != nil {
-		runtime.UnlockOSThread()
 		return err
 	}
 	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: the runtime ends it when this goroutine exits.
-		return errors.Join(ferr, fmt.Errorf("return to the original namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return nsenter.Do(target, f)
 }
 
 // Veth links namespace a (interface aName) to namespace b (interface bName) and sets both
