@@ -151,13 +151,8 @@ func BenchmarkLabStats(b *testing.B) {
 	b.Run("pass-no-service", func(b *testing.B) { measure(b, l.d.objs.XdpLb, liveRun(l.d.objs.XdpLb)) })
 	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
 		for _, mode := range []Mode{SNAT, DSR} {
-			name := map[bool]string{false: "v4", true: "v6"}[vip.Is6()] + map[Mode]string{SNAT: "-snat", DSR: "-dsr"}[mode]
-			b.Run(name, func(b *testing.B) {
-				var bs []Backend
-				for i := 1; i <= 3; i++ {
-					bs = append(bs, Backend{Addr: labBackend(i, vip.Is6()), Port: 9})
-				}
-				if err := l.d.SetServices([]Service{{VIP: vip, Port: 9, Protocol: UDP, Mode: mode, Backends: bs}}); err != nil {
+			b.Run(caseName(vip, mode), func(b *testing.B) {
+				if err := l.d.SetServices(udpService(vip, mode, 9, 9)); err != nil {
 					b.Fatal(err)
 				}
 				l.waitNexthops(b)

@@ -1003,10 +1003,7 @@ type Decap struct {
 // packet to the stack: this kernel has no ipip device. The backend must hold the VIP on
 // lo. Close detaches it.
 func AttachDecap(iface string) (*Decap, error) {
-	return attachProg(iface, "xdp_decap")
-}
-
-func attachProg(iface, name string) (*Decap, error) {
+	const name = "xdp_decap"
 	ifc, err := net.InterfaceByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("datapath: %w", err)

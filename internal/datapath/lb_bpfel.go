@@ -173,7 +173,6 @@ const (
 	lbProgXdpDrop         = "xdp_drop"
 	lbProgXdpLb           = "xdp_lb"
 	lbProgXdpLbBench      = "xdp_lb_bench"
-	lbProgXdpPass         = "xdp_pass"
 	lbProgXdpProbeBench   = "xdp_probe_bench"
 	lbProgXdpRestoreBench = "xdp_restore_bench"
 	lbVarSnat4            = "snat4"
@@ -231,7 +230,6 @@ type lbProgramSpecs struct {
 	XdpDrop         *ebpf.ProgramSpec `ebpf:"xdp_drop"`
 	XdpLb           *ebpf.ProgramSpec `ebpf:"xdp_lb"`
 	XdpLbBench      *ebpf.ProgramSpec `ebpf:"xdp_lb_bench"`
-	XdpPass         *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 	XdpProbeBench   *ebpf.ProgramSpec `ebpf:"xdp_probe_bench"`
 	XdpRestoreBench *ebpf.ProgramSpec `ebpf:"xdp_restore_bench"`
 }
@@ -336,7 +334,6 @@ type lbPrograms struct {
 	XdpDrop         *ebpf.Program `ebpf:"xdp_drop"`
 	XdpLb           *ebpf.Program `ebpf:"xdp_lb"`
 	XdpLbBench      *ebpf.Program `ebpf:"xdp_lb_bench"`
-	XdpPass         *ebpf.Program `ebpf:"xdp_pass"`
 	XdpProbeBench   *ebpf.Program `ebpf:"xdp_probe_bench"`
 	XdpRestoreBench *ebpf.Program `ebpf:"xdp_restore_bench"`
 }
@@ -347,7 +344,6 @@ func (p *lbPrograms) Close() error {
 		p.XdpDrop,
 		p.XdpLb,
 		p.XdpLbBench,
-		p.XdpPass,
 		p.XdpProbeBench,
 		p.XdpRestoreBench,
 	)

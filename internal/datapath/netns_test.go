@@ -150,18 +150,8 @@ func newLab(t testing.TB) *lab {
 		}))
 	}
 	// XDP_TX / XDP_REDIRECT into a veth needs an XDP program on its peer.
-	for _, at := range []struct {
-		ns    *netns.NS
-		iface string
-	}{{l.client, "c0"}, {l.sw, "s-n"}} {
-		must(at.ns.Do(func() error {
-			x, err := attachProg(at.iface, "xdp_pass")
-			if err == nil {
-				l.closers = append(l.closers, x)
-			}
-			return err
-		}))
-	}
+	l.xdpPass(t, l.client, "c0")
+	l.xdpPass(t, l.sw, "s-n")
 	must(n.Do(func() (err error) {
 		l.d, err = New(Config{Interface: "n0", BackendInterfaces: []string{"n1"},
 			SNATv4: netip.MustParseAddr("10.1.0.254"), SNATv6: netip.MustParseAddr("fd01::254"),
@@ -178,6 +168,16 @@ func newLab(t testing.TB) *lab {
 		}
 	})
 	return l
+}
+
+// xdpPass attaches a pass-everything XDP program to iface in ns until the test ends.
+func (l *lab) xdpPass(t testing.TB, ns *netns.NS, iface string) {
+	t.Helper()
+	x, err := ns.XDPPass(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.closers = append(l.closers, x)
 }
 
 // serve says which backend it is, then echoes lines; "big N" answers N bytes.
@@ -245,22 +245,32 @@ type conn struct {
 
 func (l *lab) dial(t *testing.T, vip netip.Addr, port uint16) *conn {
 	t.Helper()
-	var c net.Conn
-	err := l.client.Do(func() (err error) {
-		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip, port).String(), 3*time.Second)
-		return err
-	})
+	c, err := l.tryDial(vip, port, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// tryDial connects from the client to vip:port and reads the backend's banner (its name).
+func (l *lab) tryDial(vip netip.Addr, port uint16, timeout time.Duration) (*conn, error) {
+	var c net.Conn
+	err := l.client.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip, port).String(), timeout)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
 	name, err := r.ReadString('\n')
 	if err != nil {
-		t.Fatalf("banner: %v", err)
+		_ = c.Close()
+		return nil, fmt.Errorf("banner: %w", err)
 	}
-	return &conn{Conn: c, r: r, backend: strings.TrimSpace(name)}
+	return &conn{Conn: c, r: r, backend: strings.TrimSpace(name)}, nil
 }
 
 func (c *conn) echo(t *testing.T, msg string) {
@@ -291,6 +301,25 @@ func (l *lab) connectEach(t *testing.T, vip netip.Addr, n int) map[string]*conn 
 	return seen
 }
 
+// caseName names a subtest by the address's family, and by mode when given: "v4",
+// "v6-dsr".
+func caseName(vip netip.Addr, mode ...Mode) string {
+	name := map[bool]string{false: "v4", true: "v6"}[vip.Is6()]
+	for _, m := range mode {
+		name += map[Mode]string{SNAT: "-snat", DSR: "-dsr"}[m]
+	}
+	return name
+}
+
+// udpService is a UDP Service on vip:port with bk1 to bk3 on bport.
+func udpService(vip netip.Addr, mode Mode, port, bport uint16) []Service {
+	var bs []Backend
+	for i := 1; i <= 3; i++ {
+		bs = append(bs, Backend{Addr: labBackend(i, vip.Is6()), Port: bport})
+	}
+	return []Service{{VIP: vip, Port: port, Protocol: UDP, Mode: mode, Backends: bs}}
+}
+
 func labServices(vip netip.Addr, mode Mode, idx ...int) []Service {
 	port, bport := uint16(80), uint16(8080)
 	if mode == DSR {
@@ -306,7 +335,7 @@ func labServices(vip netip.Addr, mode Mode, idx ...int) []Service {
 func TestLabSNAT(t *testing.T) {
 	l := newLab(t)
 	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
-		t.Run(map[bool]string{false: "v4", true: "v6"}[vip.Is6()], func(t *testing.T) {
+		t.Run(caseName(vip), func(t *testing.T) {
 			if err := l.d.SetServices(labServices(vip, SNAT, 1, 2, 3)); err != nil {
 				t.Fatal(err)
 			}
@@ -352,13 +381,8 @@ func TestLabUDP(t *testing.T) {
 	l := newLab(t)
 	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
 		for _, mode := range []Mode{SNAT, DSR} {
-			name := map[bool]string{false: "v4", true: "v6"}[vip.Is6()] + map[Mode]string{SNAT: "-snat", DSR: "-dsr"}[mode]
-			t.Run(name, func(t *testing.T) {
-				var bs []Backend
-				for i := 1; i <= 3; i++ {
-					bs = append(bs, Backend{Addr: labBackend(i, vip.Is6()), Port: 8053})
-				}
-				if err := l.d.SetServices([]Service{{VIP: vip, Port: 53, Protocol: UDP, Mode: mode, Backends: bs}}); err != nil {
+			t.Run(caseName(vip, mode), func(t *testing.T) {
+				if err := l.d.SetServices(udpService(vip, mode, 53, 8053)); err != nil {
 					t.Fatal(err)
 				}
 				l.waitNexthops(t)
@@ -423,7 +447,7 @@ func linkStats(t *testing.T, ns *netns.NS, name string) *netlink.LinkStatistics 
 func TestLabDSR(t *testing.T) {
 	l := newLab(t)
 	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
-		t.Run(map[bool]string{false: "v4", true: "v6"}[vip.Is6()], func(t *testing.T) {
+		t.Run(caseName(vip), func(t *testing.T) {
 			if err := l.d.SetServices(labServices(vip, DSR, 1, 2, 3)); err != nil {
 				t.Fatal(err)
 			}
@@ -516,7 +540,7 @@ func TestLabLocalEndpoint(t *testing.T) {
 	podAddr := map[bool]netip.Addr{false: netip.MustParseAddr("10.2.0.2"), true: netip.MustParseAddr("fd02::2")}
 
 	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
-		t.Run(map[bool]string{false: "v4", true: "v6"}[vip.Is6()], func(t *testing.T) {
+		t.Run(caseName(vip), func(t *testing.T) {
 			svcs := labServices(vip, SNAT, 1, 2)
 			svcs[0].Backends = append(svcs[0].Backends, Backend{Addr: podAddr[vip.Is6()], Port: 8080})
 			if err := l.d.SetServices(svcs); err != nil {
@@ -583,37 +607,19 @@ func TestLabInterfaceRecreated(t *testing.T) {
 	}
 	l.sw.MustRun(t, "ip", "link", "set", "s-n", "master", "br0")
 	l.node.MustRun(t, "ip", "addr", "add", "10.1.0.254/24", "dev", "n1")
-	if err := l.sw.Do(func() error {
-		x, err := attachProg("s-n", "xdp_pass")
-		if err == nil {
-			l.closers = append(l.closers, x)
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.xdpPass(t, l.sw, "s-n")
 
 	seen := map[string]bool{}
 	deadline := time.Now().Add(15 * time.Second)
 	var last error
 	for len(seen) < 3 && time.Now().Before(deadline) {
-		var c net.Conn
-		last = l.client.Do(func() (err error) {
-			c, err = net.DialTimeout("tcp", netip.AddrPortFrom(labVIP4, 80).String(), 500*time.Millisecond)
-			return err
-		})
-		if last != nil {
+		c, err := l.tryDial(labVIP4, 80, 500*time.Millisecond)
+		if last = err; err != nil {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		name, err := bufio.NewReader(c).ReadString('\n')
+		seen[c.backend] = true
 		_ = c.Close()
-		if err != nil {
-			last = err
-			continue
-		}
-		seen[strings.TrimSpace(name)] = true
 	}
 	if len(seen) != 3 {
 		t.Fatalf("after n1 was re-created, new connections reached %v (last error %v), want bk1, bk2 and bk3", seen, last)

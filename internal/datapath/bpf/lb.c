@@ -831,14 +831,6 @@ int xdp_decap(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-// xdp_pass is for veth peers: XDP_TX/XDP_REDIRECT into a veth needs an XDP program on the
-// receiving end.
-SEC("xdp")
-int xdp_pass(struct xdp_md *ctx)
-{
-	return XDP_PASS;
-}
-
 // xdp_drop is the baseline of the benchmark.
 SEC("xdp")
 int xdp_drop(struct xdp_md *ctx)
