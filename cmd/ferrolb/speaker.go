@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/ferrolb/ferrolb/internal/config"
+	"github.com/ferrolb/ferrolb/internal/l2/member"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
@@ -82,8 +83,8 @@ func readMemberKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("--member-key-file: %w", err)
 	}
 	key := bytes.TrimSpace(b)
-	if len(key) < 16 {
-		return nil, fmt.Errorf("--member-key-file %s: %d bytes, want at least 16 (for example: openssl rand -base64 32)", path, len(key))
+	if len(key) < member.MinKeyLength {
+		return nil, fmt.Errorf("--member-key-file %s: %d bytes, want at least %d (for example: openssl rand -base64 32)", path, len(key), member.MinKeyLength)
 	}
 	return key, nil
 }

@@ -129,8 +129,8 @@ func New(cfg Config, conn net.PacketConn) (*Tracker, error) {
 	if cfg.MaxSkew <= 0 {
 		cfg.MaxSkew = 30 * time.Second
 	}
-	if len(cfg.Key) > 0 && len(cfg.Key) < minKeyLength {
-		return nil, fmt.Errorf("heartbeat key of %d bytes: want at least %d", len(cfg.Key), minKeyLength)
+	if len(cfg.Key) > 0 && len(cfg.Key) < MinKeyLength {
+		return nil, fmt.Errorf("heartbeat key of %d bytes: want at least %d", len(cfg.Key), MinKeyLength)
 	}
 	return &Tracker{
 		cfg:       cfg,

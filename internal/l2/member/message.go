@@ -29,8 +29,11 @@ const (
 	timeLength     = 8
 	tagLength      = 16
 	signedTrailing = timeLength + tagLength
-	minKeyLength   = 16 // HMAC-SHA256's key wants 32 random bytes; fewer than 16 is a mistake
 )
+
+// MinKeyLength is the shortest key New takes: HMAC-SHA256 wants 32 random bytes, and fewer
+// than 16 is a mistake.
+const MinKeyLength = 16
 
 // Errors Unmarshal returns.
 var (
