@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -52,25 +49,13 @@ const childMetrics = "127.0.0.1:7474"
 // scrape reads a child's metrics from inside its namespace.
 func scrape(t *testing.T, ns *netns.NS) string {
 	t.Helper()
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-		// The socket is made on a thread inside ns, and belongs to ns for life.
-		err = ns.Do(func() error {
-			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + childMetrics + "/metrics")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	text, err := ns.Get(ctx, "http://"+childMetrics+"/metrics", 1<<24)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return text
 }
 
 // waitMetrics waits until every line of want is in the child's metrics.

@@ -157,27 +157,12 @@ func TestDatapathXDP(t *testing.T) {
 }
 
 // get makes one HTTP request to vip:80 from ns on a new connection and returns the body,
-// or "" on failure. It dials on the calling goroutine: net/http's Transport would dial on
-// another thread, outside the namespace.
+// or "" on failure.
 func get(ns *netns.NS, vip netip.Addr) string {
-	var body string
-	_ = ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(vip.String(), "80"), time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n"); err != nil {
-			return err
-		}
-		b, err := io.ReadAll(c)
-		if _, after, ok := strings.Cut(string(b), "\r\n\r\n"); ok {
-			body = strings.TrimSpace(after)
-		}
-		return err
-	})
-	return body
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	body, _ := ns.Get(ctx, "http://"+net.JoinHostPort(vip.String(), "80")+"/", 4096)
+	return strings.TrimSpace(body)
 }
 
 // waitBackends makes new connections until each of want has answered.

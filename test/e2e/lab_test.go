@@ -427,7 +427,9 @@ func TestXDPDatapath(t *testing.T) {
 // backend address (without its port), summed over Services.
 func datapathPackets(t *testing.T, n *lab.Node) map[string]float64 {
 	t.Helper()
-	text, err := lab.Fetch(t.Context(), n.NS, "http://127.0.0.1:7474/metrics", 1<<20)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	text, err := n.NS.Get(ctx, "http://127.0.0.1:7474/metrics", 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
