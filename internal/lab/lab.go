@@ -137,12 +137,10 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if opts.Prefix == "" {
 		opts.Prefix = Prefix
 	}
-	switch opts.Datapath {
-	case "":
-		opts.Datapath = speaker.DatapathNone
-	case speaker.DatapathNone, speaker.DatapathXDP:
-	default:
-		return nil, fmt.Errorf("datapath %q: want %q or %q", opts.Datapath, speaker.DatapathNone, speaker.DatapathXDP)
+	// Checked here, not only by the speakers: a wrong value would otherwise show as a lab
+	// whose Services never answer.
+	if opts.Datapath, err = speaker.ParseDatapath(opts.Datapath); err != nil {
+		return nil, err
 	}
 	l = &Lab{Dir: opts.Dir, exe: exe, prefix: opts.Prefix, datapath: opts.Datapath}
 	defer func() {
@@ -551,9 +549,6 @@ func (l *Lab) SetDatapath(ctx context.Context, mode string) error {
 	}
 	return l.waitReady(ctx)
 }
-
-// Datapath is the speakers' --datapath.
-func (l *Lab) Datapath() string { return l.datapath }
 
 // KillSpeaker ends node n's speaker at once (SIGKILL), as when a node dies: no Cease, no
 // withdrawal, no goodbye.

@@ -31,6 +31,17 @@ const (
 	DatapathXDP = "xdp"
 )
 
+// ParseDatapath checks a --datapath value; empty means DatapathNone.
+func ParseDatapath(s string) (string, error) {
+	switch s {
+	case "":
+		return DatapathNone, nil
+	case DatapathNone, DatapathXDP:
+		return s, nil
+	}
+	return "", fmt.Errorf("--datapath=%q: want %q or %q", s, DatapathNone, DatapathXDP)
+}
+
 // defaultAffinityTimeout is Kubernetes' default for ClientIP session affinity (3 hours).
 const defaultAffinityTimeout = 10800 * time.Second
 

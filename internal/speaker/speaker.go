@@ -91,12 +91,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if opts.Namespace == "" {
 		opts.Namespace = "ferrolb-system"
 	}
-	switch opts.Datapath {
-	case "":
-		opts.Datapath = DatapathNone
-	case DatapathNone, DatapathXDP:
-	default:
-		return fmt.Errorf("--datapath=%q: want %q or %q", opts.Datapath, DatapathNone, DatapathXDP)
+	var err error
+	if opts.Datapath, err = ParseDatapath(opts.Datapath); err != nil {
+		return err
 	}
 	do := opts.Netns
 	if do == nil {
