@@ -28,6 +28,9 @@ var (
 		"Heartbeats received that counted.", nil, nil)
 	descHeartbeatsIgnored = prometheus.NewDesc("ferrolb_heartbeats_ignored_total",
 		"Heartbeats received that did not count, by reason (signature and no-key: the speakers do not share a key).", []string{"reason"}, nil)
+	descPanics = prometheus.NewDesc("ferrolb_packet_handler_panics_total",
+		"Received packets whose handling panicked (a bug: please report it); each was dropped and the speaker went on. Protocol arp, ndp or heartbeat (interface empty).",
+		[]string{"interface", "protocol"}, nil)
 )
 
 // l2Collector reads the speaker's state when Prometheus scrapes: the responders keep plain
@@ -39,7 +42,7 @@ type l2Collector struct {
 
 func (c l2Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAnnounced, descAnswered, descIgnored, descGratuitous, descSendErrors, descTakeovers, descAlive,
-		descHeartbeats, descHeartbeatsIgnored} {
+		descHeartbeats, descHeartbeatsIgnored, descPanics} {
 		ch <- d
 	}
 }
@@ -68,6 +71,8 @@ func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descGratuitous, n.Unsolicited, "ndp")
 		counter(descSendErrors, a.SendErrors, "arp")
 		counter(descSendErrors, n.SendErrors, "ndp")
+		counter(descPanics, a.Panics, "arp")
+		counter(descPanics, n.Panics, "ndp")
 	}
 	takeovers := c.ann.takeovers
 	c.ann.mu.Unlock()
@@ -78,6 +83,7 @@ func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
 	for i, n := range hb.Ignored {
 		ch <- prometheus.MustNewConstMetric(descHeartbeatsIgnored, prometheus.CounterValue, float64(n), member.IgnoredReasons[i])
 	}
+	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(hb.Panics), "", "heartbeat")
 }
 
 var (

@@ -91,10 +91,15 @@ ferrolb_heartbeats_ignored_total{reason="signature"} 0
 ferrolb_heartbeats_ignored_total{reason="stale"} 0
 ferrolb_heartbeats_ignored_total{reason="unknown-peer"} 1
 ferrolb_heartbeats_ignored_total{reason="unsigned"} 0
+# HELP ferrolb_packet_handler_panics_total Received packets whose handling panicked (a bug: please report it); each was dropped and the speaker went on. Protocol arp, ndp or heartbeat (interface empty).
+# TYPE ferrolb_packet_handler_panics_total counter
+ferrolb_packet_handler_panics_total{interface="",protocol="heartbeat"} 0
+ferrolb_packet_handler_panics_total{interface="eth0",protocol="arp"} 0
+ferrolb_packet_handler_panics_total{interface="eth0",protocol="ndp"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"ferrolb_l2_announced_addresses", "ferrolb_l2_requests_answered_total", "ferrolb_l2_takeovers_total", "ferrolb_speakers_alive",
-		"ferrolb_heartbeats_ignored_total"); err != nil {
+		"ferrolb_heartbeats_ignored_total", "ferrolb_packet_handler_panics_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
+
+	"github.com/ferrolb/ferrolb/internal/l2/recovery"
 )
 
 const (
@@ -68,6 +70,9 @@ type Stats struct {
 	SendErrors uint64
 	// ReadErrors counts failed reads from the socket, apart from the final one at shutdown.
 	ReadErrors uint64
+	// Panics counts frames whose handling panicked (a bug): each was dropped, and the
+	// responder went on serving.
+	Panics uint64
 }
 
 // burst is the state of the gratuitous ARPs of one announcement.
@@ -101,6 +106,7 @@ type Responder struct {
 	closeErr  error
 
 	answered, ignored, gratuitous, sendErrors, readErrors atomic.Uint64
+	guard                                                 recovery.Guard
 }
 
 // New opens a packet socket for ARP on ifi, in the network namespace of the calling thread
@@ -140,6 +146,7 @@ func newResponder(ifi *net.Interface, conn net.PacketConn) (*Responder, error) {
 		kick:    make(chan struct{}, 1),
 		addrs:   make(map[netip.Addr]struct{}),
 		bursts:  make(map[netip.Addr]*burst),
+		guard:   recovery.Guard{Name: "arp " + ifi.Name},
 	}, nil
 }
 
@@ -235,6 +242,7 @@ func (r *Responder) Stats() Stats {
 		GratuitousSent:   r.gratuitous.Load(),
 		SendErrors:       r.sendErrors.Load(),
 		ReadErrors:       r.readErrors.Load(),
+		Panics:           r.guard.Panics(),
 	}
 }
 
@@ -290,7 +298,7 @@ func (r *Responder) serve(ctx context.Context) error {
 	for {
 		n, _, err := r.conn.ReadFrom(buf)
 		if err == nil {
-			r.processRequest(buf[:n])
+			r.handle(buf[:n])
 			continue
 		}
 		if ctx.Err() != nil {
@@ -308,6 +316,12 @@ func (r *Responder) serve(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// handle processes one received frame. A panic there drops the frame, not the speaker.
+func (r *Responder) handle(frame []byte) {
+	defer r.guard.Recover()
+	r.processRequest(frame)
 }
 
 // processRequest decides what to do with one received frame and, if it is a request for an

@@ -12,6 +12,8 @@ package member
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -21,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ferrolb/ferrolb/internal/l2/recovery"
 )
 
 // Peer is another speaker: its node name and where it listens for heartbeats.
@@ -39,16 +43,19 @@ type Config struct {
 	// default 3.
 	Multiplier int
 	// Key, when set, signs every heartbeat sent (HMAC-SHA256), and only heartbeats signed
-	// with it count: sent within MaxSkew of this speaker's clock and later than the last
-	// one from the same peer, so that neither a forged nor a replayed heartbeat can keep a
-	// dead node alive. Without a key, heartbeats are unsigned and signed ones are ignored.
+	// with it count, each later in its sender's run than the last one counted (epoch and
+	// sequence, see message.go), so that neither a forged nor a replayed heartbeat can keep
+	// a dead node alive. Without a key, heartbeats are unsigned and signed ones are ignored.
 	Key []byte
 	// AcceptUnsigned, with Key, also counts unsigned heartbeats, and sends an unsigned one
 	// beside each signed one: for moving speakers that have no key yet (or run a version
 	// without signatures) to one, without a moment in which they think each other dead.
 	AcceptUnsigned bool
-	// MaxSkew is how far a signed heartbeat's send time may be from this speaker's clock;
-	// default 30 s (nodes' clocks are kept by NTP, but not to the millisecond).
+	// MaxSkew is how far the send time of the first signed heartbeat of a peer's run (after
+	// the peer or this speaker started) may be from this speaker's clock; default 30 s. It
+	// bounds how old a recording an attacker can replay to a speaker that just started.
+	// Heartbeats within a run are ordered by their sequence alone: a clock that steps on
+	// either side does not make a live peer look dead.
 	MaxSkew time.Duration
 }
 
@@ -57,6 +64,14 @@ type Tracker struct {
 	cfg  Config
 	conn net.PacketConn
 	now  func() time.Time
+	// wall is the wall clock, for the send time of heartbeats and the coarse check of a
+	// new run's first one (now may be a fake monotonic clock in tests; this is the clock
+	// that NTP steps).
+	wall func() time.Time
+	// epoch identifies this run of the speaker (random, never 0); seq numbers its signed
+	// heartbeats.
+	epoch uint64
+	seq   atomic.Uint64
 
 	mu sync.Mutex
 	// down: this speaker cannot serve (no carrier on its announcing interfaces). It sends
@@ -74,14 +89,15 @@ type Tracker struct {
 	// everyone too, so both sides switch together.
 	firstSeen map[string]time.Time
 	lastSeen  map[string]time.Time
-	// lastSent is the send time of the last signed heartbeat counted from each peer: a
-	// heartbeat must be later to count.
-	lastSent map[string]time.Time
-	alive    map[string]bool
-	changed  chan struct{}
+	// runs is where each peer's signed heartbeats have got to: a heartbeat must be later
+	// in its run to count.
+	runs    map[string]*run
+	alive   map[string]bool
+	changed chan struct{}
 
 	counted atomic.Uint64
 	ignored [numIgnored]atomic.Uint64
+	guard   recovery.Guard
 }
 
 // Why a received heartbeat did not count, for Stats.
@@ -91,7 +107,7 @@ const (
 	IgnoredNoKey              // signed, and this speaker has no key
 	IgnoredUnsigned           // unsigned, and this speaker requires a signature
 	IgnoredUnknownPeer        // from a node that is not a peer, or not from its address and port
-	IgnoredStale              // signed too far from this speaker's clock, or not after the last
+	IgnoredStale              // not later in its run than the last, from an ended run, or a new run sent too far from this clock
 	numIgnored
 )
 
@@ -103,12 +119,15 @@ var IgnoredReasons = [numIgnored]string{"malformed", "signature", "no-key", "uns
 type Stats struct {
 	Counted uint64
 	Ignored [numIgnored]uint64
+	// Panics counts heartbeats whose handling panicked (a bug): each was dropped, and the
+	// tracker went on.
+	Panics uint64
 }
 
 // Stats returns the counters; a rising Ignored[IgnoredSignature] or [IgnoredNoKey] means
 // speakers that do not share a key, and then see each other dead.
 func (t *Tracker) Stats() Stats {
-	st := Stats{Counted: t.counted.Load()}
+	st := Stats{Counted: t.counted.Load(), Panics: t.guard.Panics()}
 	for i := range t.ignored {
 		st.Ignored[i] = t.ignored[i].Load()
 	}
@@ -132,16 +151,23 @@ func New(cfg Config, conn net.PacketConn) (*Tracker, error) {
 	if len(cfg.Key) > 0 && len(cfg.Key) < MinKeyLength {
 		return nil, fmt.Errorf("heartbeat key of %d bytes: want at least %d", len(cfg.Key), MinKeyLength)
 	}
+	epoch, err := newEpoch()
+	if err != nil {
+		return nil, err
+	}
 	return &Tracker{
 		cfg:       cfg,
 		conn:      conn,
 		now:       time.Now,
+		wall:      time.Now,
+		epoch:     epoch,
 		peers:     map[string]netip.AddrPort{},
 		firstSeen: map[string]time.Time{},
 		lastSeen:  map[string]time.Time{},
-		lastSent:  map[string]time.Time{},
+		runs:      map[string]*run{},
 		alive:     map[string]bool{},
 		changed:   make(chan struct{}, 1),
+		guard:     recovery.Guard{Name: "heartbeats"},
 	}, nil
 }
 
@@ -160,7 +186,7 @@ func (t *Tracker) SetPeers(peers []Peer) {
 		if _, ok := next[name]; !ok {
 			delete(t.lastSeen, name)
 			delete(t.firstSeen, name)
-			delete(t.lastSent, name)
+			delete(t.runs, name)
 			if t.alive[name] {
 				delete(t.alive, name)
 				t.notify()
@@ -244,7 +270,7 @@ func (t *Tracker) send() {
 		msgs = append(msgs, b)
 	}
 	if len(t.cfg.Key) > 0 {
-		b, err := heartbeat{Name: t.cfg.Name, Sent: time.Now()}.marshalSigned(t.cfg.Key)
+		b, err := heartbeat{Name: t.cfg.Name, Epoch: t.epoch, Seq: t.seq.Add(1), Sent: t.wall()}.marshalSigned(t.cfg.Key)
 		if err != nil {
 			return
 		}
@@ -281,6 +307,7 @@ func (t *Tracker) receive() error {
 // (a tracker sends from the socket it listens on), count: a stray or spoofed-name packet from
 // elsewhere, even another socket on the peer's host, cannot keep a dead node alive.
 func (t *Tracker) handle(b []byte, from net.Addr) {
+	defer t.guard.Recover() // a bug here drops the packet, not the speaker
 	var h heartbeat
 	signed, err := h.unmarshal(b, t.cfg.Key)
 	switch {
@@ -310,19 +337,73 @@ func (t *Tracker) handle(b []byte, from net.Addr) {
 		t.ignored[IgnoredUnknownPeer].Add(1)
 		return
 	}
-	if signed {
-		// The wall clock, whatever t.now is: the send time is the peer's wall clock.
-		if skew := time.Since(h.Sent).Abs(); skew > t.cfg.MaxSkew || !h.Sent.After(t.lastSent[h.Name]) {
-			t.ignored[IgnoredStale].Add(1)
-			return
-		}
-		t.lastSent[h.Name] = h.Sent
+	if signed && !t.inOrder(h) {
+		t.ignored[IgnoredStale].Add(1)
+		return
 	}
 	t.counted.Add(1)
 	now := t.now()
 	t.lastSeen[h.Name] = now
 	if _, ok := t.firstSeen[h.Name]; !ok {
 		t.firstSeen[h.Name] = now
+	}
+}
+
+// run is where a peer's signed heartbeats have got to: the epoch of its current run, the
+// highest sequence counted in it, and the epochs of its earlier runs, whose heartbeats never
+// count again.
+type run struct {
+	epoch, seq uint64
+	retired    []uint64
+}
+
+// maxRetired bounds the earlier runs remembered per peer: a replay of a run older than that
+// must also pass the MaxSkew check of a new run.
+const maxRetired = 8
+
+// inOrder says whether a signed heartbeat from a peer counts, and if so records it. Within
+// a run, only a higher sequence counts: no clock is involved, so a peer whose clock steps
+// back stays alive, and this speaker's clock jumping forward makes nobody stale. A run not
+// seen before (the peer restarted, or this speaker did and remembers nothing) counts when
+// its send time is within MaxSkew of this speaker's clock: a replay of heartbeats recorded
+// longer ago than that is refused even by a speaker that just started. t.mu is held.
+func (t *Tracker) inOrder(h heartbeat) bool {
+	r, known := t.runs[h.Name]
+	switch {
+	case known && h.Epoch == r.epoch:
+		if h.Seq <= r.seq {
+			return false
+		}
+		r.seq = h.Seq
+		return true
+	case known && slices.Contains(r.retired, h.Epoch):
+		return false
+	case t.wall().Sub(h.Sent).Abs() > t.cfg.MaxSkew:
+		return false
+	}
+	if !known {
+		r = &run{}
+		t.runs[h.Name] = r
+	} else {
+		r.retired = append(r.retired, r.epoch)
+		if len(r.retired) > maxRetired {
+			r.retired = r.retired[1:]
+		}
+	}
+	r.epoch, r.seq = h.Epoch, h.Seq
+	return true
+}
+
+// newEpoch returns a random, non-zero run identifier.
+func newEpoch() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("heartbeat epoch: %w", err)
+		}
+		if e := binary.BigEndian.Uint64(b[:]); e != 0 {
+			return e, nil
+		}
 	}
 }
 

@@ -14,21 +14,28 @@ import (
 //	0         4         5               6
 //	| "FLB" 1 | version | name length n | name (n bytes) |
 //
-// Version 1 ends there. Version 2, signed, for speakers that share a key, goes on:
+// Version 1 ends there. Version 3, signed, for speakers that share a key, goes on:
 //
-//	| send time (Unix ns, 8 bytes, big endian) | tag (16 bytes) |
+//	| epoch (8 bytes) | sequence (8 bytes) | send time (Unix ns, 8 bytes) | tag (16 bytes) |
 //
-// the tag being the first 16 bytes of HMAC-SHA256(key, every byte before it). The time
-// lets a receiver refuse a recorded heartbeat replayed later to keep a dead node alive.
+// all big endian, the tag being the first 16 bytes of HMAC-SHA256(key, every byte before it).
+// The epoch is random for each start of a speaker and the sequence counts its heartbeats
+// from 1: together they order a speaker's heartbeats and refuse a replayed one without
+// trusting anybody's clock, so a clock that steps on either side changes nothing. The send
+// time is only a coarse check when a receiver meets an epoch for the first time (see
+// Tracker.handle). Version 2 (send time without epoch and sequence, ordered by the clock)
+// came before any release and is refused as unknown.
 const (
 	magic          = "FLB\x01"
 	version        = 1
-	versionSigned  = 2
+	versionSigned  = 3
 	maxNameLength  = 253 // a Kubernetes node name
 	headerLength   = len(magic) + 2
+	epochLength    = 8
+	seqLength      = 8
 	timeLength     = 8
 	tagLength      = 16
-	signedTrailing = timeLength + tagLength
+	signedTrailing = epochLength + seqLength + timeLength + tagLength
 )
 
 // MinKeyLength is the shortest key New takes: HMAC-SHA256 wants 32 random bytes, and fewer
@@ -48,7 +55,11 @@ var (
 // heartbeat says "I am alive" from one speaker.
 type heartbeat struct {
 	Name string
-	// Sent is when a signed heartbeat was sent; zero for an unsigned one.
+	// Epoch and Seq place a signed heartbeat in its sender's run: Epoch is random per
+	// start, Seq counts from 1. Zero for an unsigned heartbeat.
+	Epoch, Seq uint64
+	// Sent is when a signed heartbeat was sent, by the sender's clock; zero for an
+	// unsigned one.
 	Sent time.Time
 }
 
@@ -67,12 +78,14 @@ func (h heartbeat) marshal() ([]byte, error) {
 	return h.header(version, 0)
 }
 
-// marshalSigned encodes a signed (version 2) heartbeat sent at h.Sent.
+// marshalSigned encodes a signed (version 3) heartbeat.
 func (h heartbeat) marshalSigned(key []byte) ([]byte, error) {
 	b, err := h.header(versionSigned, signedTrailing)
 	if err != nil {
 		return nil, err
 	}
+	b = binary.BigEndian.AppendUint64(b, h.Epoch)
+	b = binary.BigEndian.AppendUint64(b, h.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.Sent.UnixNano()))
 	return append(b, tag(key, b)...), nil
 }
@@ -119,7 +132,13 @@ func (h *heartbeat) unmarshal(b, key []byte) (signed bool, err error) {
 	if !hmac.Equal(got, tag(key, body)) {
 		return true, ErrTag
 	}
-	sent := int64(binary.BigEndian.Uint64(body[len(body)-timeLength:])) //nolint:gosec // as written by marshalSigned
-	*h = heartbeat{Name: name, Sent: time.Unix(0, sent)}
+	f := body[headerLength+n:]
+	sent := int64(binary.BigEndian.Uint64(f[epochLength+seqLength:])) //nolint:gosec // as written by marshalSigned
+	*h = heartbeat{
+		Name:  name,
+		Epoch: binary.BigEndian.Uint64(f),
+		Seq:   binary.BigEndian.Uint64(f[epochLength:]),
+		Sent:  time.Unix(0, sent),
+	}
 	return true, nil
 }

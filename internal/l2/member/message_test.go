@@ -19,11 +19,12 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 			t.Errorf("round trip of %q: got %q, signed %v, %v", name, h.Name, signed, err)
 		}
 		sent := time.Unix(1_800_000_000, 123456789)
-		b, err = heartbeat{Name: name, Sent: sent}.marshalSigned(testKey)
+		b, err = heartbeat{Name: name, Epoch: 0xfeedface01020304, Seq: 42, Sent: sent}.marshalSigned(testKey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if signed, err := h.unmarshal(b, testKey); err != nil || !signed || h.Name != name || !h.Sent.Equal(sent) {
+		if signed, err := h.unmarshal(b, testKey); err != nil || !signed || h.Name != name || !h.Sent.Equal(sent) ||
+			h.Epoch != 0xfeedface01020304 || h.Seq != 42 {
 			t.Errorf("signed round trip of %q: got %+v, signed %v, %v", name, h, signed, err)
 		}
 	}
@@ -48,12 +49,15 @@ func TestHeartbeatMalformed(t *testing.T) {
 		{"truncated name", good[:len(good)-1], ErrShort},
 		{"trailing byte", append(bytes.Clone(good), 0), ErrShort},
 		{"other magic", append([]byte("XLB\x01"), good[4:]...), ErrMagic},
-		{"other version", append(append([]byte(magic), 3), good[5:]...), ErrVersion},
+		{"other version", append(append([]byte(magic), 4), good[5:]...), ErrVersion},
+		{"version 2 (ordered by the clock, before epochs)", append(append([]byte(magic), 2), good[5:]...), ErrVersion},
 		{"zero-length name", append([]byte(magic), version, 0), ErrName},
 		{"signed, truncated", signed[:len(signed)-1], ErrShort},
 		{"signed, another key", signedOther, ErrTag},
 		{"signed, a bit flipped in the name", flip(signed, headerLength), ErrTag},
-		{"signed, a bit flipped in the time", flip(signed, len(signed)-signedTrailing), ErrTag},
+		{"signed, a bit flipped in the epoch", flip(signed, len(signed)-signedTrailing), ErrTag},
+		{"signed, a bit flipped in the sequence", flip(signed, len(signed)-signedTrailing+epochLength), ErrTag},
+		{"signed, a bit flipped in the time", flip(signed, len(signed)-tagLength-1), ErrTag},
 		{"signed, a bit flipped in the tag", flip(signed, len(signed)-1), ErrTag},
 		{"unsigned, marked signed", append(append([]byte(magic), versionSigned), good[5:]...), ErrShort},
 	}

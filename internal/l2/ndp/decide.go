@@ -18,6 +18,9 @@ const (
 	protoICMPv6   = 58
 	// icmpOffset is where the ICMPv6 message starts in an untagged Ethernet frame.
 	icmpOffset = ethHeaderLen + ipv6HeaderLen
+	// nsLen is the fixed part of a Neighbor Solicitation (RFC 4861 4.3): type, code,
+	// checksum, reserved and the 16-byte target.
+	nsLen = 24
 )
 
 var (
@@ -104,6 +107,12 @@ func decide(b []byte, own net.HardwareAddr, announced func(netip.Addr) bool) (re
 	msg := ip[ipv6HeaderLen : ipv6HeaderLen+plen]
 	if ipv6.ICMPType(msg[0]) != ipv6.ICMPTypeNeighborSolicitation {
 		return reply{}, dropNotNS
+	}
+	// Nothing below may index msg before this: a solicitation shorter than its fixed part
+	// (type, code, checksum, reserved, target) is malformed, and a 1-byte message whose
+	// checksum sums to zero once took every speaker down (msg[1]).
+	if len(msg) < nsLen {
+		return reply{}, dropMalformed
 	}
 	// RFC 4861 7.1.1: a hop limit of 255 proves the sender is on this link (a router would
 	// have decremented it), so nobody off-link can make us advertise.

@@ -67,12 +67,21 @@ func (p pkt) bytes(t testing.TB) []byte {
 		}
 	}
 	msg = append([]byte(nil), msg...)
-	if len(msg) >= 4 {
+	switch {
+	case len(msg) >= 4:
 		msg[2], msg[3] = 0, 0
 		binary.BigEndian.PutUint16(msg[2:4], checksum(p.src, p.dst, msg))
 		if p.badSum {
 			msg[3] ^= 0xff
 		}
+	case !p.badSum:
+		// Too short to hold a checksum field: make the sum come out right anyway, as an
+		// attacker can, by choosing the last 16 bits of the source address (the checksum of
+		// the sum with them zero is the value that completes it to all ones).
+		s := p.src.As16()
+		s[14], s[15] = 0, 0
+		binary.BigEndian.PutUint16(s[14:], checksum(netip.AddrFrom16(s), p.dst, msg))
+		p.src = netip.AddrFrom16(s)
 	}
 	b := make([]byte, icmpOffset, icmpOffset+len(msg))
 	copy(b[0:6], p.ethDst)
@@ -330,6 +339,37 @@ func TestDecide(t *testing.T) {
 				t.Errorf("reply (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestDecideShortSolicitation sends what an attacker on the segment can: a solicitation of
+// every length shorter than its fixed 24 bytes, with hop limit 255 and a checksum that
+// verifies (for lengths under 4 through the choice of source address), padded by Ethernet to
+// the 60-byte minimum frame. Each must be dropped as malformed; the 1-byte one once panicked
+// every speaker (decide indexed msg[1]).
+func TestDecideShortSolicitation(t *testing.T) {
+	full, err := ndp.MarshalMessage(&ndp.NeighborSolicitation{TargetAddress: vip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n < nsLen; n++ {
+		p := nsPkt(vip)
+		p.msg, p.raw = nil, full[:n]
+		p.edit = func(b []byte) []byte {
+			if len(b) < 60 {
+				b = append(b, make([]byte, 60-len(b))...)
+			}
+			return b
+		}
+		b := p.bytes(t)
+		ip := b[ethHeaderLen:]
+		msg := ip[ipv6HeaderLen : ipv6HeaderLen+n]
+		if checksum(netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40])), msg) != 0 {
+			t.Fatalf("%d bytes: the test frame's checksum does not verify", n)
+		}
+		if rep, why := decide(b, ownMAC, onlyVIP); why != dropMalformed || rep.na != nil {
+			t.Errorf("%d-byte solicitation: decide = %v, want %v", n, why, dropMalformed)
+		}
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/ndp"
+
+	"github.com/ferrolb/ferrolb/internal/l2/recovery"
 )
 
 // ErrClosed is returned by Announce and Run once Run has returned.
@@ -43,6 +45,9 @@ type Stats struct {
 	NotAnnounced uint64
 	// SendErrors counts advertisements the kernel refused to send.
 	SendErrors uint64
+	// Panics counts frames whose handling panicked (a bug): each was dropped, and the
+	// responder went on serving.
+	Panics uint64
 }
 
 // announcement is the state of one announced address.
@@ -77,6 +82,7 @@ type Responder struct {
 	wake chan struct{}
 
 	answered, unsolicited, ignored, notAnnounced, sendErrors atomic.Uint64
+	guard                                                    recovery.Guard
 }
 
 // New opens the sockets of a responder on ifi, in the network namespace of the calling
@@ -108,6 +114,7 @@ func newResponder(ifi *net.Interface, c conn) *Responder {
 		addrs:    make(map[netip.Addr]*announcement),
 		groups:   make(map[netip.Addr]int),
 		wake:     make(chan struct{}, 1),
+		guard:    recovery.Guard{Name: "ndp " + ifi.Name},
 	}
 }
 
@@ -174,8 +181,9 @@ func (r *Responder) isClosed() bool {
 }
 
 // handle answers one frame if it asks for an announced address. The read lock is held from
-// the decision to the send (see mu).
+// the decision to the send (see mu). A panic here drops the frame, not the speaker.
 func (r *Responder) handle(b []byte) {
+	defer r.guard.Recover()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
@@ -343,6 +351,7 @@ func (r *Responder) Stats() Stats {
 		Ignored:      r.ignored.Load(),
 		NotAnnounced: r.notAnnounced.Load(),
 		SendErrors:   r.sendErrors.Load(),
+		Panics:       r.guard.Panics(),
 	}
 }
 
