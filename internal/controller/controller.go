@@ -28,6 +28,7 @@ import (
 
 	ferrolbv1alpha1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/config"
+	"github.com/ferrolb/ferrolb/internal/eventnote"
 )
 
 // Options configure the controller.
@@ -136,7 +137,7 @@ func setupIPAM(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	retry := make(chan event.GenericEvent, 1024)
 	svcs := &serviceReconciler{
 		client:     mgr.GetClient(),
-		recorder:   mgr.GetEventRecorder("ferrolb-controller"),
+		recorder:   eventnote.Recorder(mgr.GetEventRecorder("ferrolb-controller")),
 		state:      state,
 		poolEvents: poolEvents,
 		retry:      retry,
