@@ -111,7 +111,10 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 			ready = readyNodes(svc, eps.Items)
 		}
-		var as []assignment
+		var (
+			as      []assignment
+			refused []string
+		)
 		for _, p := range pols {
 			if !p.MatchesService(svc.Namespace, svc.Name, svc.Labels) {
 				continue
@@ -127,8 +130,17 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 			if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && ready == nil {
 				cands = nil // Local with no ready endpoint anywhere: nobody may announce
 			}
-			for _, addr := range addresses(svc, p) {
-				if len(p.Pools) > 0 && !slices.Contains(p.Pools, poolOf(cpools, addr)) {
+			for _, c := range addresses(svc, p) {
+				addr, pool := c.addr, poolOf(cpools, c.addr)
+				if c.external && pool == "" || len(p.Pools) > 0 && !slices.Contains(p.Pools, pool) {
+					// spec.externalIPs is written by whoever may create a Service, unlike
+					// the allocated addresses: answering ARP for any of them would let
+					// that user take the gateway's address on the segment (CVE-2020-8554
+					// carried onto layer 2). Only addresses of the policy's pools (any
+					// IPPool when it names none) count.
+					if c.external {
+						refused = append(refused, fmt.Sprintf("%s (spec.externalIPs: in no IPPool of L2Policy %s)", addr, p.Name))
+					}
 					continue
 				}
 				winner, ok := l2.Announcer(addr, cands)
@@ -147,7 +159,7 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 				as = append(as, a)
 			}
 		}
-		if c := r.condition(svc, as); c != nil {
+		if c := r.condition(svc, as, refused, alive); c != nil {
 			writes = append(writes, write{svc, c})
 		}
 	}
@@ -158,16 +170,26 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 		if err := r.applyCondition(ctx, w.svc, w.cond); err != nil {
 			return ctrl.Result{}, fmt.Errorf("status of %s/%s: %w", w.svc.Namespace, w.svc.Name, err)
 		}
-		r.recorder.Eventf(w.svc, nil, corev1.EventTypeNormal, "Announced", "Announce", "%s", w.cond.Message)
+		typ := corev1.EventTypeNormal
+		if w.cond.Status != metav1.ConditionTrue || strings.Contains(w.cond.Message, notAnnounced) {
+			typ = corev1.EventTypeWarning
+		}
+		r.recorder.Eventf(w.svc, nil, typ, w.cond.Reason, "Announce", "%s", w.cond.Message)
 	}
 	return ctrl.Result{}, nil
 }
 
+// notAnnounced starts the part of an Announced message that lists refused addresses.
+const notAnnounced = "not announced: "
+
 // condition returns the Announced condition to apply to a Service when this node is the one
-// to write it (the announcer of its first address: one writer, the same on every node), and
-// nil when there is nothing to change.
-func (r *l2Reconciler) condition(svc *corev1.Service, as []assignment) *metav1.Condition {
-	if len(as) == 0 || as[0].node != r.node {
+// to write it, and nil when there is nothing to change. The writer is the announcer of its
+// first address, or, when a refused address leaves nothing announced, the first live node
+// by name: one writer, the same on every node.
+func (r *l2Reconciler) condition(svc *corev1.Service, as []assignment, refused, alive []string) *metav1.Condition {
+	switch {
+	case len(as) > 0 && as[0].node != r.node,
+		len(as) == 0 && (len(refused) == 0 || len(alive) == 0 || alive[0] != r.node):
 		return nil
 	}
 	var parts []string
@@ -178,8 +200,18 @@ func (r *l2Reconciler) condition(svc *corev1.Service, as []assignment) *metav1.C
 		}
 		parts = append(parts, s+")")
 	}
-	c := metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Layer2",
-		Message: "announced: " + strings.Join(parts, "; "), ObservedGeneration: svc.Generation}
+	c := metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Layer2", ObservedGeneration: svc.Generation}
+	var msg []string
+	if len(parts) > 0 {
+		msg = append(msg, "announced: "+strings.Join(parts, "; "))
+	}
+	if len(refused) > 0 {
+		msg = append(msg, notAnnounced+strings.Join(refused, "; "))
+		if len(as) == 0 {
+			c.Status, c.Reason = metav1.ConditionFalse, "ExternalIPNotInPool"
+		}
+	}
+	c.Message = strings.Join(msg, "; ")
 	if old := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced); old != nil &&
 		old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message && old.ObservedGeneration == c.ObservedGeneration {
 		return nil
@@ -200,20 +232,29 @@ func (r *l2Reconciler) applyCondition(ctx context.Context, svc *corev1.Service, 
 	return r.client.Status().Apply(ctx, ac, client.FieldOwner("ferrolb-speaker"), client.ForceOwnership)
 }
 
-// addresses are the Service addresses a policy announces.
-func addresses(svc *corev1.Service, p config.L2Policy) []netip.Addr {
-	var out []netip.Addr
+// candidate is a Service address a policy may announce; external: from spec.externalIPs.
+type candidate struct {
+	addr     netip.Addr
+	external bool
+}
+
+// addresses are the Service addresses a policy may announce, allocated ones first.
+func addresses(svc *corev1.Service, p config.L2Policy) []candidate {
+	var out []candidate
+	has := func(a netip.Addr) bool {
+		return slices.ContainsFunc(out, func(c candidate) bool { return c.addr == a })
+	}
 	if p.LoadBalancerIPs {
 		for _, in := range svc.Status.LoadBalancer.Ingress {
 			if a, err := netip.ParseAddr(in.IP); err == nil {
-				out = append(out, a.Unmap())
+				out = append(out, candidate{addr: a.Unmap()})
 			}
 		}
 	}
 	if p.ExternalIPs {
 		for _, s := range svc.Spec.ExternalIPs {
-			if a, err := netip.ParseAddr(s); err == nil && !slices.Contains(out, a.Unmap()) {
-				out = append(out, a.Unmap())
+			if a, err := netip.ParseAddr(s); err == nil && !has(a.Unmap()) {
+				out = append(out, candidate{addr: a.Unmap(), external: true})
 			}
 		}
 	}

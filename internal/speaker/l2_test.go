@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -482,4 +483,72 @@ func TestLayer2PartitionHeals(t *testing.T) {
 		}
 	}
 	waitNeighbour(t, client, vip, mac(t, nodeNS[winner]), false)
+}
+
+// TestLayer2ExternalIPs: with externalIPs on, a policy announces a Service's spec.externalIPs
+// only inside its pools. Anybody who may create a Service writes that field: announcing
+// any address there would let them take the gateway's address on the segment
+// (CVE-2020-8554 carried onto layer 2). The gateway keeps its address, the address in the
+// pool is announced, and the Service's condition and a Warning Event say what was refused.
+func TestLayer2ExternalIPs(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t, "br0")
+	cl, gw, n := l.host("cl"), l.host("gw"), l.host("ext")
+	l.join(cl, "eth0", "br0", "192.0.2.1/24")
+	l.join(gw, "eth0", "br0", "192.0.2.254/24")
+	l.join(n, "eth0", "br0", "192.0.2.31/24")
+	node(t, "l2-ext-a", "192.0.2.31", n)
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "l2-ext"}, Spec: v1.IPPoolSpec{
+		Blocks: []v1.IPBlock{{Start: "192.0.2.150", Stop: "192.0.2.160"}}, AutoAssign: ptr.To(false)}}
+	pol := &v1.L2Policy{ObjectMeta: metav1.ObjectMeta{Name: "l2-ext"}, Spec: v1.L2PolicySpec{
+		Interfaces: []string{"eth0"}, ExternalIPs: true,
+		ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "ext"}}}}
+	for _, o := range []client.Object{pool, pol} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
+	}
+	createService(t, "l2-ext", "web")
+	svc := &corev1.Service{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "l2-ext", Name: "web"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Labels = map[string]string{"app": "ext"}
+	svc.Spec.ExternalIPs = []string{"192.0.2.254", "192.0.2.150"}
+	if err := env.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+
+	inPool := netip.MustParseAddr("192.0.2.150")
+	waitNeighbour(t, cl, inPool, mac(t, n), true)
+	waitAnnounced(t, "l2-ext", "web", "not announced: 192.0.2.254 (spec.externalIPs: in no IPPool of L2Policy l2-ext)")
+	got := answering(cl, netip.MustParseAddr("192.0.2.254"))
+	if want := mac(t, gw); len(got) != 1 || !got[want] {
+		t.Errorf("ARP for the gateway's address is answered by %v, want the gateway (%s) alone", got, want)
+	}
+	if !warningEvent(t, "l2-ext", "web", "192.0.2.254") {
+		t.Error("no Warning Event on the Service names the refused external IP")
+	}
+}
+
+// warningEvent reports whether a Warning Event on the Service mentions s.
+func warningEvent(t *testing.T, namespace, name, s string) bool {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var evs eventsv1.EventList
+		if err := env.Client.List(context.Background(), &evs, client.InNamespace(namespace)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name && e.Type == corev1.EventTypeWarning && strings.Contains(e.Note, s) {
+				return true
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

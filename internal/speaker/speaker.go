@@ -36,6 +36,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/controller"
 	"github.com/ferrolb/ferrolb/internal/datapath"
+	"github.com/ferrolb/ferrolb/internal/eventnote"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
@@ -177,7 +178,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 
 	r := &l2Reconciler{
 		client:     mgr.GetClient(),
-		recorder:   mgr.GetEventRecorder("ferrolb-speaker"),
+		recorder:   eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker")),
 		node:       opts.NodeName,
 		class:      opts.LoadBalancerClass,
 		memberPort: opts.MemberPort,
@@ -218,7 +219,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Watches(&corev1.Secret{}, all).
 		Complete(&bgpReconciler{
 			client:    mgr.GetClient(),
-			recorder:  mgr.GetEventRecorder("ferrolb-speaker"),
+			recorder:  eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker")),
 			node:      opts.NodeName,
 			class:     opts.LoadBalancerClass,
 			namespace: opts.Namespace,
