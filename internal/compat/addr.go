@@ -55,6 +55,14 @@ func prefixBlock(s string) (block, error) {
 	if p.Addr().Zone() != "" {
 		return block{}, fmt.Errorf("%q: a Service address has no zone", s)
 	}
+	// IPv4-mapped IPv6 addresses count as IPv4 (see parseAddr), and FerroLB's API refuses
+	// them as CIDRs: ::ffff:10.0.2.0/120 is written as 10.0.2.0/24, the same addresses.
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return block{}, fmt.Errorf("%q: an IPv4-mapped CIDR shorter than /96 holds IPv6 addresses too", s)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
 	p = p.Masked()
 	return block{out: v1.IPBlock{CIDR: p.String()}, span: span{p.Addr(), lastAddr(p)}}, nil
 }

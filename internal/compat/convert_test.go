@@ -80,6 +80,11 @@ func TestMetalLBPool(t *testing.T) {
 			want: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "198.51.100.0/24"}}},
 		},
 		{
+			name: "IPv4-mapped CIDR written as IPv4 (the CRD refuses the mapped form)",
+			spec: "  addresses: ['::ffff:10.0.2.0/120']",
+			want: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "10.0.2.0/24"}}},
+		},
+		{
 			name: "range with spaces",
 			spec: "  addresses: ['10.0.0.1 - 10.0.0.9']",
 			want: v1.IPPoolSpec{Blocks: []v1.IPBlock{{Start: "10.0.0.1", Stop: "10.0.0.9"}}},
@@ -156,6 +161,7 @@ func TestMetalLBPoolErrors(t *testing.T) {
 		{"mixed families", "  addresses: ['10.0.0.1-fd00::1']", "spec.addresses[0]", "different families"},
 		{"bare address", "  addresses: [10.0.0.1]", "spec.addresses[0]", "not a CIDR"},
 		{"no addresses", "  addresses: []", "spec.addresses", "at least one"},
+		{"IPv4-mapped CIDR beyond the mapped range", "  addresses: ['::ffff:0.0.0.0/95']", "spec.addresses[0]", "IPv4-mapped CIDR shorter than /96"},
 		{"wrong type", "  addresses: [10.0.0.0/24]\n  autoAssign: 'no'", "spec.autoAssign", "want a bool"},
 		{"bad namespace", "  addresses: [10.0.0.0/24]\n  serviceAllocation: {namespaces: [Not_OK]}", "", "spec.namespaces[0]"},
 	}
