@@ -1,7 +1,9 @@
 package main
 
 import (
+	"net"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -30,8 +32,8 @@ the one that works.`,
 	}
 	kf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":7472", `address for Prometheus /metrics ("0": off)`)
-	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":7473", `address for /healthz and /readyz ("0": off)`)
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", podAddr(7472), metricsHelp)
+	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", podAddr(7473), healthHelp)
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "take turns with other replicas through a Lease")
 	f.StringVar(&opts.LeaseNamespace, "lease-namespace", envOr("POD_NAMESPACE", "ferrolb-system"),
 		"namespace of the leader-election Lease (default: $POD_NAMESPACE)")
@@ -47,6 +49,19 @@ the one that works.`,
 		"also read the pools of other systems in the cluster, as they are: metallb (IPAddressPool), cilium "+
 			"(CiliumLoadBalancerIPPool); their CRDs stay theirs. See docs/migration.md")
 	return cmd
+}
+
+// Where metrics and probes listen by default: the pod's own address ($POD_IP, from the
+// downward API), which the kubelet's probes and Prometheus reach, and not every interface of
+// the host (the speaker runs in the host network, where ":port" would also listen on the
+// Service addresses and any public interface). Without $POD_IP, loopback.
+const (
+	metricsHelp = `address for Prometheus /metrics, plain HTTP (default $POD_IP, else 127.0.0.1; ":PORT" for every interface; "0": off)`
+	healthHelp  = `address for /healthz and /readyz (default $POD_IP, else 127.0.0.1; "0": off)`
+)
+
+func podAddr(port int) string {
+	return net.JoinHostPort(envOr("POD_IP", "127.0.0.1"), strconv.Itoa(port))
 }
 
 func envOr(key, def string) string {

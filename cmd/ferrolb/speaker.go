@@ -33,7 +33,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 			if err != nil {
 				return err
 			}
-			if opts.MemberKey, err = readMemberKey(keyFile); err != nil {
+			if opts.MemberKey, err = readMemberKey(keyFile, opts.MemberAcceptUnsigned); err != nil {
 				return err
 			}
 			return speaker.Run(cmd.Context(), cfg, opts)
@@ -42,8 +42,8 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	kf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "the Node this speaker runs on (default: $NODE_NAME)")
-	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":7474", `address for Prometheus /metrics ("0": off)`)
-	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":7475", `address for /healthz and /readyz ("0": off)`)
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", podAddr(7474), metricsHelp)
+	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", podAddr(7475), healthHelp)
 	f.StringVar(&opts.LoadBalancerClass, "load-balancer-class", config.LoadBalancerClass,
 		"serve Services with this spec.loadBalancerClass, and those with none")
 	ns := os.Getenv("POD_NAMESPACE")
@@ -55,9 +55,9 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.DurationVar(&opts.MemberInterval, "member-interval", 100*time.Millisecond,
 		"heartbeat interval; a node is declared dead after 3 missed, and its addresses move")
 	f.StringVar(&keyFile, "member-key-file", "",
-		"file holding the key that signs heartbeats (at least 16 bytes; the same on every node); a missing file means unsigned heartbeats")
+		"file holding the key that signs heartbeats (at least 16 bytes; the same on every node); a missing file is an error unless --member-accept-unsigned")
 	f.BoolVar(&opts.MemberAcceptUnsigned, "member-accept-unsigned", false,
-		"with a key, also count unsigned heartbeats and send both: for rolling a key out to speakers without one")
+		"also count unsigned heartbeats and send both kinds, for rolling a key out to speakers without one; with a --member-key-file that does not exist, run unsigned")
 	f.StringVar(&opts.Datapath, "datapath", speaker.DatapathNone,
 		`who carries Service traffic on this node: "none" (kube-proxy or the CNI; the speaker only announces) or "xdp" (FerroLB's XDP load balancer)`)
 	f.StringVar(&opts.DatapathInterface, "datapath-interface", "",
@@ -68,15 +68,22 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 }
 
 // readMemberKey reads the heartbeat key from path, without surrounding whitespace (a
-// Secret written with echo ends in a newline). No path, or no file there (the DaemonSet
-// mounts the Secret as optional), is no key: heartbeats go unsigned, as the log says.
-func readMemberKey(path string) ([]byte, error) {
+// Secret written with echo ends in a newline). No path means unsigned heartbeats. A path
+// with no file there (the DaemonSet mounts the Secret as optional) fails closed: unsigned
+// heartbeats let anyone on the node network keep a dead node alive, so they are no silent
+// fallback; acceptUnsigned (--member-accept-unsigned) allows them, and the log says so.
+func readMemberKey(path string, acceptUnsigned bool) ([]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
 	b, err := os.ReadFile(path) //nolint:gosec // the operator's own flag
 	if errors.Is(err, fs.ErrNotExist) {
-		ctrl.Log.WithName("speaker").Info("no heartbeat key: heartbeats are unsigned", "file", path)
+		if !acceptUnsigned {
+			return nil, fmt.Errorf("--member-key-file %s: no such file; create the Secret ferrolb-memberlist "+
+				"(kubectl -n ferrolb-system create secret generic ferrolb-memberlist --from-literal=key=\"$(openssl rand -base64 32)\") "+
+				"or pass --member-accept-unsigned to run with unsigned heartbeats", path)
+		}
+		ctrl.Log.WithName("speaker").Info("no heartbeat key: heartbeats are unsigned (--member-accept-unsigned)", "file", path)
 		return nil, nil
 	}
 	if err != nil {
