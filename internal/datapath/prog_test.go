@@ -566,6 +566,41 @@ func TestSNATPorts(t *testing.T) {
 	}
 }
 
+// TestSNATTwoVIPs: one client address and port talks to two IPv6 VIPs that differ only in
+// their middle words, on the same port and backend. The flows are different ones, so they
+// get SNAT ports of their own, and each reply goes back from its own VIP.
+func TestSNATTwoVIPs(t *testing.T) {
+	d := newProgDatapath(t)
+	vips := []netip.Addr{netip.MustParseAddr("2001:db8:0:1::10"), netip.MustParseAddr("2001:db8:0:2:1::10")}
+	var svcs []Service
+	for _, vip := range vips {
+		svcs = append(svcs, Service{VIP: vip, Port: 80, Protocol: TCP, Backends: backends(vip, 1), TableSize: maglev.SmallSize})
+	}
+	if err := d.SetServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	client := netip.AddrPortFrom(client6, 40000)
+	nport := map[netip.Addr]uint16{}
+	for _, vip := range vips {
+		ret, out := run(t, d, pkt{src: client, dst: netip.AddrPortFrom(vip, 80), proto: TCP, tcpFlags: tcpSYN}.build())
+		if ret != xdpRedirect {
+			t.Fatalf("SYN to %v: verdict %d", vip, ret)
+		}
+		nport[vip] = parse(out).src.Port()
+	}
+	if nport[vips[0]] == nport[vips[1]] {
+		t.Fatalf("both flows got SNAT port %d", nport[vips[0]])
+	}
+	for _, vip := range vips {
+		ret, out := run(t, d, pkt{src: netip.AddrPortFrom(be6(1), 8080), dst: netip.AddrPortFrom(node6, nport[vip]),
+			proto: TCP, tcpFlags: tcpSYN | tcpACK, smac: beMAC(1), dmac: nodeMAC}.build())
+		if p := parse(out); ret != xdpTX || p.src != netip.AddrPortFrom(vip, 80) || p.dst != client {
+			t.Fatalf("reply to port %d: verdict %d, %v -> %v, want %v -> %v", nport[vip], ret, p.src, p.dst,
+				netip.AddrPortFrom(vip, 80), client)
+		}
+	}
+}
+
 func svcPort(p Protocol) uint16 {
 	if p == TCP {
 		return 80

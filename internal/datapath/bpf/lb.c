@@ -551,10 +551,25 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 	return xmit(ctx, be->ifindex);
 }
 
+// same_flow says whether rv, a reverse entry, belongs to f's client flow: the same client
+// address and port, VIP and port. Whole addresses: two IPv6 VIPs may differ in their
+// middle words only, and a flow to each from one client port must not share a SNAT port.
+static __always_inline int same_flow(const struct rev_val *rv, const struct flow *f, const int v6)
+{
+	if (rv->cport != f->sport || rv->vport != f->dport || rv->client.w[0] != f->saddr.w[0] ||
+	    rv->vip.w[0] != f->daddr.w[0])
+		return 0;
+	if (!v6)
+		return 1; // the other words are zero on both sides
+	return rv->client.w[1] == f->saddr.w[1] && rv->client.w[2] == f->saddr.w[2] &&
+	       rv->client.w[3] == f->saddr.w[3] && rv->vip.w[1] == f->daddr.w[1] &&
+	       rv->vip.w[2] == f->daddr.w[2] && rv->vip.w[3] == f->daddr.w[3];
+}
+
 // snat_port picks a node port for a new SNAT flow and records the reverse entry. Returns 0
 // when every probed port is taken.
 static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, struct backend *be,
-					__u32 hash)
+					__u32 hash, const int v6)
 {
 	struct rev_key rk = {};
 	struct rev_val rv = {};
@@ -596,11 +611,7 @@ static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, stru
 			limit = snat_idle_closed;
 		else if (old->replied && f->proto == IPPROTO_TCP)
 			limit = snat_idle_tcp;
-		if ((old->cport == rv.cport && old->vport == rv.vport &&
-		     old->client.w[0] == rv.client.w[0] && old->client.w[1] == rv.client.w[1] &&
-		     old->client.w[2] == rv.client.w[2] && old->client.w[3] == rv.client.w[3] &&
-		     old->vip.w[0] == rv.vip.w[0] && old->vip.w[3] == rv.vip.w[3]) ||
-		    idle > limit) {
+		if (same_flow(old, f, v6) || idle > limit) {
 			bpf_map_update_elem(&snat_rev, &rk, &rv, BPF_EXIST);
 			return port;
 		}
@@ -739,7 +750,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		}
 		nport = 0;
 		if (mode == MODE_SNAT) {
-			nport = snat_port(ctx, &f, be, hash);
+			nport = snat_port(ctx, &f, be, hash, v6);
 			if (!nport)
 				return XDP_DROP; // SNAT ports exhausted for this backend
 		}
