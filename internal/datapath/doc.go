@@ -33,8 +33,15 @@
 //     slots. The new flow is recorded in conntrack, and for SNAT a node port is picked by
 //     hash with up to 8 probes and recorded in snat_rev. A probe may take a port whose
 //     flow is over: idle (no reply) for Config.SNATIdleClosed after the backend sent FIN
-//     or RST, SNATIdleOther for UDP and for flows never answered, SNATIdleTCP otherwise.
-//     Replies refresh their entry at most once per tick of a 1.07 s coarse clock.
+//     or RST, SNATIdleTCP for an established TCP flow, SNATIdleOther for UDP and for TCP
+//     flows not established. A TCP flow is established once the client has ACKed the
+//     backend's SYN-ACK: the reply path records the SYN-ACK's sequence number, and the
+//     first client ACK (without SYN) that acknowledges it, within 64 KiB, marks the
+//     snat_rev entry; conntrack notes that it is done, so only a flow's first ACKs
+//     look snat_rev up. A SYN-ACK alone does not count, so handshakes that never
+//     complete (a SYN flood, spoofed sources) hold a port for SNATIdleOther after the
+//     backend's last SYN-ACK, not for hours. Replies refresh their entry at most once per
+//     tick of a 1.07 s coarse clock.
 //  6. counts packets and bytes per backend slot (one per-CPU array; a service's total is
 //     the sum of its slots, summed in userspace, so the packet pays one counter lookup),
 //     then either rewrites addresses and ports (SNAT, checksums updated incrementally per
