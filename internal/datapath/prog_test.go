@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -220,6 +221,97 @@ func TestPassAndMalformed(t *testing.T) {
 		}
 		if ret, _ := run(t, d, b); ret != xdpPass {
 			t.Errorf("%s: verdict %d, want pass", name, ret)
+		}
+	}
+}
+
+// TestHeaderLengths: packets whose length fields disagree with their headers or their
+// frame (IPv4 total length, IPv6 payload length and version, TCP data offset, UDP length)
+// pass to the stack untouched, which drops them, in both directions and for SNAT and DSR:
+// the program must not read a header the packet does not have, nor forward a rewritten
+// copy (DSR's outer length is computed from the inner one). Ethernet padding after the
+// IP packet is no error.
+func TestHeaderLengths(t *testing.T) {
+	d := newProgDatapath(t)
+	if err := d.SetServices([]Service{
+		{VIP: vip4, Port: 80, Protocol: TCP, Backends: backends(vip4, 1)},
+		{VIP: vip4, Port: 90, Protocol: UDP, Mode: DSR, Backends: backends(vip4, 1)},
+		{VIP: vip6, Port: 80, Protocol: UDP, Backends: backends(vip6, 1)},
+		{VIP: vip6, Port: 90, Protocol: TCP, Mode: DSR, Backends: backends(vip6, 1)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tcp4 := pkt{src: netip.AddrPortFrom(client4, 5000), dst: netip.AddrPortFrom(vip4, 80), proto: TCP}
+	udp4 := pkt{src: netip.AddrPortFrom(client4, 5000), dst: netip.AddrPortFrom(vip4, 90), proto: UDP, payload: []byte("x")}
+	udp6 := pkt{src: netip.AddrPortFrom(client6, 5000), dst: netip.AddrPortFrom(vip6, 80), proto: UDP, payload: []byte("x")}
+	tcp6 := pkt{src: netip.AddrPortFrom(client6, 5000), dst: netip.AddrPortFrom(vip6, 90), proto: TCP}
+	// The SNAT flows' replies, on the ports they got.
+	reply := map[Protocol]pkt{}
+	for _, p := range []pkt{tcp4, udp6} {
+		ret, out := run(t, d, p.build())
+		if ret != xdpRedirect {
+			t.Fatalf("%v: verdict %d", p.dst, ret)
+		}
+		o := parse(out)
+		reply[p.proto] = pkt{src: o.dst, dst: o.src, proto: p.proto, tcpFlags: tcpSYN | tcpACK, payload: []byte("y"),
+			smac: beMAC(1), dmac: nodeMAC}
+	}
+	// Ethernet padding: a 60-byte frame around a 54-byte IPv4 TCP packet (and for DSR, a
+	// 43-byte UDP one) is balanced, and the padding is not counted in the IP length.
+	for _, p := range []pkt{tcp4, udp4} {
+		b := append(p.build(), make([]byte, 60)...)[:60]
+		ret, out := run(t, d, b)
+		o := parse(out)
+		if ret != xdpRedirect || !o.ipOK || !o.l4OK || (o.outer != nil) != (p.proto == UDP) {
+			t.Fatalf("padded %v: verdict %d, %+v", p.dst, ret, o)
+		}
+	}
+	setLen := func(b []byte, n int) { binary.BigEndian.PutUint16(b, uint16(n)) }
+	// v4 and v6 build p and let f change its IP header and what follows; v4 then fixes
+	// the header checksum, so that only the change is wrong.
+	v4 := func(p pkt, f func(ip, l4 []byte)) []byte {
+		b := p.build()
+		ip := b[14:34]
+		f(ip, b[34:])
+		setLen(ip[10:], 0)
+		setLen(ip[10:], int(csumFold(csumAdd(0, ip))))
+		return b
+	}
+	v6 := func(p pkt, f func(ip, l4 []byte)) []byte {
+		b := p.build()
+		f(b[14:54], b[54:])
+		return b
+	}
+	cases := map[string][]byte{
+		"v4 total length 0":                          v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 0) }),
+		"v4 total length 20, a TCP header after":     v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 20) }),
+		"v4 total length cuts the TCP header":        v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 39) }),
+		"v4 total length past the frame":             v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 41) }),
+		"v4 total length 65535, DSR":                 v4(udp4, func(ip, _ []byte) { setLen(ip[2:], 65535) }),
+		"v4 total length cuts the UDP header, DSR":   v4(udp4, func(ip, _ []byte) { setLen(ip[2:], 27) }),
+		"v4 TCP data offset 4":                       v4(tcp4, func(_, l4 []byte) { l4[12] = 4 << 4 }),
+		"v4 TCP data offset 0":                       v4(tcp4, func(_, l4 []byte) { l4[12] = 0 }),
+		"v4 TCP data offset past the packet":         v4(tcp4, func(_, l4 []byte) { l4[12] = 6 << 4 }),
+		"v4 UDP length 7, DSR":                       v4(udp4, func(_, l4 []byte) { setLen(l4[4:], 7) }),
+		"v4 UDP length past the packet, DSR":         v4(udp4, func(_, l4 []byte) { setLen(l4[4:], 10) }),
+		"v6 version 4":                               v6(udp6, func(ip, _ []byte) { ip[0] = 0x40 }),
+		"v6 payload length 0":                        v6(udp6, func(ip, _ []byte) { setLen(ip[4:], 0) }),
+		"v6 payload length cuts the UDP header":      v6(udp6, func(ip, _ []byte) { setLen(ip[4:], 7) }),
+		"v6 payload length past the frame":           v6(udp6, func(ip, _ []byte) { setLen(ip[4:], 10) }),
+		"v6 payload length cuts the TCP header, DSR": v6(tcp6, func(ip, _ []byte) { setLen(ip[4:], 19) }),
+		"v6 payload length 65535, DSR":               v6(tcp6, func(ip, _ []byte) { setLen(ip[4:], 65535) }),
+		"v6 TCP data offset 4, DSR":                  v6(tcp6, func(_, l4 []byte) { l4[12] = 4 << 4 }),
+		"v6 UDP length 0":                            v6(udp6, func(_, l4 []byte) { setLen(l4[4:], 0) }),
+		"v6 UDP length past the packet":              v6(udp6, func(_, l4 []byte) { setLen(l4[4:], 10) }),
+		"v4 reply total length 20":                   v4(reply[TCP], func(ip, _ []byte) { setLen(ip[2:], 20) }),
+		"v4 reply TCP data offset 4":                 v4(reply[TCP], func(_, l4 []byte) { l4[12] = 4 << 4 }),
+		"v6 reply payload length past the frame":     v6(reply[UDP], func(ip, _ []byte) { setLen(ip[4:], 10) }),
+		"v6 reply UDP length 7":                      v6(reply[UDP], func(_, l4 []byte) { setLen(l4[4:], 7) }),
+	}
+	for name, b := range cases {
+		ret, out := run(t, d, b)
+		if ret != xdpPass || !bytes.Equal(out[:len(b)], b) {
+			t.Errorf("%s: verdict %d (want pass), packet changed %v", name, ret, !bytes.Equal(out[:len(b)], b))
 		}
 	}
 }

@@ -363,7 +363,13 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 
 // parse fills f and h; returns 0 to go on, else the XDP verdict for packets we leave alone.
 // Anything not plainly TCP/UDP over IPv4 without options or IPv6 without extension headers
-// (fragments included) is passed to the stack, which owns validation and reassembly.
+// (fragments included) is passed to the stack, which owns validation and reassembly. So is
+// a packet whose length fields disagree with its headers or its frame: an IP length past
+// the frame (truncated) or too short for the headers, a TCP data offset under 5 words or
+// past the IP length, a UDP length under 8 or past it. The verifier only makes sure that
+// we read inside the frame; these checks make sure that what we read and rewrite are the
+// packet's own headers, which the backend will see too, and not Ethernet padding or a
+// length the stack would reject (DSR's outer header takes its length from the inner one).
 // The caller has checked the Ethernet header and its type: v6 is a constant, so each
 // family gets code of its own.
 static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs *h, const int v6)
@@ -372,6 +378,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	void *l4;
+	__u32 l4len; // the bytes after the IP header, by the IP length field
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
@@ -383,6 +390,12 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 			return XDP_PASS;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return XDP_PASS;
+		// The length field, not the frame, says where the packet ends: the frame may
+		// carry Ethernet padding after it.
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (tot < sizeof(*ip) || (void *)ip + tot > data_end)
+			return XDP_PASS;
+		l4len = tot - sizeof(*ip);
 		f->family = 4;
 		f->proto = ip->protocol;
 		f->ttl = ip->ttl;
@@ -393,6 +406,11 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		if (ip6->version != 6)
+			return XDP_PASS;
+		l4len = bpf_ntohs(ip6->payload_len); // 0 for a jumbogram, which has extension headers
+		if ((void *)(ip6 + 1) + l4len > data_end)
 			return XDP_PASS;
 		f->family = 6;
 		f->proto = ip6->nexthdr;
@@ -406,6 +424,8 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 		struct tcphdr *tcp = l4;
 		if ((void *)(tcp + 1) > data_end)
 			return XDP_PASS;
+		if (tcp->doff < 5 || tcp->doff * 4 > l4len)
+			return XDP_PASS;
 		h->sport = &tcp->source;
 		h->dport = &tcp->dest;
 		h->l4csum = &tcp->check;
@@ -414,6 +434,9 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	} else if (f->proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
 		if ((void *)(udp + 1) > data_end)
+			return XDP_PASS;
+		__u32 ulen = bpf_ntohs(udp->len);
+		if (ulen < sizeof(*udp) || ulen > l4len)
 			return XDP_PASS;
 		h->sport = &udp->source;
 		h->dport = &udp->dest;
@@ -512,6 +535,7 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 		struct iphdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
 			return XDP_DROP;
+		// parse checked that the packet fits its frame, so the outer length cannot wrap.
 		__u16 tot = bpf_ntohs(inner->tot_len);
 		__u16 vtos = *(__u16 *)inner; // version, IHL and TOS: 4, 5 (checked) and the inner TOS
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
@@ -541,7 +565,7 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 		struct ipv6hdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
 			return XDP_DROP;
-		__u16 plen = bpf_ntohs(inner->payload_len);
+		__u16 plen = bpf_ntohs(inner->payload_len); // fits its frame (parse): no wrap below
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
 			return XDP_DROP;
 		data = (void *)(long)ctx->data;
