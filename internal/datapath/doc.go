@@ -6,9 +6,12 @@
 //
 //  1. parses Ethernet, IPv4 without options or IPv6 without extension headers, and a TCP
 //     or UDP header. Anything else — other protocols, IPv4 options, IPv6 extension headers,
-//     fragments, truncated or malformed headers — goes to the stack (XDP_PASS): the stack
-//     owns validation and reassembly, and kube-proxy or the stack can still answer. Every
-//     access is bounds-checked, so no input can fault.
+//     fragments, truncated or malformed headers, length fields that disagree with the
+//     headers or the frame (an IP length past the frame or short of the headers, a TCP data
+//     offset under 5, a UDP length under 8 or past the packet) — goes to the stack
+//     (XDP_PASS): the stack owns validation and reassembly, and kube-proxy or the stack
+//     can still answer. Every access is bounds-checked, so no input can fault, and the
+//     headers read and rewritten are the packet's own, not Ethernet padding.
 //  2. if the destination is the node's SNAT address and port range, looks the reply up in
 //     snat_rev and reverses the SNAT (VIP:port -> client), sending it out of the interface
 //     the client's packet came in on, to the MAC it came from. XDP on the backend-facing
@@ -91,6 +94,9 @@
 // decapsulation program strips any IPIP / IP6IP6 packet without checking its outer
 // destination; conntrack entries leave by LRU eviction only (only SNAT ports time out);
 // a UDP flow whose backend never answers loses its SNAT port after SNATIdleOther even
-// while the client still sends; and
+// while the client still sends; a SYN flood still holds a backend's SNAT ports, each for
+// SNATIdleOther after the backend's last SYN-ACK (60 to about 90 s with Linux's
+// defaults, which retransmit it for 31 s), so 50 to 75 SYNs a second hold all of a
+// backend's default 4,536 ports; and
 // traffic with IPv4 options, IPv6 extension headers or fragments is never balanced.
 package datapath
