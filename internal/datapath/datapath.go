@@ -110,10 +110,12 @@ type Config struct {
 	// connections do not collide with them.
 	SNATPortMin, SNATPortMax uint16
 	// A SNAT port goes back to the pool when its flow has been idle (no reply from the
-	// backend) this long. SNATIdleTCP: a TCP flow the backend has answered; zero: 6 h.
-	// SNATIdleOther: UDP, and any flow not answered yet (so that SYNs to a dead backend
-	// do not hold ports); zero: 60 s. SNATIdleClosed: after the backend sent FIN or RST;
-	// zero: 10 s. The program's clock ticks every 1.07 s.
+	// backend) this long. SNATIdleTCP: an established TCP flow, one whose client ACKed
+	// the backend's SYN-ACK; zero: 6 h. SNATIdleOther: UDP, and TCP flows whose
+	// handshake has not completed, answered or not (so that SYNs that never complete,
+	// to a dead backend or from a SYN flood, do not hold ports for hours); zero: 60 s.
+	// SNATIdleClosed: after the backend sent FIN or RST; zero: 10 s. The program's clock
+	// ticks every 1.07 s.
 	SNATIdleTCP, SNATIdleOther, SNATIdleClosed time.Duration
 	// ConntrackSize is the number of flows each conntrack LRU (one per address family)
 	// holds; zero: 262144. The per-CPU LRU divides it among the CPUs.

@@ -6,9 +6,12 @@
 //
 //  1. parses Ethernet, IPv4 without options or IPv6 without extension headers, and a TCP
 //     or UDP header. Anything else — other protocols, IPv4 options, IPv6 extension headers,
-//     fragments, truncated or malformed headers — goes to the stack (XDP_PASS): the stack
-//     owns validation and reassembly, and kube-proxy or the stack can still answer. Every
-//     access is bounds-checked, so no input can fault.
+//     fragments, truncated or malformed headers, length fields that disagree with the
+//     headers or the frame (an IP length past the frame or short of the headers, a TCP data
+//     offset under 5, a UDP length under 8 or past the packet) — goes to the stack
+//     (XDP_PASS): the stack owns validation and reassembly, and kube-proxy or the stack
+//     can still answer. Every access is bounds-checked, so no input can fault, and the
+//     headers read and rewritten are the packet's own, not Ethernet padding.
 //  2. if the destination is the node's SNAT address and port range, looks the reply up in
 //     snat_rev and reverses the SNAT (VIP:port -> client), sending it out of the interface
 //     the client's packet came in on, to the MAC it came from. XDP on the backend-facing
@@ -33,8 +36,15 @@
 //     slots. The new flow is recorded in conntrack, and for SNAT a node port is picked by
 //     hash with up to 8 probes and recorded in snat_rev. A probe may take a port whose
 //     flow is over: idle (no reply) for Config.SNATIdleClosed after the backend sent FIN
-//     or RST, SNATIdleOther for UDP and for flows never answered, SNATIdleTCP otherwise.
-//     Replies refresh their entry at most once per tick of a 1.07 s coarse clock.
+//     or RST, SNATIdleTCP for an established TCP flow, SNATIdleOther for UDP and for TCP
+//     flows not established. A TCP flow is established once the client has ACKed the
+//     backend's SYN-ACK: the reply path records the SYN-ACK's sequence number, and the
+//     first client ACK (without SYN) that acknowledges it, within 64 KiB, marks the
+//     snat_rev entry; conntrack notes that it is done, so only a flow's first ACKs
+//     look snat_rev up. A SYN-ACK alone does not count, so handshakes that never
+//     complete (a SYN flood, spoofed sources) hold a port for SNATIdleOther after the
+//     backend's last SYN-ACK, not for hours. Replies refresh their entry at most once per
+//     tick of a 1.07 s coarse clock.
 //  6. counts packets and bytes per backend slot (one per-CPU array; a service's total is
 //     the sum of its slots, summed in userspace, so the packet pays one counter lookup),
 //     then either rewrites addresses and ports (SNAT, checksums updated incrementally per
@@ -84,6 +94,9 @@
 // decapsulation program strips any IPIP / IP6IP6 packet without checking its outer
 // destination; conntrack entries leave by LRU eviction only (only SNAT ports time out);
 // a UDP flow whose backend never answers loses its SNAT port after SNATIdleOther even
-// while the client still sends; and
+// while the client still sends; a SYN flood still holds a backend's SNAT ports, each for
+// SNATIdleOther after the backend's last SYN-ACK (60 to about 90 s with Linux's
+// defaults, which retransmit it for 31 s), so 50 to 75 SYNs a second hold all of a
+// backend's default 4,536 ports; and
 // traffic with IPv4 options, IPv6 extension headers or fragments is never balanced.
 package datapath

@@ -97,7 +97,8 @@ type lbCtVal struct {
 	Gen     uint32
 	NatPort uint16
 	Mode    uint8
-	Pad     [5]uint8
+	Settled uint8
+	Pad     [4]uint8
 }
 
 type lbRevKey struct {
@@ -123,15 +124,17 @@ type lbRevVal struct {
 		_ structs.HostLayout
 		W [4]uint32
 	}
-	Cport   uint16
-	Vport   uint16
-	Ifindex uint32
-	Cmac    [6]uint8
-	Nmac    [6]uint8
-	Seen    uint32
-	Closing uint8
-	Replied uint8
-	Pad     [2]uint8
+	Cport       uint16
+	Vport       uint16
+	Ifindex     uint32
+	Cmac        [6]uint8
+	Nmac        [6]uint8
+	Seen        uint32
+	SynackSeq   uint32
+	Closing     uint8
+	Synack      uint8
+	Established uint8
+	Pad         uint8
 }
 
 type lbSvcKey struct {

@@ -51,6 +51,13 @@ func labBackend(i int, v6 bool) netip.Addr {
 
 func newLab(t testing.TB) *lab {
 	t.Helper()
+	return newLabConfig(t, Config{})
+}
+
+// newLabConfig is newLab with cfg's settings besides the interfaces, SNAT addresses and
+// next hop refresh, which are the lab's.
+func newLabConfig(t testing.TB, cfg Config) *lab {
+	t.Helper()
 	l := &lab{client: netns.ForTest(t, "dpcl"), node: netns.ForTest(t, "dpnd"), sw: netns.ForTest(t, "dpsw")}
 	must := func(err error) {
 		t.Helper()
@@ -153,9 +160,10 @@ func newLab(t testing.TB) *lab {
 	l.xdpPass(t, l.client, "c0")
 	l.xdpPass(t, l.sw, "s-n")
 	must(n.Do(func() (err error) {
-		l.d, err = New(Config{Interface: "n0", BackendInterfaces: []string{"n1"},
-			SNATv4: netip.MustParseAddr("10.1.0.254"), SNATv6: netip.MustParseAddr("fd01::254"),
-			NexthopRefresh: 100 * time.Millisecond})
+		cfg.Interface, cfg.BackendInterfaces = "n0", []string{"n1"}
+		cfg.SNATv4, cfg.SNATv6 = netip.MustParseAddr("10.1.0.254"), netip.MustParseAddr("fd01::254")
+		cfg.NexthopRefresh = 100 * time.Millisecond
+		l.d, err = New(cfg)
 		return err
 	}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -624,4 +632,87 @@ func TestLabInterfaceRecreated(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("after n1 was re-created, new connections reached %v (last error %v), want bk1, bk2 and bk3", seen, last)
 	}
+}
+
+// TestLabSNATHalfOpen: with two SNAT ports, two real handshakes that stop after the
+// SYN-ACK (nftables in the client drops its ACKs on those source ports) hold both ports,
+// but only for SNATIdleOther after the backend's last SYN-ACK (the backend retransmits
+// it once here): then a real connection gets one of them, and its handshake, with the
+// kernel's own sequence numbers, makes its flow established.
+func TestLabSNATHalfOpen(t *testing.T) {
+	l := newLabConfig(t, Config{SNATPortMin: 61000, SNATPortMax: 61001, SNATIdleOther: 2 * time.Second})
+	l.backends[0].MustRun(t, "sysctl", "-qw", "net.ipv4.tcp_synack_retries=1")
+	l.client.MustRun(t, "nft", "add table inet halfopen; "+
+		"add chain inet halfopen out { type filter hook output priority 0; }; "+
+		"add rule inet halfopen out tcp sport 40000-40009 tcp flags & ack == ack drop")
+	for i, vip := range []netip.Addr{labVIP4, labVIP6} {
+		t.Run(caseName(vip), func(t *testing.T) {
+			if err := l.d.SetServices(labServices(vip, SNAT, 1)); err != nil {
+				t.Fatal(err)
+			}
+			l.waitNexthops(t)
+			be := labBackend(1, vip.Is6())
+			for _, port := range []int{40000 + 2*i, 40001 + 2*i} {
+				// The client's side completes: its connect returns once the SYN-ACK is in.
+				err := l.client.Do(func() error {
+					d := net.Dialer{LocalAddr: &net.TCPAddr{Port: port}, Timeout: 3 * time.Second}
+					c, err := d.Dial("tcp", netip.AddrPortFrom(vip, 80).String())
+					if err == nil {
+						t.Cleanup(func() { _ = c.Close() })
+					}
+					return err
+				})
+				if err != nil {
+					t.Fatalf("half-open connection from port %d: %v", port, err)
+				}
+			}
+			flows := snatFlows(t, l.d, be)
+			if len(flows) != 2 {
+				t.Fatalf("SNAT ports held: %v, want the two half-open flows'", flows)
+			}
+			for port, v := range flows {
+				if v.Synack != 1 || v.Established != 0 {
+					t.Fatalf("half-open flow from port %d: SYN-ACK seen %d, established %d", port, v.Synack, v.Established)
+				}
+			}
+			// New connections fail (their SYNs are dropped) until the ports come back.
+			var c *conn
+			var err error
+			start := time.Now()
+			for c == nil && time.Since(start) < 20*time.Second {
+				c, err = l.tryDial(vip, 80, time.Second)
+			}
+			if c == nil {
+				t.Fatalf("no connection in %v, the half-open flows still hold the ports: %v", time.Since(start), err)
+			}
+			t.Logf("connected after %v", time.Since(start).Round(time.Millisecond))
+			defer c.Close()
+			c.echo(t, "hello")
+			cport := uint16(c.LocalAddr().(*net.TCPAddr).Port)
+			if v, ok := snatFlows(t, l.d, be)[cport]; !ok || v.Established != 1 {
+				t.Fatalf("the connection's flow (port %d): %+v, want established", cport, v)
+			}
+		})
+	}
+	if err := l.d.SetServices(nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snatFlows are the snat_rev entries of backend be's TCP SNAT ports, by client port.
+func snatFlows(t *testing.T, d *Datapath, be netip.Addr) map[uint16]lbRevVal {
+	t.Helper()
+	out := map[uint16]lbRevVal{}
+	var k lbRevKey
+	var v lbRevVal
+	it := d.objs.SnatRev.Iterate()
+	for it.Next(&k, &v) {
+		if k.Baddr.W == addrWords(be) && k.Family == family(be) && k.Proto == uint8(TCP) {
+			out[htons(v.Cport)] = v
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -23,7 +23,8 @@ type pkt struct {
 	udpNoCsum  bool
 	smac, dmac [6]byte
 	tcpFlags   byte
-	ttl        byte // 0: 64
+	seq, ack   uint32 // TCP sequence and acknowledgment numbers
+	ttl        byte   // 0: 64
 }
 
 func csumAdd(sum uint32, b []byte) uint32 {
@@ -70,7 +71,8 @@ func (p pkt) build() []byte {
 		l4 = make([]byte, 20+len(p.payload))
 		binary.BigEndian.PutUint16(l4[0:], p.src.Port())
 		binary.BigEndian.PutUint16(l4[2:], p.dst.Port())
-		binary.BigEndian.PutUint32(l4[4:], 1000)
+		binary.BigEndian.PutUint32(l4[4:], p.seq)
+		binary.BigEndian.PutUint32(l4[8:], p.ack)
 		l4[12] = 5 << 4
 		l4[13] = p.tcpFlags
 		if l4[13] == 0 {

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -220,6 +221,97 @@ func TestPassAndMalformed(t *testing.T) {
 		}
 		if ret, _ := run(t, d, b); ret != xdpPass {
 			t.Errorf("%s: verdict %d, want pass", name, ret)
+		}
+	}
+}
+
+// TestHeaderLengths: packets whose length fields disagree with their headers or their
+// frame (IPv4 total length, IPv6 payload length and version, TCP data offset, UDP length)
+// pass to the stack untouched, which drops them, in both directions and for SNAT and DSR:
+// the program must not read a header the packet does not have, nor forward a rewritten
+// copy (DSR's outer length is computed from the inner one). Ethernet padding after the
+// IP packet is no error.
+func TestHeaderLengths(t *testing.T) {
+	d := newProgDatapath(t)
+	if err := d.SetServices([]Service{
+		{VIP: vip4, Port: 80, Protocol: TCP, Backends: backends(vip4, 1)},
+		{VIP: vip4, Port: 90, Protocol: UDP, Mode: DSR, Backends: backends(vip4, 1)},
+		{VIP: vip6, Port: 80, Protocol: UDP, Backends: backends(vip6, 1)},
+		{VIP: vip6, Port: 90, Protocol: TCP, Mode: DSR, Backends: backends(vip6, 1)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tcp4 := pkt{src: netip.AddrPortFrom(client4, 5000), dst: netip.AddrPortFrom(vip4, 80), proto: TCP}
+	udp4 := pkt{src: netip.AddrPortFrom(client4, 5000), dst: netip.AddrPortFrom(vip4, 90), proto: UDP, payload: []byte("x")}
+	udp6 := pkt{src: netip.AddrPortFrom(client6, 5000), dst: netip.AddrPortFrom(vip6, 80), proto: UDP, payload: []byte("x")}
+	tcp6 := pkt{src: netip.AddrPortFrom(client6, 5000), dst: netip.AddrPortFrom(vip6, 90), proto: TCP}
+	// The SNAT flows' replies, on the ports they got.
+	reply := map[Protocol]pkt{}
+	for _, p := range []pkt{tcp4, udp6} {
+		ret, out := run(t, d, p.build())
+		if ret != xdpRedirect {
+			t.Fatalf("%v: verdict %d", p.dst, ret)
+		}
+		o := parse(out)
+		reply[p.proto] = pkt{src: o.dst, dst: o.src, proto: p.proto, tcpFlags: tcpSYN | tcpACK, payload: []byte("y"),
+			smac: beMAC(1), dmac: nodeMAC}
+	}
+	// Ethernet padding: a 60-byte frame around a 54-byte IPv4 TCP packet (and for DSR, a
+	// 43-byte UDP one) is balanced, and the padding is not counted in the IP length.
+	for _, p := range []pkt{tcp4, udp4} {
+		b := append(p.build(), make([]byte, 60)...)[:60]
+		ret, out := run(t, d, b)
+		o := parse(out)
+		if ret != xdpRedirect || !o.ipOK || !o.l4OK || (o.outer != nil) != (p.proto == UDP) {
+			t.Fatalf("padded %v: verdict %d, %+v", p.dst, ret, o)
+		}
+	}
+	setLen := func(b []byte, n int) { binary.BigEndian.PutUint16(b, uint16(n)) }
+	// v4 and v6 build p and let f change its IP header and what follows; v4 then fixes
+	// the header checksum, so that only the change is wrong.
+	v4 := func(p pkt, f func(ip, l4 []byte)) []byte {
+		b := p.build()
+		ip := b[14:34]
+		f(ip, b[34:])
+		setLen(ip[10:], 0)
+		setLen(ip[10:], int(csumFold(csumAdd(0, ip))))
+		return b
+	}
+	v6 := func(p pkt, f func(ip, l4 []byte)) []byte {
+		b := p.build()
+		f(b[14:54], b[54:])
+		return b
+	}
+	cases := map[string][]byte{
+		"v4 total length 0":                          v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 0) }),
+		"v4 total length 20, a TCP header after":     v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 20) }),
+		"v4 total length cuts the TCP header":        v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 39) }),
+		"v4 total length past the frame":             v4(tcp4, func(ip, _ []byte) { setLen(ip[2:], 41) }),
+		"v4 total length 65535, DSR":                 v4(udp4, func(ip, _ []byte) { setLen(ip[2:], 65535) }),
+		"v4 total length cuts the UDP header, DSR":   v4(udp4, func(ip, _ []byte) { setLen(ip[2:], 27) }),
+		"v4 TCP data offset 4":                       v4(tcp4, func(_, l4 []byte) { l4[12] = 4 << 4 }),
+		"v4 TCP data offset 0":                       v4(tcp4, func(_, l4 []byte) { l4[12] = 0 }),
+		"v4 TCP data offset past the packet":         v4(tcp4, func(_, l4 []byte) { l4[12] = 6 << 4 }),
+		"v4 UDP length 7, DSR":                       v4(udp4, func(_, l4 []byte) { setLen(l4[4:], 7) }),
+		"v4 UDP length past the packet, DSR":         v4(udp4, func(_, l4 []byte) { setLen(l4[4:], 10) }),
+		"v6 version 4":                               v6(udp6, func(ip, _ []byte) { ip[0] = 0x40 }),
+		"v6 payload length 0":                        v6(udp6, func(ip, _ []byte) { setLen(ip[4:], 0) }),
+		"v6 payload length cuts the UDP header":      v6(udp6, func(ip, _ []byte) { setLen(ip[4:], 7) }),
+		"v6 payload length past the frame":           v6(udp6, func(ip, _ []byte) { setLen(ip[4:], 10) }),
+		"v6 payload length cuts the TCP header, DSR": v6(tcp6, func(ip, _ []byte) { setLen(ip[4:], 19) }),
+		"v6 payload length 65535, DSR":               v6(tcp6, func(ip, _ []byte) { setLen(ip[4:], 65535) }),
+		"v6 TCP data offset 4, DSR":                  v6(tcp6, func(_, l4 []byte) { l4[12] = 4 << 4 }),
+		"v6 UDP length 0":                            v6(udp6, func(_, l4 []byte) { setLen(l4[4:], 0) }),
+		"v6 UDP length past the packet":              v6(udp6, func(_, l4 []byte) { setLen(l4[4:], 10) }),
+		"v4 reply total length 20":                   v4(reply[TCP], func(ip, _ []byte) { setLen(ip[2:], 20) }),
+		"v4 reply TCP data offset 4":                 v4(reply[TCP], func(_, l4 []byte) { l4[12] = 4 << 4 }),
+		"v6 reply payload length past the frame":     v6(reply[UDP], func(ip, _ []byte) { setLen(ip[4:], 10) }),
+		"v6 reply UDP length 7":                      v6(reply[UDP], func(_, l4 []byte) { setLen(l4[4:], 7) }),
+	}
+	for name, b := range cases {
+		ret, out := run(t, d, b)
+		if ret != xdpPass || !bytes.Equal(out[:len(b)], b) {
+			t.Errorf("%s: verdict %d (want pass), packet changed %v", name, ret, !bytes.Equal(out[:len(b)], b))
 		}
 	}
 }
@@ -469,8 +561,9 @@ func TestStackBackend(t *testing.T) {
 
 // TestSNATPorts runs a backend's SNAT port range (4 ports here) out and checks that ports
 // come back: from flows the backend closed (FIN or RST), from flows it never answered,
-// and from UDP flows idle past their timeout; but not from an answered TCP flow. While
-// all ports are held, a new flow is dropped and established ones carry on.
+// and from UDP flows idle past their timeout; but not from an established TCP flow (the
+// client ACKed the SYN-ACK: TestSNATHalfOpen). While all ports are held, a new flow is
+// dropped and flows in conntrack carry on.
 func TestSNATPorts(t *testing.T) {
 	d, _ := newProgDatapathNS(t, Config{SNATPortMin: 61000, SNATPortMax: 61003,
 		SNATIdleOther: time.Second, SNATIdleClosed: time.Second})
@@ -485,10 +578,11 @@ func TestSNATPorts(t *testing.T) {
 		proto Protocol
 		port  uint16 // the client's
 	}
+	// Client packets acknowledge the replies' SYN (sequence number 0).
 	send := func(f flow, flags byte) (uint32, uint16) {
 		t.Helper()
 		ret, out := run(t, d, pkt{src: netip.AddrPortFrom(client4, f.port), dst: netip.AddrPortFrom(vip4, svcPort(f.proto)),
-			proto: f.proto, tcpFlags: flags, payload: []byte("x")}.build())
+			proto: f.proto, tcpFlags: flags, ack: 1, payload: []byte("x")}.build())
 		return ret, parse(out).src.Port()
 	}
 	reply := func(f flow, nport uint16, flags byte) {
@@ -528,6 +622,9 @@ func TestSNATPorts(t *testing.T) {
 	udp := take(UDP, 2000)
 	answered, closed, reset := flow{TCP, 1000}, flow{TCP, 1001}, flow{TCP, 1002} // 1003: never answered
 	reply(answered, tcp[answered], tcpACK|tcpSYN)
+	if ret, _ := send(answered, tcpACK); ret != xdpRedirect { // the handshake completes
+		t.Fatalf("answered flow's ACK: verdict %d", ret)
+	}
 	reply(closed, tcp[closed], tcpACK|tcpFIN)
 	reply(reset, tcp[reset], tcpRST)
 	reply(flow{UDP, 2000}, udp[flow{UDP, 2000}], 0)
@@ -562,6 +659,192 @@ func TestSNATPorts(t *testing.T) {
 	for p := uint16(4000); p < 4004; p++ {
 		if ret, _ := send(flow{UDP, p}, 0); ret != xdpRedirect {
 			t.Fatalf("new UDP flow %d after the timeout: verdict %d", p, ret)
+		}
+	}
+}
+
+// TestSNATTwoVIPs: one client address and port talks to two IPv6 VIPs that differ only in
+// their middle words, on the same port and backend. The flows are different ones, so they
+// get SNAT ports of their own, and each reply goes back from its own VIP.
+func TestSNATTwoVIPs(t *testing.T) {
+	d := newProgDatapath(t)
+	vips := []netip.Addr{netip.MustParseAddr("2001:db8:0:1::10"), netip.MustParseAddr("2001:db8:0:2:1::10")}
+	var svcs []Service
+	for _, vip := range vips {
+		svcs = append(svcs, Service{VIP: vip, Port: 80, Protocol: TCP, Backends: backends(vip, 1), TableSize: maglev.SmallSize})
+	}
+	if err := d.SetServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	client := netip.AddrPortFrom(client6, 40000)
+	nport := map[netip.Addr]uint16{}
+	for _, vip := range vips {
+		ret, out := run(t, d, pkt{src: client, dst: netip.AddrPortFrom(vip, 80), proto: TCP, tcpFlags: tcpSYN}.build())
+		if ret != xdpRedirect {
+			t.Fatalf("SYN to %v: verdict %d", vip, ret)
+		}
+		nport[vip] = parse(out).src.Port()
+	}
+	if nport[vips[0]] == nport[vips[1]] {
+		t.Fatalf("both flows got SNAT port %d", nport[vips[0]])
+	}
+	for _, vip := range vips {
+		ret, out := run(t, d, pkt{src: netip.AddrPortFrom(be6(1), 8080), dst: netip.AddrPortFrom(node6, nport[vip]),
+			proto: TCP, tcpFlags: tcpSYN | tcpACK, smac: beMAC(1), dmac: nodeMAC}.build())
+		if p := parse(out); ret != xdpTX || p.src != netip.AddrPortFrom(vip, 80) || p.dst != client {
+			t.Fatalf("reply to port %d: verdict %d, %v -> %v, want %v -> %v", nport[vip], ret, p.src, p.dst,
+				netip.AddrPortFrom(vip, 80), client)
+		}
+	}
+}
+
+// TestSNATHalfOpen: a TCP flow holds its SNAT port for SNATIdleTCP only once the client
+// has ACKed the backend's SYN-ACK. Handshakes that stop after the SYN-ACK, or whose client
+// sends only ACKs that do not acknowledge it, keep SNATIdleOther, so SYNs that never
+// complete cannot pin a backend's ports for hours. Two ports here; time passes by ageing
+// the snat_rev entries, as the program's clock is the kernel's.
+func TestSNATHalfOpen(t *testing.T) {
+	for _, fam := range []struct {
+		vip, client, node netip.Addr
+		be                func(int) netip.Addr
+	}{{vip4, client4, node4, be4}, {vip6, client6, node6, be6}} {
+		t.Run(caseName(fam.vip), func(t *testing.T) {
+			d, _ := newProgDatapathNS(t, Config{SNATPortMin: 61000, SNATPortMax: 61001})
+			if err := d.SetServices([]Service{{VIP: fam.vip, Port: 80, Protocol: TCP,
+				Backends: backends(fam.vip, 1), TableSize: maglev.SmallSize}}); err != nil {
+				t.Fatal(err)
+			}
+			short, long := ticks(d.cfg.SNATIdleOther), ticks(d.cfg.SNATIdleTCP)
+			isn := uint32(0xfffffff0) // the backend's: the ACK of its SYN-ACK wraps around zero
+			// send is a client packet; it returns the verdict and the SNAT port used.
+			send := func(cport uint16, flags byte, ack uint32) (uint32, uint16) {
+				t.Helper()
+				ret, out := run(t, d, pkt{src: netip.AddrPortFrom(fam.client, cport), dst: netip.AddrPortFrom(fam.vip, 80),
+					proto: TCP, tcpFlags: flags, seq: 7, ack: ack}.build())
+				if ret != xdpRedirect {
+					return ret, 0
+				}
+				return ret, parse(out).src.Port()
+			}
+			// open sends a new flow's SYN, which must get a port.
+			open := func(cport uint16) uint16 {
+				t.Helper()
+				ret, nport := send(cport, tcpSYN, 0)
+				if ret != xdpRedirect {
+					t.Fatalf("SYN from %d: verdict %d", cport, ret)
+				}
+				return nport
+			}
+			refused := func(cport uint16, why string) {
+				t.Helper()
+				if ret, nport := send(cport, tcpSYN, 0); ret != xdpDrop {
+					t.Fatalf("SYN from %d %s: verdict %d, port %d, want drop", cport, why, ret, nport)
+				}
+			}
+			synack := func(cport, nport uint16) {
+				t.Helper()
+				ret, out := run(t, d, pkt{src: netip.AddrPortFrom(fam.be(1), 8080), dst: netip.AddrPortFrom(fam.node, nport),
+					proto: TCP, tcpFlags: tcpSYN | tcpACK, seq: isn, ack: 8, smac: beMAC(1), dmac: nodeMAC}.build())
+				if p := parse(out); ret != xdpTX || p.dst != netip.AddrPortFrom(fam.client, cport) {
+					t.Fatalf("SYN-ACK to %d: verdict %d, %v", nport, ret, p.dst)
+				}
+			}
+			ack := func(cport, nport uint16, ackNum uint32) {
+				t.Helper()
+				if ret, got := send(cport, tcpACK, ackNum); ret != xdpRedirect || got != nport {
+					t.Fatalf("ACK from %d: verdict %d, port %d (was %d)", cport, ret, got, nport)
+				}
+			}
+
+			// Two handshakes stop after the SYN-ACK. One client sent ACKs before it (of
+			// what the SYN-ACK will carry, and of a sequence number 0, as of an unset
+			// one), the other one that does not acknowledge it (a blind guess).
+			a, b := open(1000), open(1001)
+			if a == b {
+				t.Fatalf("both flows got port %d", a)
+			}
+			ack(1000, a, isn+1)
+			ack(1000, a, 1)
+			synack(1000, a)
+			synack(1001, b)
+			ack(1001, b, isn+1+1<<20)
+			refused(2000, "with both ports held by fresh handshakes")
+			age(t, d, short+1)
+			c, dd := open(1002), open(1003)
+			if c == dd {
+				t.Fatalf("both flows got port %d", c)
+			}
+
+			// c completes its handshake, dd is answered only. c's conntrack entry is then
+			// evicted: its next packet finds the port it holds, and its state.
+			synack(1002, c)
+			synack(1003, dd)
+			ack(1002, c, isn+1)
+			clearConntrack(t, d)
+			ack(1002, c, isn+1)
+			age(t, d, short+1)
+			if e := open(1004); e != dd {
+				t.Fatalf("new flow got port %d, want the half-open flow's %d", e, dd)
+			}
+			refused(2001, "while the established flow holds the other port")
+			ack(1002, c, isn+1) // the established flow carries on
+			// Idle a little short of SNATIdleTCP, the established flow still holds its
+			// port (the never-answered flow's comes back again); past it, the port comes
+			// back too.
+			age(t, d, long-short-10)
+			if f := open(1005); f != dd {
+				t.Fatalf("new flow got port %d, want the unanswered flow's %d", f, dd)
+			}
+			refused(2002, "while the established flow is idle a little short of SNATIdleTCP")
+			age(t, d, 20)
+			if g := open(1006); g != c {
+				t.Fatalf("new flow got port %d, want the established flow's %d, idle past SNATIdleTCP", g, c)
+			}
+		})
+	}
+}
+
+// clearConntrack deletes every conntrack entry, as LRU eviction would.
+func clearConntrack(t *testing.T, d *Datapath) {
+	t.Helper()
+	for _, m := range []*ebpf.Map{d.objs.Conntrack4, d.objs.Conntrack6} {
+		var keys [][]byte
+		k, v := make([]byte, m.KeySize()), make([]byte, m.ValueSize())
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			keys = append(keys, bytes.Clone(k))
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if err := m.Delete(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// age makes every SNAT port's flow look n ticks of the program's clock older.
+func age(t *testing.T, d *Datapath, n uint32) {
+	t.Helper()
+	var (
+		k    lbRevKey
+		v    lbRevVal
+		keys []lbRevKey
+		vals []lbRevVal
+		it   = d.objs.SnatRev.Iterate()
+	)
+	for it.Next(&k, &v) {
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		vals[i].Seen -= n
+		if err := d.objs.SnatRev.Update(&keys[i], &vals[i], ebpf.UpdateExist); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

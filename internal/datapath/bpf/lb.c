@@ -87,7 +87,8 @@ struct ct_val {
 	__u32 gen;
 	__be16 nat_port; // SNAT mode: the node's source port for this flow
 	__u8 mode;       // a flow keeps the mode it started with
-	__u8 pad[5];
+	__u8 settled;    // TCP SNAT: snat_rev needs nothing more from this direction (see confirm)
+	__u8 pad[4];
 };
 
 // SNAT reverse path: the reply (backend -> node:nat_port) is keyed by what it carries.
@@ -109,9 +110,11 @@ struct rev_val {
 	__u8 cmac[6];  // the client's (or its router's) MAC, from the first packet; then
 	__u8 nmac[6];  // our MAC on that interface (Ethernet header order, see set_macs)
 	__u32 seen;    // clock ticks (see now_ticks) of the flow's start or latest reply
+	__u32 synack_seq; // TCP: the sequence number of the backend's SYN-ACK, host order
 	__u8 closing;  // a reply carried FIN or RST
-	__u8 replied;  // a reply came back
-	__u8 pad[2];
+	__u8 synack;   // TCP: a SYN-ACK came back; synack_seq is set
+	__u8 established; // TCP: the client ACKed that SYN-ACK (see confirm)
+	__u8 pad;
 };
 
 struct aff_key {
@@ -215,8 +218,8 @@ volatile const __u16 snat_port_min = 61000;
 volatile const __u16 snat_port_max = 65535;
 // A SNAT port is taken back from a flow idle this long, in ticks of now_ticks (userspace
 // sets them from Config).
-volatile const __u32 snat_idle_tcp = 20117;   // a TCP flow the backend answered: 6 h
-volatile const __u32 snat_idle_other = 56;    // UDP, or a flow not answered yet: 60 s
+volatile const __u32 snat_idle_tcp = 20117;   // an established TCP flow (see confirm): 6 h
+volatile const __u32 snat_idle_other = 56;    // UDP, or a TCP handshake not completed: 60 s
 volatile const __u32 snat_idle_closed = 10;   // after a FIN or RST from the backend: 10 s
 
 struct flow {
@@ -306,6 +309,7 @@ struct hdrs {
 	__be16 *sport;
 	__be16 *dport;
 	__u16 *l4csum; // NULL for IPv4 UDP without checksum
+	struct tcphdr *tcp; // NULL for UDP
 	int udp;
 };
 
@@ -359,7 +363,13 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 
 // parse fills f and h; returns 0 to go on, else the XDP verdict for packets we leave alone.
 // Anything not plainly TCP/UDP over IPv4 without options or IPv6 without extension headers
-// (fragments included) is passed to the stack, which owns validation and reassembly.
+// (fragments included) is passed to the stack, which owns validation and reassembly. So is
+// a packet whose length fields disagree with its headers or its frame: an IP length past
+// the frame (truncated) or too short for the headers, a TCP data offset under 5 words or
+// past the IP length, a UDP length under 8 or past it. The verifier only makes sure that
+// we read inside the frame; these checks make sure that what we read and rewrite are the
+// packet's own headers, which the backend will see too, and not Ethernet padding or a
+// length the stack would reject (DSR's outer header takes its length from the inner one).
 // The caller has checked the Ethernet header and its type: v6 is a constant, so each
 // family gets code of its own.
 static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs *h, const int v6)
@@ -368,6 +378,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	void *l4;
+	__u32 l4len; // the bytes after the IP header, by the IP length field
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
@@ -379,6 +390,12 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 			return XDP_PASS;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return XDP_PASS;
+		// The length field, not the frame, says where the packet ends: the frame may
+		// carry Ethernet padding after it.
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (tot < sizeof(*ip) || (void *)ip + tot > data_end)
+			return XDP_PASS;
+		l4len = tot - sizeof(*ip);
 		f->family = 4;
 		f->proto = ip->protocol;
 		f->ttl = ip->ttl;
@@ -389,6 +406,11 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		if (ip6->version != 6)
+			return XDP_PASS;
+		l4len = bpf_ntohs(ip6->payload_len); // 0 for a jumbogram, which has extension headers
+		if ((void *)(ip6 + 1) + l4len > data_end)
 			return XDP_PASS;
 		f->family = 6;
 		f->proto = ip6->nexthdr;
@@ -402,13 +424,19 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 		struct tcphdr *tcp = l4;
 		if ((void *)(tcp + 1) > data_end)
 			return XDP_PASS;
+		if (tcp->doff < 5 || tcp->doff * 4 > l4len)
+			return XDP_PASS;
 		h->sport = &tcp->source;
 		h->dport = &tcp->dest;
 		h->l4csum = &tcp->check;
+		h->tcp = tcp;
 		f->tcpflags = ((__u8 *)tcp)[13];
 	} else if (f->proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
 		if ((void *)(udp + 1) > data_end)
+			return XDP_PASS;
+		__u32 ulen = bpf_ntohs(udp->len);
+		if (ulen < sizeof(*udp) || ulen > l4len)
 			return XDP_PASS;
 		h->sport = &udp->source;
 		h->dport = &udp->dest;
@@ -463,10 +491,18 @@ static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hd
 	__u32 now = now_ticks();
 	if (rv->seen != now)
 		rv->seen = now;
-	if (!rv->replied)
-		rv->replied = 1;
 	if ((f->tcpflags & (TCP_FIN | TCP_RST)) && !rv->closing)
 		rv->closing = 1;
+	// A SYN-ACK does not make the flow established (a SYN flood gets one for every SYN):
+	// it records what the client's ACK must acknowledge, for confirm. A retransmitted
+	// SYN-ACK carries the same sequence number and writes nothing.
+	if ((f->tcpflags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK) && h->tcp && !rv->established) {
+		__u32 seq = bpf_ntohl(h->tcp->seq);
+		if (!rv->synack || rv->synack_seq != seq) {
+			rv->synack_seq = seq;
+			rv->synack = 1;
+		}
+	}
 	rewrite(h, f, &rv->vip, &rv->client, rv->vport, rv->cport, v6);
 	struct ethhdr *eth = (void *)(long)ctx->data;
 	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
@@ -499,6 +535,7 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 		struct iphdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
 			return XDP_DROP;
+		// parse checked that the packet fits its frame, so the outer length cannot wrap.
 		__u16 tot = bpf_ntohs(inner->tot_len);
 		__u16 vtos = *(__u16 *)inner; // version, IHL and TOS: 4, 5 (checked) and the inner TOS
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
@@ -528,7 +565,7 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 		struct ipv6hdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
 			return XDP_DROP;
-		__u16 plen = bpf_ntohs(inner->payload_len);
+		__u16 plen = bpf_ntohs(inner->payload_len); // fits its frame (parse): no wrap below
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
 			return XDP_DROP;
 		data = (void *)(long)ctx->data;
@@ -551,10 +588,65 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 	return xmit(ctx, be->ifindex);
 }
 
+// same_flow says whether rv, a reverse entry, belongs to f's client flow: the same client
+// address and port, VIP and port. Whole addresses: two IPv6 VIPs may differ in their
+// middle words only, and a flow to each from one client port must not share a SNAT port.
+static __always_inline int same_flow(const struct rev_val *rv, const struct flow *f, const int v6)
+{
+	if (rv->cport != f->sport || rv->vport != f->dport || rv->client.w[0] != f->saddr.w[0] ||
+	    rv->vip.w[0] != f->daddr.w[0])
+		return 0;
+	if (!v6)
+		return 1; // the other words are zero on both sides
+	return rv->client.w[1] == f->saddr.w[1] && rv->client.w[2] == f->saddr.w[2] &&
+	       rv->client.w[3] == f->saddr.w[3] && rv->vip.w[1] == f->daddr.w[1] &&
+	       rv->vip.w[2] == f->daddr.w[2] && rv->vip.w[3] == f->daddr.w[3];
+}
+
+// How far past the backend's SYN the client's ACK that completes the handshake may
+// acknowledge: exactly its SYN-ACK, or data the backend sent right after it (TCP Fast
+// Open), up to 64 KiB. A blind guess of an ACK hits with odds 2^-16.
+#define SYNACK_ACK_WINDOW 65536
+
+// confirm is the forward path's part in a TCP SNAT flow's state, called for a client ACK
+// (without SYN) of a flow in conntrack until ct->settled: the flow is established, and
+// its port gets snat_idle_tcp, once the client has ACKed the backend's SYN-ACK. Replies
+// alone cannot say so: a backend answers every SYN, and SYNs that never complete would
+// hold its ports for hours. An ACK before the SYN-ACK, or one that does not acknowledge
+// it, is not the handshake's end (the backend drops it or answers with a RST). Once the
+// flow is established, or its port has gone to another flow, ct->settled stops the
+// lookups: a flow pays one snat_rev lookup and at most one write on each entry.
+static __always_inline void confirm(struct flow *f, struct hdrs *h, struct backend *be, struct ct_val *ct,
+				    const int v6)
+{
+	struct rev_key rk = {};
+
+	rk.baddr = be->addr;
+	rk.bport = be->port;
+	rk.nport = ct->nat_port;
+	rk.proto = f->proto;
+	rk.family = f->family;
+	struct rev_val *rv = bpf_map_lookup_elem(&snat_rev, &rk);
+	if (!rv || !same_flow(rv, f, v6)) {
+		ct->settled = 1; // the port went to another flow: nothing of ours to record
+		return;
+	}
+	if (rv->established) {
+		ct->settled = 1;
+		return;
+	}
+	if (!rv->synack || !h->tcp)
+		return;
+	if (bpf_ntohl(h->tcp->ack_seq) - rv->synack_seq - 1 >= SYNACK_ACK_WINDOW)
+		return;
+	rv->established = 1;
+	ct->settled = 1;
+}
+
 // snat_port picks a node port for a new SNAT flow and records the reverse entry. Returns 0
 // when every probed port is taken.
 static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, struct backend *be,
-					__u32 hash)
+					__u32 hash, const int v6)
 {
 	struct rev_key rk = {};
 	struct rev_val rv = {};
@@ -594,13 +686,18 @@ static __always_inline __be16 snat_port(struct xdp_md *ctx, struct flow *f, stru
 		__u32 limit = snat_idle_other;
 		if (old->closing)
 			limit = snat_idle_closed;
-		else if (old->replied && f->proto == IPPROTO_TCP)
+		else if (old->established)
 			limit = snat_idle_tcp;
-		if ((old->cport == rv.cport && old->vport == rv.vport &&
-		     old->client.w[0] == rv.client.w[0] && old->client.w[1] == rv.client.w[1] &&
-		     old->client.w[2] == rv.client.w[2] && old->client.w[3] == rv.client.w[3] &&
-		     old->vip.w[0] == rv.vip.w[0] && old->vip.w[3] == rv.vip.w[3]) ||
-		    idle > limit) {
+		int same = same_flow(old, f, v6);
+		if (same && !(f->tcpflags & TCP_SYN)) {
+			// The flow goes on after an eviction from conntrack: its handshake is still
+			// done (no second SYN-ACK will say so). A SYN starts a connection over.
+			rv.synack_seq = old->synack_seq;
+			rv.synack = old->synack;
+			rv.established = old->established;
+			rv.closing = old->closing;
+		}
+		if (same || idle > limit) {
 			bpf_map_update_elem(&snat_rev, &rk, &rv, BPF_EXIST);
 			return port;
 		}
@@ -682,6 +779,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		mode = ct->mode;
 	}
 	if (!be) {
+		ct = NULL; // a new flow: its conntrack entry is written below
 		struct svc_key sk = {};
 		sk.vip = f.daddr;
 		sk.port = f.dport;
@@ -739,7 +837,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		}
 		nport = 0;
 		if (mode == MODE_SNAT) {
-			nport = snat_port(ctx, &f, be, hash);
+			nport = snat_port(ctx, &f, be, hash, v6);
 			if (!nport)
 				return XDP_DROP; // SNAT ports exhausted for this backend
 		}
@@ -748,6 +846,9 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	}
 	if (mode == MODE_STACK || !(be->flags & BE_NEXTHOP))
 		return XDP_PASS;
+	// Flags first: UDP has none, and an established TCP flow's ACKs stop at ct->settled.
+	if ((f.tcpflags & (TCP_SYN | TCP_ACK)) == TCP_ACK && ct && !ct->settled && mode == MODE_SNAT)
+		confirm(&f, &h, be, ct, v6);
 
 	__u64 bytes = ctx->data_end - ctx->data;
 	// Per backend slot only; userspace sums a service's slots for its total.
