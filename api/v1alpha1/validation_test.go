@@ -355,8 +355,8 @@ func TestDeployManifest(t *testing.T) {
 			t.Errorf("document %d (%s %s): %v", i, u.GetKind(), u.GetName(), err)
 		}
 	}
-	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 5, "ClusterRole": 2,
-		"ClusterRoleBinding": 2, "ServiceAccount": 2, "Deployment": 1, "DaemonSet": 1}
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 5, "ClusterRole": 2, "Role": 2,
+		"ClusterRoleBinding": 2, "RoleBinding": 2, "ServiceAccount": 2, "Deployment": 1, "DaemonSet": 1}
 	if diff := cmp.Diff(want, kinds); diff != "" {
 		t.Errorf("kinds in deploy/ferrolb.yaml (-want +got):\n%s", diff)
 	}
