@@ -80,6 +80,18 @@ type IPPoolSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Priority *int32 `json:"priority,omitempty"`
+
+	// MaxAddressesPerService is how many addresses of one family a Service may hold when it
+	// requests this pool's addresses by annotation (ferrolb.io/ips and the MetalLB and
+	// Cilium equivalents): 1 to 64, default 1. A Service is given the first requested
+	// address of each family it can have, further ones only while the pool of the next one
+	// allows, and is told why the rest are refused. Raise it for Services that need several
+	// addresses of one family (Cilium gives as many as are requested); automatic
+	// assignment gives one per family whatever it says.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	MaxAddressesPerService *int32 `json:"maxAddressesPerService,omitempty"`
 }
 
 // AddressCount is how many addresses of one family a pool holds. Total and Free are decimal

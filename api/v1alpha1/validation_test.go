@@ -104,6 +104,10 @@ func rng(start, stop string) v1.IPBlock { return v1.IPBlock{Start: start, Stop: 
 func TestIPPoolValidation(t *testing.T) {
 	withPriority := pool(cidr("192.0.2.0/24"))
 	withPriority.Spec.Priority = ptr.To[int32](-1)
+	maxZero := pool(cidr("192.0.2.0/24"))
+	maxZero.Spec.MaxAddressesPerService = ptr.To[int32](0)
+	maxHigh := pool(cidr("192.0.2.0/24"))
+	maxHigh.Spec.MaxAddressesPerService = ptr.To[int32](65)
 	badNS := pool(cidr("192.0.2.0/24"))
 	badNS.Spec.Namespaces = []string{"tenant-a", "Tenant_B"}
 	full := pool(cidr("192.0.2.0/24"), cidr("2001:db8::/64"), rng("198.51.100.10", "198.51.100.20"),
@@ -111,6 +115,7 @@ func TestIPPoolValidation(t *testing.T) {
 	full.Spec.AvoidBuggyIPs = true
 	full.Spec.Namespaces = []string{"tenant-a"}
 	full.Spec.Priority = ptr.To[int32](10)
+	full.Spec.MaxAddressesPerService = ptr.To[int32](64)
 	full.Spec.ServiceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"color": "blue"}}
 
 	runValidation(t, []validationCase{
@@ -126,6 +131,8 @@ func TestIPPoolValidation(t *testing.T) {
 		{name: "IPv4 start above stop", obj: pool(rng("192.0.2.20", "192.0.2.10")), want: []string{"spec.blocks[0]", "start must not be above stop"}},
 		{name: "IPv4 start above stop in a higher octet", obj: pool(rng("10.1.0.0", "10.0.255.255")), want: []string{"spec.blocks[0]", "start must not be above stop"}},
 		{name: "negative priority", obj: withPriority, want: []string{"spec.priority", "greater than or equal to 0"}},
+		{name: "maxAddressesPerService 0", obj: maxZero, want: []string{"spec.maxAddressesPerService", "greater than or equal to 1"}},
+		{name: "maxAddressesPerService above 64", obj: maxHigh, want: []string{"spec.maxAddressesPerService", "less than or equal to 64"}},
 		{name: "namespace not a DNS label", obj: badNS, want: []string{"spec.namespaces[1]"}},
 	})
 }

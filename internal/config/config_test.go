@@ -48,6 +48,10 @@ func TestParsePool(t *testing.T) {
 		{name: "half a range", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{Start: "192.0.2.1"}}},
 			wantErr: "spec.blocks[0]: a block needs a cidr, or both start and stop"},
 		{name: "no blocks", spec: v1.IPPoolSpec{}, wantErr: "spec.blocks: a pool needs at least one block"},
+		{name: "maxAddressesPerService 0", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, MaxAddressesPerService: ptr.To[int32](0)},
+			wantErr: "spec.maxAddressesPerService: 0 is not 1 to 64"},
+		{name: "maxAddressesPerService 65", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, MaxAddressesPerService: ptr.To[int32](65)},
+			wantErr: "spec.maxAddressesPerService: 65 is not 1 to 64"},
 		{name: "bad selector", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, ServiceSelector: &metav1.LabelSelector{
 			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}}},
 			wantErr: "spec.serviceSelector"},
@@ -79,6 +83,12 @@ func TestParsePoolDefaults(t *testing.T) {
 	q := mustPool(t, "q", v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, Priority: ptr.To[int32](5)})
 	if q.Priority >= p.Priority {
 		t.Errorf("a pool with priority 5 (%d) must come before one without (%d)", q.Priority, p.Priority)
+	}
+	if p.MaxPerService != 0 {
+		t.Errorf("maxAddressesPerService unset: MaxPerService = %d, want 0 (one per family)", p.MaxPerService)
+	}
+	if m := mustPool(t, "m", v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, MaxAddressesPerService: ptr.To[int32](3)}); m.MaxPerService != 3 {
+		t.Errorf("maxAddressesPerService 3: MaxPerService = %d", m.MaxPerService)
 	}
 }
 
@@ -257,3 +267,4 @@ func TestServed(t *testing.T) {
 		}
 	}
 }
+
