@@ -196,7 +196,37 @@ func (r *serviceReconciler) event(svc *corev1.Service, typ, reason, prefix strin
 	if len(items) == 0 {
 		return
 	}
-	r.recorder.Eventf(svc, nil, typ, reason, "Allocate", "%s%s", prefix, strings.Join(items, "; "))
+	r.recorder.Eventf(svc, nil, typ, reason, "Allocate", "%s", eventNote(prefix, items))
+}
+
+// maxEventNote is the longest note the API server takes in an Event: a longer one is refused,
+// and the Event lost.
+const maxEventNote = 1024
+
+// eventNote is prefix and items joined, cut to maxEventNote at an item's end with a count of
+// the items left out (the Service's condition lists them all).
+func eventNote(prefix string, items []string) string {
+	note := prefix + strings.Join(items, "; ")
+	if len(note) <= maxEventNote {
+		return note
+	}
+	note = prefix
+	for i, it := range items {
+		more := fmt.Sprintf("; and %d more (condition %s lists them)", len(items)-i, ConditionAllocated)
+		sep := "; "
+		if i == 0 {
+			sep, more = "", more[2:]
+		}
+		if len(note)+len(sep)+len(it)+len(more) > maxEventNote {
+			if i == 0 {
+				// Not even the first fits: cut it.
+				return strings.ToValidUTF8((note + it)[:maxEventNote-3], "") + "..."
+			}
+			return note + more
+		}
+		note += sep + it
+	}
+	return note
 }
 
 // clearStatus removes FerroLB's addresses and condition from a Service it no longer serves
