@@ -274,6 +274,69 @@ func TestBGPAdvertisementValidation(t *testing.T) {
 	})
 }
 
+// TestSelectorValidation: every label selector of every kind refuses an operator other than
+// In, NotIn, Exists and DoesNotExist (the report: "operator: in" was accepted, and the
+// speakers dropped the whole policy), values missing for In and NotIn and values given for
+// Exists and DoesNotExist, each with the field's path.
+func TestSelectorValidation(t *testing.T) {
+	fields := []struct {
+		path string
+		obj  func(*metav1.LabelSelector) client.Object
+	}{
+		{"spec.serviceSelector", func(s *metav1.LabelSelector) client.Object {
+			p := pool(cidr("192.0.2.0/24"))
+			p.Spec.ServiceSelector = s
+			return p
+		}},
+		{"spec.serviceSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.L2Policy{ObjectMeta: name(), Spec: v1.L2PolicySpec{ServiceSelector: s}}
+		}},
+		{"spec.nodeSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.L2Policy{ObjectMeta: name(), Spec: v1.L2PolicySpec{NodeSelector: s}}
+		}},
+		{"spec.nodeSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.BGPPeer{ObjectMeta: name(), Spec: v1.BGPPeerSpec{PeerAddress: "192.0.2.1", PeerASN: 64512, LocalASN: 64513, NodeSelector: s}}
+		}},
+		{"spec.serviceSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.BGPAdvertisement{ObjectMeta: name(), Spec: v1.BGPAdvertisementSpec{ServiceSelector: s}}
+		}},
+		{"spec.nodeSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.BGPAdvertisement{ObjectMeta: name(), Spec: v1.BGPAdvertisementSpec{NodeSelector: s}}
+		}},
+	}
+	expr := func(op metav1.LabelSelectorOperator, values ...string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}, MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "zone", Operator: metav1.LabelSelectorOpIn, Values: []string{"a"}},
+			{Key: "rack", Operator: op, Values: values},
+		}}
+	}
+	for _, f := range fields {
+		kind := fmt.Sprintf("%T", f.obj(nil))[len("*v1alpha1."):]
+		t.Run(kind+"/"+f.path, func(t *testing.T) {
+			runValidation(t, []validationCase{
+				{name: "In", obj: f.obj(expr(metav1.LabelSelectorOpIn, "a", "b"))},
+				{name: "NotIn", obj: f.obj(expr(metav1.LabelSelectorOpNotIn, "a"))},
+				{name: "Exists", obj: f.obj(expr(metav1.LabelSelectorOpExists))},
+				{name: "DoesNotExist", obj: f.obj(expr(metav1.LabelSelectorOpDoesNotExist))},
+				{name: "empty", obj: f.obj(&metav1.LabelSelector{})},
+				{name: "lower-case in", obj: f.obj(expr("in", "a")),
+					want: []string{f.path + ": Invalid value: every matchExpressions operator must be In, NotIn, Exists or DoesNotExist (operators are case-sensitive)"}},
+				{name: "unknown operator", obj: f.obj(expr("Equals", "a")),
+					want: []string{f.path + ": Invalid value: every matchExpressions operator must be In, NotIn, Exists"}},
+				{name: "In without values", obj: f.obj(expr(metav1.LabelSelectorOpIn)),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator In or NotIn need at least one value"}},
+				{name: "NotIn with an empty list", obj: f.obj(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: "rack", Operator: metav1.LabelSelectorOpNotIn, Values: []string{}}}}),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator In or NotIn need at least one value"}},
+				{name: "Exists with values", obj: f.obj(expr(metav1.LabelSelectorOpExists, "a")),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator Exists or DoesNotExist take no values"}},
+				{name: "DoesNotExist with values", obj: f.obj(expr(metav1.LabelSelectorOpDoesNotExist, "a")),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator Exists or DoesNotExist take no values"}},
+			})
+		})
+	}
+}
+
 func TestBFDProfileValidation(t *testing.T) {
 	bfd := func(s v1.BFDProfileSpec) *v1.BFDProfile { return &v1.BFDProfile{ObjectMeta: name(), Spec: s} }
 	runValidation(t, []validationCase{

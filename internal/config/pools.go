@@ -66,9 +66,9 @@ func ParsePool(p *v1.IPPool) (Pool, error) {
 		}
 		out.Ranges = append(out.Ranges, r)
 	}
-	sel, err := selector(p.Spec.ServiceSelector)
+	sel, err := selector("serviceSelector", p.Spec.ServiceSelector)
 	if err != nil {
-		return out, FieldError{"spec.serviceSelector", err.Error()}
+		return out, err
 	}
 	out.Selector = sel
 	return out, nil
