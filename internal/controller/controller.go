@@ -114,6 +114,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := setupPeerStatus(mgr); err != nil {
 		return fmt.Errorf("bgppeer-status controller: %w", err)
 	}
+	if err := setupPolicyStatus(mgr); err != nil {
+		return err
+	}
 	return mgr.Start(ctx)
 }
 
