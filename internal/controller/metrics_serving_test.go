@@ -70,7 +70,7 @@ func TestMetricsSecure(t *testing.T) {
 	defer stop()
 
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the serving certificate is self-signed
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // the serving certificate is self-signed
 	get := func(scheme, tok string) (int, string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s/metrics", scheme, addr), nil)
 		if err != nil {
