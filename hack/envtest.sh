@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd (and kubectl, kube-proxy on request, below) from the Go module proxy for
-# controller-runtime's envtest, and caches them outside the clone so a fresh clone (and CI)
-# reuses them. Cold: about 4 minutes on 2 cores; afterwards a version check only.
+# Builds kube-apiserver and etcd (and kubectl, kube-proxy and a real node's components on
+# request, below) from the Go module proxy for controller-runtime's envtest, and caches them
+# outside the clone so a fresh clone (and CI) reuses them. Cold: about 4 minutes on 2 cores;
+# afterwards a version check only. Runs at the same time are safe: one builds while the
+# others wait on a lock, then find the binaries built.
 #
 #   export KUBEBUILDER_ASSETS="$(bash hack/envtest.sh)"   # progress goes to stderr
 #
@@ -12,6 +14,10 @@ CACHE=${FERROLB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb}
 DIR=${1:-$CACHE/envtest}
 mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 OUT=$DIR/bin/k8s-$K8S-etcd-$ETCD; mkdir -p "$OUT"
+# One run at a time builds: two runs shared the source modules below (each removes and
+# rewrites them) and the binaries' temporary names.
+exec 9>"$DIR/.lock"
+flock -n 9 || { echo "[envtest] waiting for another run (lock $DIR/.lock)" >&2; flock 9; }
 # The tool modules below are throwaway modules of their own: keep them out of any go.work and
 # let them write their go.mod.
 export GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
@@ -19,9 +25,12 @@ log() { echo "[envtest] $*" >&2; }
 ver() { [ -x "$OUT/$1" ] && "$OUT/$1" "${@:3}" 2>/dev/null | grep -qF "$2"; }
 toolmod() { rm -rf "$1"; mkdir -p "$1"; printf 'module envtest.local/tools\n\ngo 1.24\n' >"$1/go.mod"; }
 gobuild() { # MODDIR PKG NAME LDFLAGS
-  local s=$SECONDS; log "building $3 (cold: minutes)"
-  (cd "$1" && go build -trimpath -ldflags "$4" -o "$OUT/.$3.tmp" "$2")
-  mv -f "$OUT/.$3.tmp" "$OUT/$3"; log "built $3 in $((SECONDS - s))s"; }
+  local s=$SECONDS tmp; log "building $3 (cold: minutes)"
+  # A temporary name of this run's own, renamed into place only when complete, so that
+  # nobody ever runs a half-written binary.
+  tmp=$(mktemp "$OUT/.$3.XXXXXX")
+  (cd "$1" && go build -trimpath -ldflags "$4" -o "$tmp" "$2") || { rm -f "$tmp"; return 1; }
+  chmod 755 "$tmp"; mv -f "$tmp" "$OUT/$3"; log "built $3 in $((SECONDS - s))s"; }
 
 # kube-apiserver always; kubectl with WITH_KUBECTL=1 and kube-proxy with WITH_KUBE_PROXY=1
 # (the lab's Service datapath). Only the missing ones are built.
