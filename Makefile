@@ -8,12 +8,39 @@ GO    ?= go
 ASSETS = $$(WITH_KUBE_PROXY=1 bash hack/envtest.sh)
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run lab lab-down test deps generate generate-bpf manifests check-generated lint ci
+# The image: its name, and the version and commit it is labelled with.
+IMAGE   ?= ghcr.io/ferrolb/ferrolb
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+TAG     ?= $(VERSION)
+COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)
+# Every timestamp in the image is the commit's, so one commit gives one digest.
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+.PHONY: all build run lab lab-down test deps generate generate-bpf manifests check-generated lint ci image image-reproducible
 
 all: build
 
 build:
 	$(GO) build -o bin/ferrolb ./cmd/ferrolb
+
+# bin/ferrolb-image.tar: an OCI image (OCI layout plus Docker's manifest.json, for ctr
+# images import and docker load) of the static binary on an empty base, user 65532, built
+# without a Docker daemon or a registry (hack/image). The binary is static, path- and
+# time-independent (-trimpath; the commit is recorded by the Go toolchain).
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath \
+	  -ldflags "-s -w -X main.version=$(VERSION)" -o bin/linux-amd64/ferrolb ./cmd/ferrolb
+	$(GO) run ./hack/image -binary bin/linux-amd64/ferrolb -name $(IMAGE):$(TAG) -o bin/ferrolb-image.tar \
+	  -label org.opencontainers.image.title=ferrolb \
+	  -label org.opencontainers.image.version=$(VERSION) \
+	  -label org.opencontainers.image.revision=$(COMMIT) \
+	  -label org.opencontainers.image.source=https://github.com/ferrolb/ferrolb \
+	  -label org.opencontainers.image.created=$$(date -u -d @$(SOURCE_DATE_EPOCH) +%FT%TZ)
+
+# Builds the image a second time from a fresh checkout of HEAD elsewhere, with an empty Go
+# build cache, and fails unless both have the same digest.
+image-reproducible: image
+	bash hack/image-reproducible.sh bin/ferrolb-image.tar
 
 run:
 	$(GO) run ./hack/local
