@@ -65,6 +65,9 @@ type IPPoolSpec struct {
 	// io.kubernetes.service.namespace and io.kubernetes.service.name match a Service's
 	// namespace and name. Empty or absent: every Service.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="every matchExpressions operator must be In, NotIn, Exists or DoesNotExist (operators are case-sensitive)"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))",message="matchExpressions with operator In or NotIn need at least one value"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)",message="matchExpressions with operator Exists or DoesNotExist take no values"
 	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
 
 	// Namespaces limits the pool to Services in these namespaces. Empty: every namespace.
@@ -80,6 +83,18 @@ type IPPoolSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Priority *int32 `json:"priority,omitempty"`
+
+	// MaxAddressesPerService is how many addresses of one family a Service may hold when it
+	// requests this pool's addresses by annotation (ferrolb.io/ips and the MetalLB and
+	// Cilium equivalents): 1 to 64, default 1. A Service is given the first requested
+	// address of each family it can have, further ones only while the pool of the next one
+	// allows, and is told why the rest are refused. Raise it for Services that need several
+	// addresses of one family (Cilium gives as many as are requested); automatic
+	// assignment gives one per family whatever it says.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	MaxAddressesPerService *int32 `json:"maxAddressesPerService,omitempty"`
 }
 
 // AddressCount is how many addresses of one family a pool holds. Total and Free are decimal

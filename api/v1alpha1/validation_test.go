@@ -104,6 +104,10 @@ func rng(start, stop string) v1.IPBlock { return v1.IPBlock{Start: start, Stop: 
 func TestIPPoolValidation(t *testing.T) {
 	withPriority := pool(cidr("192.0.2.0/24"))
 	withPriority.Spec.Priority = ptr.To[int32](-1)
+	maxZero := pool(cidr("192.0.2.0/24"))
+	maxZero.Spec.MaxAddressesPerService = ptr.To[int32](0)
+	maxHigh := pool(cidr("192.0.2.0/24"))
+	maxHigh.Spec.MaxAddressesPerService = ptr.To[int32](65)
 	badNS := pool(cidr("192.0.2.0/24"))
 	badNS.Spec.Namespaces = []string{"tenant-a", "Tenant_B"}
 	full := pool(cidr("192.0.2.0/24"), cidr("2001:db8::/64"), rng("198.51.100.10", "198.51.100.20"),
@@ -111,6 +115,7 @@ func TestIPPoolValidation(t *testing.T) {
 	full.Spec.AvoidBuggyIPs = true
 	full.Spec.Namespaces = []string{"tenant-a"}
 	full.Spec.Priority = ptr.To[int32](10)
+	full.Spec.MaxAddressesPerService = ptr.To[int32](64)
 	full.Spec.ServiceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"color": "blue"}}
 
 	runValidation(t, []validationCase{
@@ -126,6 +131,8 @@ func TestIPPoolValidation(t *testing.T) {
 		{name: "IPv4 start above stop", obj: pool(rng("192.0.2.20", "192.0.2.10")), want: []string{"spec.blocks[0]", "start must not be above stop"}},
 		{name: "IPv4 start above stop in a higher octet", obj: pool(rng("10.1.0.0", "10.0.255.255")), want: []string{"spec.blocks[0]", "start must not be above stop"}},
 		{name: "negative priority", obj: withPriority, want: []string{"spec.priority", "greater than or equal to 0"}},
+		{name: "maxAddressesPerService 0", obj: maxZero, want: []string{"spec.maxAddressesPerService", "greater than or equal to 1"}},
+		{name: "maxAddressesPerService above 64", obj: maxHigh, want: []string{"spec.maxAddressesPerService", "less than or equal to 64"}},
 		{name: "namespace not a DNS label", obj: badNS, want: []string{"spec.namespaces[1]"}},
 	})
 }
@@ -267,6 +274,69 @@ func TestBGPAdvertisementValidation(t *testing.T) {
 	})
 }
 
+// TestSelectorValidation: every label selector of every kind refuses an operator other than
+// In, NotIn, Exists and DoesNotExist (the report: "operator: in" was accepted, and the
+// speakers dropped the whole policy), values missing for In and NotIn and values given for
+// Exists and DoesNotExist, each with the field's path.
+func TestSelectorValidation(t *testing.T) {
+	fields := []struct {
+		path string
+		obj  func(*metav1.LabelSelector) client.Object
+	}{
+		{"spec.serviceSelector", func(s *metav1.LabelSelector) client.Object {
+			p := pool(cidr("192.0.2.0/24"))
+			p.Spec.ServiceSelector = s
+			return p
+		}},
+		{"spec.serviceSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.L2Policy{ObjectMeta: name(), Spec: v1.L2PolicySpec{ServiceSelector: s}}
+		}},
+		{"spec.nodeSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.L2Policy{ObjectMeta: name(), Spec: v1.L2PolicySpec{NodeSelector: s}}
+		}},
+		{"spec.nodeSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.BGPPeer{ObjectMeta: name(), Spec: v1.BGPPeerSpec{PeerAddress: "192.0.2.1", PeerASN: 64512, LocalASN: 64513, NodeSelector: s}}
+		}},
+		{"spec.serviceSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.BGPAdvertisement{ObjectMeta: name(), Spec: v1.BGPAdvertisementSpec{ServiceSelector: s}}
+		}},
+		{"spec.nodeSelector", func(s *metav1.LabelSelector) client.Object {
+			return &v1.BGPAdvertisement{ObjectMeta: name(), Spec: v1.BGPAdvertisementSpec{NodeSelector: s}}
+		}},
+	}
+	expr := func(op metav1.LabelSelectorOperator, values ...string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}, MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "zone", Operator: metav1.LabelSelectorOpIn, Values: []string{"a"}},
+			{Key: "rack", Operator: op, Values: values},
+		}}
+	}
+	for _, f := range fields {
+		kind := fmt.Sprintf("%T", f.obj(nil))[len("*v1alpha1."):]
+		t.Run(kind+"/"+f.path, func(t *testing.T) {
+			runValidation(t, []validationCase{
+				{name: "In", obj: f.obj(expr(metav1.LabelSelectorOpIn, "a", "b"))},
+				{name: "NotIn", obj: f.obj(expr(metav1.LabelSelectorOpNotIn, "a"))},
+				{name: "Exists", obj: f.obj(expr(metav1.LabelSelectorOpExists))},
+				{name: "DoesNotExist", obj: f.obj(expr(metav1.LabelSelectorOpDoesNotExist))},
+				{name: "empty", obj: f.obj(&metav1.LabelSelector{})},
+				{name: "lower-case in", obj: f.obj(expr("in", "a")),
+					want: []string{f.path + ": Invalid value: every matchExpressions operator must be In, NotIn, Exists or DoesNotExist (operators are case-sensitive)"}},
+				{name: "unknown operator", obj: f.obj(expr("Equals", "a")),
+					want: []string{f.path + ": Invalid value: every matchExpressions operator must be In, NotIn, Exists"}},
+				{name: "In without values", obj: f.obj(expr(metav1.LabelSelectorOpIn)),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator In or NotIn need at least one value"}},
+				{name: "NotIn with an empty list", obj: f.obj(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: "rack", Operator: metav1.LabelSelectorOpNotIn, Values: []string{}}}}),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator In or NotIn need at least one value"}},
+				{name: "Exists with values", obj: f.obj(expr(metav1.LabelSelectorOpExists, "a")),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator Exists or DoesNotExist take no values"}},
+				{name: "DoesNotExist with values", obj: f.obj(expr(metav1.LabelSelectorOpDoesNotExist, "a")),
+					want: []string{f.path + ": Invalid value: matchExpressions with operator Exists or DoesNotExist take no values"}},
+			})
+		})
+	}
+}
+
 func TestBFDProfileValidation(t *testing.T) {
 	bfd := func(s v1.BFDProfileSpec) *v1.BFDProfile { return &v1.BFDProfile{ObjectMeta: name(), Spec: s} }
 	runValidation(t, []validationCase{
@@ -355,8 +425,8 @@ func TestDeployManifest(t *testing.T) {
 			t.Errorf("document %d (%s %s): %v", i, u.GetKind(), u.GetName(), err)
 		}
 	}
-	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 5, "ClusterRole": 2,
-		"ClusterRoleBinding": 2, "ServiceAccount": 2, "Deployment": 1, "DaemonSet": 1}
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 5, "ClusterRole": 2, "Role": 2,
+		"ClusterRoleBinding": 2, "RoleBinding": 2, "ServiceAccount": 2, "Deployment": 1, "DaemonSet": 1}
 	if diff := cmp.Diff(want, kinds); diff != "" {
 		t.Errorf("kinds in deploy/ferrolb.yaml (-want +got):\n%s", diff)
 	}

@@ -34,6 +34,7 @@ the one that works.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", podAddr(7472), metricsHelp)
 	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", podAddr(7473), healthHelp)
+	f.BoolVar(&opts.MetricsSecure, "metrics-secure", false, metricsSecureHelp)
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "take turns with other replicas through a Lease")
 	f.StringVar(&opts.LeaseNamespace, "lease-namespace", envOr("POD_NAMESPACE", "ferrolb-system"),
 		"namespace of the leader-election Lease (default: $POD_NAMESPACE)")
@@ -58,6 +59,8 @@ the one that works.`,
 const (
 	metricsHelp = `address for Prometheus /metrics, plain HTTP (default $POD_IP, else 127.0.0.1; ":PORT" for every interface; "0": off)`
 	healthHelp  = `address for /healthz and /readyz (default $POD_IP, else 127.0.0.1; "0": off)`
+	// The scraper needs a bearer token and a ClusterRole with nonResourceURLs ["/metrics"], verbs ["get"].
+	metricsSecureHelp = "serve metrics over HTTPS to callers with a bearer token that may GET /metrics (TokenReview and SubjectAccessReview); self-signed certificate"
 )
 
 func podAddr(port int) string {

@@ -44,6 +44,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "the Node this speaker runs on (default: $NODE_NAME)")
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", podAddr(7474), metricsHelp)
 	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", podAddr(7475), healthHelp)
+	f.BoolVar(&opts.MetricsSecure, "metrics-secure", false, metricsSecureHelp)
 	f.StringVar(&opts.LoadBalancerClass, "load-balancer-class", config.LoadBalancerClass,
 		"serve Services with this spec.loadBalancerClass, and those with none")
 	ns := os.Getenv("POD_NAMESPACE")

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ferrolb/ferrolb/internal/ipam"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -41,6 +43,7 @@ func (c *converter) checkService(src Source, s *service) {
 			"alone; the field cannot be changed, so recreate the Service without it (or run the controller and "+
 			"speakers with --load-balancer-class=%s)", *cl, config.LoadBalancerClass, *cl)
 	}
+	c.checkRequestedAddresses(src, s)
 	keys := make([]string, 0, len(s.Metadata.Annotations))
 	for k := range s.Metadata.Annotations {
 		keys = append(keys, k)
@@ -65,3 +68,31 @@ func (c *converter) checkService(src Source, s *service) {
 }
 
 func annotationField(k string) string { return "metadata.annotations[" + k + "]" }
+
+// checkRequestedAddresses warns about a Service that lists several addresses of one family:
+// Cilium gives it all of them, FerroLB one per family unless the pool allows more (MetalLB
+// refuses such a Service). The request is read by FerroLB's own parse, so what it refuses
+// whole (too long) is said too.
+func (c *converter) checkRequestedAddresses(src Source, s *service) {
+	req, problems := config.ServiceRequest(&corev1.Service{ObjectMeta: s.Metadata, Spec: s.Spec}, nil)
+	for _, p := range problems {
+		if strings.Contains(p.Reason, "refused") {
+			c.warn(src, p.Field, "%s", p.Reason)
+		}
+	}
+	var n [2]int
+	for _, a := range req.Addresses {
+		if ipam.FamilyOf(a) == ipam.IPv6 {
+			n[1]++
+		} else {
+			n[0]++
+		}
+	}
+	for i, fam := range []ipam.Family{ipam.IPv4, ipam.IPv6} {
+		if n[i] > 1 {
+			c.warn(src, "metadata.annotations", "lists %d %s addresses: FerroLB gives a Service one address per family "+
+				"(Cilium gives every one listed), and more only from a pool that allows them: set spec.maxAddressesPerService: %d "+
+				"on the IPPool holding them", n[i], fam, n[i])
+		}
+	}
+}

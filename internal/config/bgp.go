@@ -114,8 +114,8 @@ func ParseBGPPeer(p *v1.BGPPeer) (BGPPeer, error) {
 			return out, FieldError{fmt.Sprintf("spec.families[%d]", i), fmt.Sprintf("unknown family %q", f)}
 		}
 	}
-	if out.NodeSelector, err = selector(s.NodeSelector); err != nil {
-		return out, FieldError{"spec.nodeSelector", err.Error()}
+	if out.NodeSelector, err = selector("nodeSelector", s.NodeSelector); err != nil {
+		return out, err
 	}
 	return out, nil
 }
@@ -236,11 +236,11 @@ func ParseBGPAdvertisement(a *v1.BGPAdvertisement) (BGPAdvertisement, error) {
 		out.AggregationLengthV6 = int(*l)
 	}
 	var err error
-	if out.ServiceSelector, err = selector(s.ServiceSelector); err != nil {
-		return out, FieldError{"spec.serviceSelector", err.Error()}
+	if out.ServiceSelector, err = selector("serviceSelector", s.ServiceSelector); err != nil {
+		return out, err
 	}
-	if out.NodeSelector, err = selector(s.NodeSelector); err != nil {
-		return out, FieldError{"spec.nodeSelector", err.Error()}
+	if out.NodeSelector, err = selector("nodeSelector", s.NodeSelector); err != nil {
+		return out, err
 	}
 	return out, nil
 }

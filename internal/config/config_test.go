@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -48,6 +49,10 @@ func TestParsePool(t *testing.T) {
 		{name: "half a range", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{Start: "192.0.2.1"}}},
 			wantErr: "spec.blocks[0]: a block needs a cidr, or both start and stop"},
 		{name: "no blocks", spec: v1.IPPoolSpec{}, wantErr: "spec.blocks: a pool needs at least one block"},
+		{name: "maxAddressesPerService 0", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, MaxAddressesPerService: ptr.To[int32](0)},
+			wantErr: "spec.maxAddressesPerService: 0 is not 1 to 64"},
+		{name: "maxAddressesPerService 65", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, MaxAddressesPerService: ptr.To[int32](65)},
+			wantErr: "spec.maxAddressesPerService: 65 is not 1 to 64"},
 		{name: "bad selector", spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, ServiceSelector: &metav1.LabelSelector{
 			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}}},
 			wantErr: "spec.serviceSelector"},
@@ -79,6 +84,12 @@ func TestParsePoolDefaults(t *testing.T) {
 	q := mustPool(t, "q", v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, Priority: ptr.To[int32](5)})
 	if q.Priority >= p.Priority {
 		t.Errorf("a pool with priority 5 (%d) must come before one without (%d)", q.Priority, p.Priority)
+	}
+	if p.MaxPerService != 0 {
+		t.Errorf("maxAddressesPerService unset: MaxPerService = %d, want 0 (one per family)", p.MaxPerService)
+	}
+	if m := mustPool(t, "m", v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/30"}}, MaxAddressesPerService: ptr.To[int32](3)}); m.MaxPerService != 3 {
+		t.Errorf("maxAddressesPerService 3: MaxPerService = %d", m.MaxPerService)
 	}
 }
 
@@ -255,5 +266,64 @@ func TestServed(t *testing.T) {
 		if got := config.Served(service("ns", "s", nil, tt.mod), tt.class); got != tt.want {
 			t.Errorf("%s: Served = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestServiceRequestBounds: an address annotation is read only up to a size; a longer one, or
+// one with too many entries, is refused whole with a reason naming it, and the Service keeps
+// what it holds (KeepOnly) instead of getting what it listed or an automatic address.
+func TestServiceRequestBounds(t *testing.T) {
+	pools := []config.Pool{mustPool(t, "a", v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "10.0.0.0/16"}}})}
+	list := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "10.0.%d.%d", i/256, i%256)
+		}
+		return b.String()
+	}
+	// The report's annotation: 21,833 addresses in about 250 KB.
+	huge := list(21833)
+	if len(huge) < 250_000 {
+		t.Fatalf("huge annotation is %d bytes", len(huge))
+	}
+	for _, tt := range []struct {
+		name, annotation, value string
+		wantAddrs               int
+		wantKeepOnly            bool
+		wantProblem             string
+	}{
+		{name: "64 entries are read", annotation: "ferrolb.io/ips", value: list(64), wantAddrs: 64},
+		{name: "65 entries are refused", annotation: "ferrolb.io/ips", value: list(65), wantKeepOnly: true,
+			wantProblem: "metadata.annotations[ferrolb.io/ips]: refused: 65 entries, more than the 64 an address request may list; the Service keeps the addresses it holds and is given no other"},
+		{name: "250 KB refused unread", annotation: "ferrolb.io/ips", value: huge, wantKeepOnly: true,
+			wantProblem: fmt.Sprintf("metadata.annotations[ferrolb.io/ips]: refused unread: %d bytes, more than the 4096 an address request may have", len(huge))},
+		{name: "MetalLB's annotation too", annotation: "metallb.io/loadBalancerIPs", value: huge, wantKeepOnly: true,
+			wantProblem: "metadata.annotations[metallb.io/loadBalancerIPs]: refused unread"},
+		{name: "Cilium's annotation too", annotation: "io.cilium/lb-ipam-ips", value: huge, wantKeepOnly: true,
+			wantProblem: "metadata.annotations[io.cilium/lb-ipam-ips]: refused unread"},
+		// Garbage past the bound is not parsed: one problem, not one per entry.
+		{name: "250 KB of garbage: one problem", annotation: "lbipam.cilium.io/ips", value: strings.Repeat("x,", 125_000), wantKeepOnly: true,
+			wantProblem: "metadata.annotations[lbipam.cilium.io/ips]: refused unread: 250000 bytes"},
+		{name: "4096 bytes with empty entries are read", annotation: "ferrolb.io/ips", value: "10.0.0.1" + strings.Repeat(",", 4088), wantAddrs: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, problems := config.ServiceRequest(service("ns", "web", map[string]string{tt.annotation: tt.value}, nil), pools)
+			if len(req.Addresses) != tt.wantAddrs || req.KeepOnly != tt.wantKeepOnly {
+				t.Errorf("request has %d addresses, KeepOnly %v; want %d, %v", len(req.Addresses), req.KeepOnly, tt.wantAddrs, tt.wantKeepOnly)
+			}
+			var msgs []string
+			for _, p := range problems {
+				msgs = append(msgs, p.Error())
+			}
+			switch {
+			case tt.wantProblem == "" && len(msgs) != 0:
+				t.Errorf("problems %q, want none", msgs)
+			case tt.wantProblem != "" && (len(msgs) != 1 || !strings.HasPrefix(msgs[0], tt.wantProblem)):
+				t.Errorf("problems %.300q, want one starting %q", msgs, tt.wantProblem)
+			}
+		})
 	}
 }

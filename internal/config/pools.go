@@ -23,6 +23,10 @@ type Pool struct {
 	Namespaces []string        // empty: every namespace
 }
 
+// MaxAddressesPerService is the most an IPPool's maxAddressesPerService may say (its CRD's
+// maximum too).
+const MaxAddressesPerService = 64
+
 // FieldError is a problem with one field of an object, named by its path.
 type FieldError struct {
 	Field  string
@@ -46,6 +50,12 @@ func ParsePool(p *v1.IPPool) (Pool, error) {
 	if p.Spec.Priority != nil {
 		out.Priority = int(*p.Spec.Priority)
 	}
+	if m := p.Spec.MaxAddressesPerService; m != nil {
+		if *m < 1 || *m > MaxAddressesPerService {
+			return out, FieldError{"spec.maxAddressesPerService", fmt.Sprintf("%d is not 1 to %d", *m, MaxAddressesPerService)}
+		}
+		out.MaxPerService = int(*m)
+	}
 	if len(p.Spec.Blocks) == 0 {
 		return out, FieldError{"spec.blocks", "a pool needs at least one block"}
 	}
@@ -56,9 +66,9 @@ func ParsePool(p *v1.IPPool) (Pool, error) {
 		}
 		out.Ranges = append(out.Ranges, r)
 	}
-	sel, err := selector(p.Spec.ServiceSelector)
+	sel, err := selector("serviceSelector", p.Spec.ServiceSelector)
 	if err != nil {
-		return out, FieldError{"spec.serviceSelector", err.Error()}
+		return out, err
 	}
 	out.Selector = sel
 	return out, nil

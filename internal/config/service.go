@@ -21,6 +21,15 @@ const (
 // LoadBalancerClass is the spec.loadBalancerClass FerroLB serves by default (besides none).
 const LoadBalancerClass = "ferrolb.io/ferrolb"
 
+// Bounds on a Service's request for addresses (the annotations of ipAnnotations). A Service
+// gets one address per family, more only where its pool's maxAddressesPerService (at most
+// MaxRequestedAddresses) allows, so a longer request is a mistake or an attempt on the
+// pool: it is refused whole, unread, instead of being parsed on every reconcile.
+const (
+	MaxAddressAnnotationBytes = 4096
+	MaxRequestedAddresses     = 64
+)
+
 // The annotations that request addresses, pools and sharing, in precedence order: when a
 // Service carries several that disagree, the first wins and the others are reported.
 var (
@@ -104,11 +113,16 @@ func ServiceRequest(svc *corev1.Service, pools []Pool) (ipam.Request, []FieldErr
 	ipsFrom, ipsValue := first(ann, ipAnnotations)
 	if ipsFrom != "" {
 		problems = append(problems, disagreeing(ann, ipAnnotations, ipsFrom)...)
-		for _, s := range strings.Split(ipsValue, ",") {
-			s = strings.TrimSpace(s)
-			if s == "" {
-				continue
-			}
+		entries, why := addressEntries(ipsValue)
+		if why != "" {
+			// Which of the addresses it holds the Service still wants is unknown: it keeps
+			// them all (a Service is never robbed for its annotation's sake) and gets no other.
+			problems = append(problems, FieldError{annotationPath(ipsFrom), why +
+				"; the Service keeps the addresses it holds and is given no other. List one address per family " +
+				"(more only where the pool's maxAddressesPerService allows)"})
+			req.KeepOnly = true
+		}
+		for _, s := range entries {
 			a, err := parseAddr(s)
 			if err != nil {
 				problems = append(problems, FieldError{annotationPath(ipsFrom), fmt.Sprintf("%q is not an IP address", s)})
@@ -178,6 +192,25 @@ func ServiceRequest(svc *corev1.Service, pools []Pool) (ipam.Request, []FieldErr
 }
 
 func annotationPath(name string) string { return "metadata.annotations[" + name + "]" }
+
+// addressEntries splits an address annotation into its non-empty entries, or says why it is
+// refused whole: longer than MaxAddressAnnotationBytes (then it is not split at all) or with
+// more than MaxRequestedAddresses entries.
+func addressEntries(v string) ([]string, string) {
+	if len(v) > MaxAddressAnnotationBytes {
+		return nil, fmt.Sprintf("refused unread: %d bytes, more than the %d an address request may have", len(v), MaxAddressAnnotationBytes)
+	}
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	if len(out) > MaxRequestedAddresses {
+		return nil, fmt.Sprintf("refused: %d entries, more than the %d an address request may list", len(out), MaxRequestedAddresses)
+	}
+	return out, ""
+}
 
 // first returns the first of names set in ann, and its value.
 func first(ann map[string]string, names []string) (string, string) {

@@ -21,8 +21,8 @@ import (
 // old system before its objects are rewritten. Their CRDs are the old system's: FerroLB
 // installs none of them, and a kind whose CRD is missing is skipped with a log line.
 //
-// +kubebuilder:rbac:groups=metallb.io,resources=ipaddresspools,verbs=get;list;watch
-// +kubebuilder:rbac:groups=cilium.io,resources=ciliumloadbalancerippools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=metallb.io,resources=ipaddresspools,verbs=list;watch
+// +kubebuilder:rbac:groups=cilium.io,resources=ciliumloadbalancerippools,verbs=list;watch
 
 // compatPoolKinds are the pool kinds read per system, newest version first: a kind served at
 // several versions is read at the first one the API server knows.

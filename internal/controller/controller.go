@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -35,6 +34,9 @@ import (
 type Options struct {
 	// MetricsAddr serves Prometheus metrics at /metrics; "0" turns it off.
 	MetricsAddr string
+	// MetricsSecure serves them over HTTPS to authenticated, authorised callers only (see
+	// controller.MetricsServing).
+	MetricsSecure bool
 	// HealthAddr serves /healthz and /readyz; "0" turns it off.
 	HealthAddr string
 	// LeaderElection makes replicas take turns through a Lease; off only for a single replica.
@@ -87,7 +89,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	renew, lease := 10*time.Second, 15*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Metrics:                       MetricsServing(opts.MetricsAddr, opts.MetricsSecure),
 		HealthProbeBindAddress:        opts.HealthAddr,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              leaseName,
@@ -111,6 +113,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if err := setupPeerStatus(mgr); err != nil {
 		return fmt.Errorf("bgppeer-status controller: %w", err)
+	}
+	if err := setupPolicyStatus(mgr); err != nil {
+		return err
 	}
 	return mgr.Start(ctx)
 }

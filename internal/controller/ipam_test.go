@@ -227,13 +227,15 @@ func TestLoadBalancerClass(t *testing.T) {
 }
 
 // TestCiliumServiceYellow is Cilium's documented LB-IPAM example: requested addresses that no
-// pool serving the Service holds are refused with reasons, and the rest are granted.
+// pool serving the Service holds are refused with reasons, and the rest are granted. The
+// Service gets two IPv4 addresses, which needs a pool that allows a Service two
+// (maxAddressesPerService): pool-primary, whose address is the second.
 func TestCiliumServiceYellow(t *testing.T) {
 	ns := newNamespace(t, "tenant-c")
 	startController(t)
 	createPool(t, "pool-primary", v1.IPPoolSpec{Blocks: blocks("60.0.10.0/24"), ServiceSelector: &metav1.LabelSelector{
 		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "color", Operator: metav1.LabelSelectorOpIn, Values: []string{"yellow", "red", "blue"}}},
-	}})
+	}, MaxAddressesPerService: ptr.To[int32](2)})
 	createPool(t, "pool-green", v1.IPPoolSpec{Blocks: blocks("40.0.10.0/24"), ServiceSelector: &metav1.LabelSelector{
 		MatchLabels: map[string]string{"color": "green"},
 	}})

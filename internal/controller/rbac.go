@@ -1,15 +1,30 @@
 package controller
 
 // The controller's permissions; `make generate` turns these markers into
-// config/rbac/controller/role.yaml.
+// config/rbac/controller/role.yaml: a ClusterRole for what it does across the cluster, and a
+// Role in ferrolb-system (the namespace the manifests run it in and --lease-namespace's
+// default) for its Lease and the Events leader election records about that Lease. Each verb
+// is one the code uses; test/rbac runs the controller against these roles and fails on a
+// request they refuse and on a verb nothing uses.
 //
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups="",resources=services/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=ferrolb.io,resources=ippools,verbs=get;list;watch
-// +kubebuilder:rbac:groups=ferrolb.io,resources=ippools/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups=ferrolb.io,resources=bgppeers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=ferrolb.io,resources=bgppeers/status,verbs=get;patch
+// Services, Nodes and the pools are read through the informer cache (list, watch; never
+// get). Service and IPPool status are written with Update (optimistic concurrency on the
+// allocation record), BGPPeer status with a merge patch. Its own Events go through
+// events.k8s.io in each Service's namespace: create only, as each is recorded once per
+// revision of its Service (every one follows a status write), so client-go never folds two
+// into a series, which it would patch.
+//
+// +kubebuilder:rbac:groups="",resources=services,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=services/status,verbs=update
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create
+// +kubebuilder:rbac:groups=ferrolb.io,resources=ippools;bgppeers,verbs=list;watch
+// +kubebuilder:rbac:groups=ferrolb.io,resources=ippools/status,verbs=update
+// +kubebuilder:rbac:groups=ferrolb.io,resources=bgppeers/status,verbs=patch
+//
+// Leader election (client-go's LeaseLock) gets, creates and updates the Lease
+// ferrolb-controller, and records core/v1 Events about it ("became leader", "stopped
+// leading"; each names the replica, so none repeats and none is patched).
+//
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=ferrolb-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=events,verbs=create

@@ -19,6 +19,7 @@ import (
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/config"
+	"github.com/ferrolb/ferrolb/internal/eventnote"
 	"github.com/ferrolb/ferrolb/internal/ipam"
 )
 
@@ -196,7 +197,34 @@ func (r *serviceReconciler) event(svc *corev1.Service, typ, reason, prefix strin
 	if len(items) == 0 {
 		return
 	}
-	r.recorder.Eventf(svc, nil, typ, reason, "Allocate", "%s%s", prefix, strings.Join(items, "; "))
+	r.recorder.Eventf(svc, nil, typ, reason, "Allocate", "%s", eventNote(prefix, items))
+}
+
+// eventNote is prefix and items joined, cut to eventnote.MaxNote (beyond which the API
+// server refuses an Event; the recorder would cut anywhere) at an item's end with a count of
+// the items left out (the Service's condition lists them all).
+func eventNote(prefix string, items []string) string {
+	note := prefix + strings.Join(items, "; ")
+	if len(note) <= eventnote.MaxNote {
+		return note
+	}
+	note = prefix
+	for i, it := range items {
+		more := fmt.Sprintf("; and %d more (condition %s lists them)", len(items)-i, ConditionAllocated)
+		sep := "; "
+		if i == 0 {
+			sep, more = "", more[2:]
+		}
+		if len(note)+len(sep)+len(it)+len(more) > eventnote.MaxNote {
+			if i == 0 {
+				// Not even the first fits: cut it.
+				return strings.ToValidUTF8((note + it)[:eventnote.MaxNote-3], "") + "..."
+			}
+			return note + more
+		}
+		note += sep + it
+	}
+	return note
 }
 
 // clearStatus removes FerroLB's addresses and condition from a Service it no longer serves

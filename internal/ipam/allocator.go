@@ -46,8 +46,15 @@ type Request struct {
 	// it too.
 	NamedPool bool
 	// Addresses are specific addresses the Service asks for. When set, the Service gets those
-	// of them that can be granted and nothing else.
+	// of them that can be granted and nothing else: of each family, the first that can be
+	// granted, and more only while the pool of the next one allows (Pool.MaxPerService).
+	// Addresses it holds and still asks for are kept, however many.
 	Addresses []netip.Addr
+	// KeepOnly says the Service asks for specific addresses in a way that could not be read
+	// (the caller refused the request, for example as too long): it keeps what it holds, as
+	// nobody can tell which of those it no longer wants, and is given nothing new. Addresses
+	// is then ignored.
+	KeepOnly bool
 	// SharingKey lets Services with the same key share an address when their ports do not
 	// collide and Local agrees.
 	SharingKey string
@@ -205,12 +212,14 @@ func (a *Allocator) Assign(req Request) Result {
 		fam := FamilyOf(addr)
 		why := ""
 		p, conflict := a.poolOf(addr)
+		// With KeepOnly nothing is known of what the Service asks for: only a change of its
+		// families or of the pools releases anything.
 		switch {
-		case len(req.Addresses) > 0 && !slices.Contains(req.Addresses, addr):
+		case !req.KeepOnly && len(req.Addresses) > 0 && !slices.Contains(req.Addresses, addr):
 			why = "no longer requested"
 		case !slices.Contains(wanted, fam):
 			why = fmt.Sprintf("the Service no longer has the %s family", fam)
-		case len(req.Addresses) == 0 && have[famIndex(fam)] > 0:
+		case !req.KeepOnly && len(req.Addresses) == 0 && have[famIndex(fam)] > 0:
 			why = fmt.Sprintf("a Service that requests no address gets one per family, and it holds %s already", fam)
 		case p != nil && !serves(p, req):
 			why = fmt.Sprintf("pool %s does not serve this Service any more", p.Name)
@@ -232,12 +241,14 @@ func (a *Allocator) Assign(req Request) Result {
 	// 2. Requested addresses, or one address per wanted family.
 	var addedBuf [2]netip.Addr
 	added := addedBuf[:0]
-	if len(req.Addresses) > 0 {
+	switch {
+	case req.KeepOnly:
+	case len(req.Addresses) > 0:
 		for _, addr := range req.Addresses {
 			if a.holdsAddr(req.Service, addr) {
 				continue
 			}
-			if why := a.grantable(addr, req, wanted); why != "" {
+			if why := a.grantable(addr, req, wanted, have); why != "" {
 				res.Refused = append(res.Refused, Refusal{Addr: addr, Family: FamilyOf(addr), Reason: why})
 				continue
 			}
@@ -245,7 +256,7 @@ func (a *Allocator) Assign(req Request) Result {
 			added = append(added, addr)
 			have[famIndex(FamilyOf(addr))]++
 		}
-	} else {
+	default:
 		for _, fam := range wanted {
 			if have[famIndex(fam)] > 0 {
 				continue
@@ -291,7 +302,7 @@ func (a *Allocator) requireDualStack(req Request, wanted []Family, have [2]int, 
 	if missing == 0 {
 		return
 	}
-	if len(req.Addresses) > 0 && !slices.ContainsFunc(req.Addresses, func(x netip.Addr) bool { return FamilyOf(x) == missing }) {
+	if !req.KeepOnly && len(req.Addresses) > 0 && !slices.ContainsFunc(req.Addresses, func(x netip.Addr) bool { return FamilyOf(x) == missing }) {
 		res.Refused = append(res.Refused, Refusal{Family: missing,
 			Reason: fmt.Sprintf("RequireDualStack needs an %s address, and none is requested", missing)})
 	}
@@ -354,8 +365,9 @@ func (a *Allocator) holdsAddr(svc string, addr netip.Addr) bool {
 	return slices.Contains(a.services[svc], addr)
 }
 
-// grantable says why addr cannot be given to req, or "" if it can.
-func (a *Allocator) grantable(addr netip.Addr, req Request, wanted []Family) string {
+// grantable says why addr cannot be given to req, which holds have addresses of each family
+// (by famIndex), or "" if it can.
+func (a *Allocator) grantable(addr netip.Addr, req Request, wanted []Family, have [2]int) string {
 	if !addr.IsValid() {
 		return "not an IP address"
 	}
@@ -379,7 +391,29 @@ func (a *Allocator) grantable(addr netip.Addr, req Request, wanted []Family) str
 	case p.AvoidBuggyIPs && buggy(addr):
 		return fmt.Sprintf("pool %s avoids addresses ending in .0 and .255", p.Name)
 	}
-	return a.shareable(addr, req)
+	if why := a.shareable(addr, req); why != "" {
+		return why
+	}
+	// Last, so that the first address of a family that can be granted is.
+	if n, limit := have[famIndex(fam)], p.maxPerService(); n >= limit {
+		if limit == 1 {
+			return fmt.Sprintf("a Service gets one %s address, and this one holds %s (pool %s allows no more: maxAddressesPerService)",
+				fam, a.heldOf(req.Service, fam), p.Name)
+		}
+		return fmt.Sprintf("a Service gets at most %d %s addresses from pool %s (maxAddressesPerService), and this one holds %d",
+			limit, fam, p.Name, n)
+	}
+	return ""
+}
+
+// heldOf is the first address of fam svc holds, for messages.
+func (a *Allocator) heldOf(svc string, fam Family) netip.Addr {
+	for _, x := range a.services[svc] {
+		if FamilyOf(x) == fam {
+			return x
+		}
+	}
+	return netip.Addr{}
 }
 
 // shareable says why req.Service may not hold addr next to its current holders, or "".
@@ -510,12 +544,12 @@ func (a *Allocator) hold(addr netip.Addr, req Request) {
 	}
 	switch {
 	case i < 0:
+		// Not a holder yet, so not in the Service's list either (the two indexes agree):
+		// no scan of that list, which a Service holding many addresses would pay for each.
 		h.services = append(h.services, holder{service: req.Service, ports: slices.Clone(req.Ports)})
+		a.services[req.Service] = append(a.services[req.Service], addr)
 	case !slices.Equal(h.services[i].ports, req.Ports):
 		h.services[i].ports = slices.Clone(req.Ports)
-	}
-	if !a.holdsAddr(req.Service, addr) {
-		a.services[req.Service] = append(a.services[req.Service], addr)
 	}
 }
 

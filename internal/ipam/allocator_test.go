@@ -267,10 +267,11 @@ func TestRequested(t *testing.T) {
 	run(t, []scenario{
 		{
 			// https://docs.cilium.io/en/stable/network/lb-ipam/: the Service matches
-			// pool-primary and pool-yellow only.
+			// pool-primary and pool-yellow only. Its two IPv4 addresses need a pool that
+			// gives a Service more than one: pool-primary's, the second one's.
 			name: "Cilium's example",
 			pools: []ipam.Pool{
-				pool("pool-primary", "60.0.10.0/24"),
+				perService(2, pool("pool-primary", "60.0.10.0/24")),
 				pool("pool-green", "40.0.10.0/24"),
 				pool("pool-yellow", "50.0.10.0/24"),
 			},
@@ -325,14 +326,14 @@ func TestRequested(t *testing.T) {
 			req:    v4("s", "p"), want: got("10.0.0.5"),
 		},
 		{
-			name: "no address requested any more: one per family is kept", pools: []ipam.Pool{p},
+			name: "no address requested any more: one per family is kept", pools: []ipam.Pool{perService(2, p)},
 			before: []ipam.Request{asking(v4("s", "p"), "10.0.0.5", "10.0.0.6")},
 			req:    v4("s", "p"),
 			want: outcome{Addresses: []string{"10.0.0.5"},
 				Released: []string{"10.0.0.6: a Service that requests no address gets one per family"}},
 		},
 		{
-			name: "two addresses of one family", pools: []ipam.Pool{p},
+			name: "two addresses of one family from a pool that allows two", pools: []ipam.Pool{perService(2, p)},
 			req: asking(v4("s", "p"), "10.0.0.6", "10.0.0.5"), want: got("10.0.0.5", "10.0.0.6"),
 		},
 		{
@@ -355,6 +356,126 @@ func TestRequested(t *testing.T) {
 			want: outcome{Refused: []string{"192.0.2.1: no pool holds it"}},
 		},
 	})
+}
+
+// TestPerFamilyLimit: a Service that requests addresses gets the first of each family that
+// can be granted, more only from pools that allow more, and keeps what it holds beyond that
+// (given before the limit, and restored after a restart).
+func TestPerFamilyLimit(t *testing.T) {
+	p := pool("p", "10.0.0.0/24", "2001:db8::/64")
+	// many is the exploit's shape: one Service listing a whole pool.
+	var many []string
+	for i := range 64 {
+		many = append(many, fmt.Sprintf("10.0.0.%d", i))
+	}
+	oneV4 := "a Service gets one IPv4 address, and this one holds 10.0.0.0 (pool p allows no more: maxAddressesPerService)"
+	manyRefused := make([]string, 0, 63)
+	for _, a := range many[1:] {
+		manyRefused = append(manyRefused, a+": "+oneV4)
+	}
+	run(t, []scenario{
+		{
+			name: "single-stack: the first of 64", pools: []ipam.Pool{p},
+			req:   asking(v4("s", "p"), many...),
+			want:  outcome{Addresses: []string{"10.0.0.0"}, Refused: manyRefused},
+			holds: map[string][]string{"s": {"10.0.0.0"}},
+		},
+		{
+			name: "dual-stack: the first of each family", pools: []ipam.Pool{p},
+			req: asking(dual(v4("s", "p"), ipam.RequireDualStack, v4f, v6f),
+				"2001:db8::5", "10.0.0.5", "2001:db8::6", "10.0.0.6"),
+			want: outcome{Addresses: []string{"10.0.0.5", "2001:db8::5"}, Refused: []string{
+				"2001:db8::6: a Service gets one IPv6 address, and this one holds 2001:db8::5",
+				"10.0.0.6: a Service gets one IPv4 address, and this one holds 10.0.0.5",
+			}},
+		},
+		{
+			name: "the first that can be granted", pools: []ipam.Pool{p},
+			before: []ipam.Request{asking(v4("a", "p"), "10.0.0.5")},
+			req:    asking(v4("s", "p"), "192.0.2.1", "10.0.0.5", "10.0.0.6", "10.0.0.7"),
+			want: outcome{Addresses: []string{"10.0.0.6"}, Refused: []string{
+				"192.0.2.1: no pool holds it",
+				"10.0.0.5: held by a",
+				"10.0.0.7: a Service gets one IPv4 address, and this one holds 10.0.0.6",
+			}},
+		},
+		{
+			name: "a pool that allows three", pools: []ipam.Pool{perService(3, p)},
+			req: asking(v4("s", "p"), "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"),
+			want: outcome{Addresses: []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}, Refused: []string{
+				"10.0.0.4: a Service gets at most 3 IPv4 addresses from pool p (maxAddressesPerService), and this one holds 3",
+			}},
+		},
+		{
+			name: "each address's own pool decides", pools: []ipam.Pool{perService(2, pool("two", "10.0.1.0/24")), p},
+			req: asking(v4("s", "p", "two"), "10.0.1.1", "10.0.0.1", "10.0.1.2", "10.0.1.3"),
+			want: outcome{Addresses: []string{"10.0.1.1", "10.0.1.2"}, Refused: []string{
+				"10.0.0.1: a Service gets one IPv4 address, and this one holds 10.0.1.1 (pool p allows no more",
+				"10.0.1.3: a Service gets at most 2 IPv4 addresses from pool two (maxAddressesPerService), and this one holds 2",
+			}},
+		},
+		{
+			name: "held addresses count: a new one is refused", pools: []ipam.Pool{p},
+			before: []ipam.Request{asking(v4("s", "p"), "10.0.0.1")},
+			req:    asking(v4("s", "p"), "10.0.0.2", "10.0.0.1"),
+			want: outcome{Addresses: []string{"10.0.0.1"}, Refused: []string{
+				"10.0.0.2: a Service gets one IPv4 address, and this one holds 10.0.0.1",
+			}},
+		},
+		{
+			name: "a held address no longer requested makes room", pools: []ipam.Pool{p},
+			before: []ipam.Request{asking(v4("s", "p"), "10.0.0.1")},
+			req:    asking(v4("s", "p"), "10.0.0.2", "10.0.0.3"),
+			want: outcome{Addresses: []string{"10.0.0.2"},
+				Refused:  []string{"10.0.0.3: a Service gets one IPv4 address, and this one holds 10.0.0.2"},
+				Released: []string{"10.0.0.1: no longer requested"}},
+		},
+		{
+			name: "held beyond a lowered limit: kept", pools: []ipam.Pool{perService(3, p)},
+			before:  []ipam.Request{asking(v4("s", "p"), "10.0.0.1", "10.0.0.2", "10.0.0.3")},
+			repools: []ipam.Pool{p},
+			req:     asking(v4("s", "p"), "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"),
+			want: outcome{Addresses: []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}, Refused: []string{
+				"10.0.0.4: a Service gets one IPv4 address, and this one holds 10.0.0.1",
+			}},
+		},
+		{
+			name: "KeepOnly keeps everything held and gives nothing", pools: []ipam.Pool{perService(3, p)},
+			before: []ipam.Request{asking(dual(v4("s", "p"), ipam.PreferDualStack, v4f, v6f), "10.0.0.1", "10.0.0.2", "2001:db8::1")},
+			req:    with(dual(v4("s", "p"), ipam.PreferDualStack, v4f, v6f), func(r *ipam.Request) { r.KeepOnly = true }),
+			want:   got("10.0.0.1", "10.0.0.2", "2001:db8::1"),
+		},
+		{
+			name: "KeepOnly with nothing held: nothing, and no automatic address", pools: []ipam.Pool{p},
+			req:   with(v4("s", "p"), func(r *ipam.Request) { r.KeepOnly = true }),
+			want:  outcome{},
+			holds: map[string][]string{"s": nil},
+		},
+		{
+			name: "KeepOnly still gives up a family the Service dropped", pools: []ipam.Pool{p},
+			before: []ipam.Request{asking(dual(v4("s", "p"), ipam.PreferDualStack, v4f, v6f), "10.0.0.1", "2001:db8::1")},
+			req:    with(v4("s", "p"), func(r *ipam.Request) { r.KeepOnly = true }),
+			want: outcome{Addresses: []string{"10.0.0.1"},
+				Released: []string{"2001:db8::1: the Service no longer has the IPv6 family"}},
+		},
+	})
+
+	// A controller restart: Restore records what the status says, beyond the limit, and the
+	// next Assign keeps it all.
+	a := ipam.New()
+	a.SetPools([]ipam.Pool{p})
+	req := asking(v4("s", "p"), many[:20]...)
+	if r := a.Restore(req, addrs(many[:20]...)); r != nil {
+		t.Fatalf("Restore refused %v", r)
+	}
+	assign(t, a, req, got(many[:20]...))
+	assign(t, a, asking(v4("s", "p"), many[:21]...),
+		outcome{Addresses: many[:20], Refused: []string{"10.0.0.20: " + oneV4}})
+	// KeepOnly (an unreadable request) after the restart: all kept.
+	assign(t, a, with(v4("s", "p"), func(r *ipam.Request) { r.KeepOnly = true }), got(many[:20]...))
+	if diff := cmp.Diff(map[string]int{"p/IPv4": 20, "p/IPv6": 0}, used(a)); diff != "" {
+		t.Errorf("Used (-want +got):\n%s", diff)
+	}
 }
 
 func TestSharing(t *testing.T) {

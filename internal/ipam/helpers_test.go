@@ -36,6 +36,9 @@ func disabled(p ipam.Pool) ipam.Pool    { p.Disabled = true; return p }
 func avoidBuggy(p ipam.Pool) ipam.Pool  { p.AvoidBuggyIPs = true; return p }
 func prio(n int, p ipam.Pool) ipam.Pool { p.Priority = n; return p }
 
+// perService lets a Service hold n requested addresses of a family from p.
+func perService(n int, p ipam.Pool) ipam.Pool { p.MaxPerService = n; return p }
+
 func addrs(ss ...string) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range ss {

@@ -23,7 +23,14 @@ type Pool struct {
 	Disabled bool
 	// Priority orders candidate pools, lowest first; ties go by name.
 	Priority int
+	// MaxPerService is how many addresses of one family a Service may hold when it is given
+	// a requested address from this pool; 0 means 1. Addresses given automatically are one
+	// per family whatever it says.
+	MaxPerService int
 }
+
+// maxPerService is p's MaxPerService, 1 when unset.
+func (p *Pool) maxPerService() int { return max(p.MaxPerService, 1) }
 
 // PoolStatus is what the allocator knows of one pool.
 type PoolStatus struct {

@@ -58,7 +58,8 @@ func TestProperties(t *testing.T) {
 			}
 			t.Logf("seen: %v", m.seen)
 			for _, what := range []string{"shared address", "orphan", "released", "refused address", "refused family",
-				"conflict", "restart", "disabled pool", "manual pool", "buggy-avoiding pool", "pool error", "dual-stack holder"} {
+				"conflict", "restart", "disabled pool", "manual pool", "buggy-avoiding pool", "pool error", "dual-stack holder",
+				"per-family limit", "several of a family", "keep-only"} {
 				if m.seen[what] == 0 {
 					t.Errorf("the random operations never reached: %s", what)
 				}
@@ -211,12 +212,18 @@ func (m *model) count(res ipam.Result) {
 	for _, r := range res.Refused {
 		if r.Addr.IsValid() {
 			m.seen["refused address"]++
+			if strings.Contains(r.Reason, "maxAddressesPerService") {
+				m.seen["per-family limit"]++
+			}
 		} else {
 			m.seen["refused family"]++
 		}
 	}
 	if len(res.Addresses) == 2 && ipam.FamilyOf(res.Addresses[0]) != ipam.FamilyOf(res.Addresses[1]) {
 		m.seen["dual-stack holder"]++
+	}
+	if len(res.Addresses) > 1 && ipam.FamilyOf(res.Addresses[0]) == ipam.FamilyOf(res.Addresses[1]) {
+		m.seen["several of a family"]++
 	}
 	for _, st := range m.a.Pools() {
 		if len(st.Conflicts) > 0 {
@@ -403,11 +410,11 @@ func (m *model) checkAssign(before map[string][]netip.Addr, req ipam.Request, re
 		if !slices.Contains(wanted, fam) {
 			t.Errorf("%s holds %s, not of its families %v", svc, addr, wanted)
 		}
-		if len(req.Addresses) > 0 && !slices.Contains(req.Addresses, addr) {
+		if !req.KeepOnly && len(req.Addresses) > 0 && !slices.Contains(req.Addresses, addr) {
 			t.Errorf("%s holds %s, which it did not request (%v)", svc, addr, req.Addresses)
 		}
 	}
-	if len(req.Addresses) == 0 && (perFam[ipam.IPv4] > 1 || perFam[ipam.IPv6] > 1) {
+	if !req.KeepOnly && len(req.Addresses) == 0 && (perFam[ipam.IPv4] > 1 || perFam[ipam.IPv6] > 1) {
 		t.Errorf("%s requests no address and holds %v", svc, h)
 	}
 	if req.Policy == ipam.RequireDualStack && len(h) > 0 && (perFam[wanted[0]] == 0 || perFam[wanted[1]] == 0) {
@@ -424,11 +431,30 @@ func (m *model) checkAssign(before map[string][]netip.Addr, req ipam.Request, re
 	taken := func(addr netip.Addr) bool {
 		return m.a.Holders(addr) != nil || slices.ContainsFunc(prevHolders[addr], func(s string) bool { return s != svc })
 	}
+	// limit is, per family, the most addresses the pools of its new addresses allow.
+	var limit [7]int
 	for _, addr := range h {
 		if slices.Contains(before[svc], addr) {
 			continue // kept, whatever the pools say now
 		}
+		if req.KeepOnly {
+			t.Errorf("%s got %s, though its request was KeepOnly", svc, addr)
+		}
 		m.checkNew(req, addr, len(prevHolders[addr]) > 0, taken)
+		if p := m.owner(addr); p != nil {
+			limit[ipam.FamilyOf(addr)] = max(limit[ipam.FamilyOf(addr)], p.MaxPerService, 1)
+		}
+	}
+	for _, fam := range []ipam.Family{ipam.IPv4, ipam.IPv6} {
+		if limit[fam] > 0 && perFam[fam] > limit[fam] {
+			t.Errorf("%s got new %s addresses and holds %d of them, more than its pools allow (%d): %v", svc, fam, perFam[fam], limit[fam], h)
+		}
+	}
+	if req.KeepOnly {
+		m.seen["keep-only"]++
+		if len(res.Refused) > 0 {
+			t.Errorf("%s is KeepOnly and was refused %v", svc, res.Refused)
+		}
 	}
 
 	// A family refused for an automatic address: no pool that may serve it has a free one.
@@ -452,7 +478,7 @@ func (m *model) checkAssign(before map[string][]netip.Addr, req ipam.Request, re
 		// A requested address refused: it could not be granted.
 		for _, r := range res.Refused {
 			if r.Addr.IsValid() {
-				if why := m.grantable(req, r.Addr); why == "" {
+				if why := m.grantable(req, r.Addr, perFam[ipam.FamilyOf(r.Addr)]); why == "" {
 					t.Errorf("%s refused %s (%s), but it could be granted", svc, r.Addr, r.Reason)
 				}
 			}
@@ -501,8 +527,8 @@ func (m *model) checkNew(req ipam.Request, addr netip.Addr, wasHeld bool, taken 
 	}
 }
 
-// grantable says why req may not have addr, or "".
-func (m *model) grantable(req ipam.Request, addr netip.Addr) string {
+// grantable says why req, holding have addresses of addr's family, may not have addr, or "".
+func (m *model) grantable(req ipam.Request, addr netip.Addr, have int) string {
 	if !slices.Contains(wantedFams(req), ipam.FamilyOf(addr)) {
 		return "family"
 	}
@@ -530,6 +556,9 @@ func (m *model) grantable(req ipam.Request, addr netip.Addr) string {
 				return "port"
 			}
 		}
+	}
+	if have >= max(p.MaxPerService, 1) {
+		return "limit"
 	}
 	return ""
 }
@@ -627,9 +656,11 @@ func (m *model) randPools() []ipam.Pool {
 	if len(m.pools) > 0 && r.IntN(2) == 0 {
 		out := slices.Clone(m.pools)
 		i := r.IntN(len(out))
-		switch r.IntN(5) {
+		switch r.IntN(6) {
 		case 0:
 			out[i].Disabled = !out[i].Disabled
+		case 4:
+			out[i].MaxPerService = r.IntN(4)
 		case 1:
 			out[i].AutoAssign = !out[i].AutoAssign
 		case 2:
@@ -649,6 +680,7 @@ func (m *model) randPools() []ipam.Pool {
 			AvoidBuggyIPs: r.IntN(3) == 0,
 			Disabled:      r.IntN(7) == 0,
 			Priority:      r.IntN(3),
+			MaxPerService: max(0, r.IntN(6)-2), // mostly unset (one per family)
 		}
 		if slices.ContainsFunc(out, func(q ipam.Pool) bool { return q.Name == p.Name }) && r.IntN(10) > 0 {
 			continue // a name used twice, now and then
@@ -683,7 +715,22 @@ func (m *model) randRequest(svc string) ipam.Request {
 		}
 	}
 	req.NamedPool = r.IntN(5) == 0
+	req.KeepOnly = r.IntN(20) == 0
 	if r.IntN(4) == 0 {
+		if len(m.pools) > 0 && r.IntN(3) == 0 {
+			// Several addresses of one pool that serves the Service: the per-family limit.
+			p := m.pools[r.IntN(len(m.pools))]
+			if len(p.Ranges) > 0 {
+				addr := p.Ranges[r.IntN(len(p.Ranges))].From
+				for range 2 + r.IntN(3) {
+					req.Addresses = append(req.Addresses, addr)
+					addr = addr.Next()
+				}
+				if !slices.Contains(req.Pools, p.Name) {
+					req.Pools = append(req.Pools, p.Name)
+				}
+			}
+		}
 		for range 1 + r.IntN(3) {
 			switch r.IntN(9) {
 			case 0:
@@ -710,8 +757,8 @@ func (m *model) randRequest(svc string) ipam.Request {
 func fmtPools(ps []ipam.Pool) string {
 	var out []string
 	for _, p := range ps {
-		out = append(out, fmt.Sprintf("{%s %v auto=%v buggy=%v disabled=%v prio=%d}",
-			p.Name, strs(p.Ranges), p.AutoAssign, p.AvoidBuggyIPs, p.Disabled, p.Priority))
+		out = append(out, fmt.Sprintf("{%s %v auto=%v buggy=%v disabled=%v prio=%d max=%d}",
+			p.Name, strs(p.Ranges), p.AutoAssign, p.AvoidBuggyIPs, p.Disabled, p.Priority, p.MaxPerService))
 	}
 	return strings.Join(out, " ")
 }

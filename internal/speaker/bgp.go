@@ -95,8 +95,9 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 		for i := range ads.Items {
 			a, err := config.ParseBGPAdvertisement(&ads.Items[i])
 			if err != nil {
+				// The controller says so in the object's Valid condition and an Event, once
+				// for the cluster rather than once per node.
 				log.Error(err, "BGPAdvertisement ignored", "advertisement", ads.Items[i].Name)
-				r.recorder.Eventf(&ads.Items[i], nil, corev1.EventTypeWarning, "InvalidConfiguration", "Advertise", "ignored: %v", err)
 				continue
 			}
 			cads = append(cads, a)

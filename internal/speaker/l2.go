@@ -72,6 +72,7 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 	for i := range policies.Items {
 		p, err := config.ParseL2Policy(&policies.Items[i])
 		if err != nil {
+			// The controller says so in the object's Valid condition and an Event.
 			log.Error(err, "L2Policy ignored", "policy", policies.Items[i].Name)
 			continue
 		}

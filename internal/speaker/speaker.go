@@ -27,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -46,6 +45,9 @@ type Options struct {
 	NodeName string
 	// MetricsAddr serves Prometheus metrics at /metrics; "0" turns it off.
 	MetricsAddr string
+	// MetricsSecure serves them over HTTPS to authenticated, authorised callers only (see
+	// controller.MetricsServing).
+	MetricsSecure bool
 	// HealthAddr serves /healthz and /readyz; "0" turns it off.
 	HealthAddr string
 	// LoadBalancerClass is the spec.loadBalancerClass served besides none.
@@ -106,7 +108,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Metrics:                controller.MetricsServing(opts.MetricsAddr, opts.MetricsSecure),
 		HealthProbeBindAddress: opts.HealthAddr,
 		Controller:             ctrlconfig.Controller{SkipNameValidation: &opts.Restartable},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{

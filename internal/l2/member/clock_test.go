@@ -97,19 +97,6 @@ func TestReplayAcrossRestarts(t *testing.T) {
 	}
 	peers(a, b)
 	waitAlive(t, b, "a", "b")
-	record := func() [][]byte {
-		var out [][]byte
-		buf := make([]byte, 512)
-		for len(out) < 10 {
-			_ = rec.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, _, err := rec.ReadFrom(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, slices.Clone(buf[:n]))
-		}
-		return out
-	}
 	replay := func(to *speaker, msgs [][]byte) {
 		t.Helper()
 		c, err := net.ListenPacket("udp", a.addr.String()) // from a's own address and port
@@ -124,7 +111,7 @@ func TestReplayAcrossRestarts(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	first := record()
+	first := record(t, rec, 10)
 
 	// a restarts on the same address: a new run, seen at once.
 	a.stop()
@@ -145,7 +132,7 @@ func TestReplayAcrossRestarts(t *testing.T) {
 	a = steppedSpeaker(t, "a", a.addr.String(), &zero, skew)
 	peers(a, b)
 	waitAlive(t, b, "a", "b")
-	second := record()
+	second := record(t, rec, 10)
 	a.stop()
 	b.stop()
 	b = steppedSpeaker(t, "b", b.addr.String(), &zero, skew)

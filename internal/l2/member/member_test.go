@@ -192,16 +192,7 @@ func TestSignedHeartbeats(t *testing.T) {
 	waitAlive(t, d, "d")
 
 	// Record a's heartbeats, then stop it: b sees it dead.
-	var recorded [][]byte
-	buf := make([]byte, 512)
-	for len(recorded) < 5 {
-		_ = rec.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, _, err := rec.ReadFrom(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recorded = append(recorded, slices.Clone(buf[:n]))
-	}
+	recorded := record(t, rec, 5)
 	a.stop()
 	waitAlive(t, b, "b")
 	// Replayed from a's own address and port, its recorded heartbeats do not count.
@@ -242,6 +233,22 @@ func TestSignedHeartbeats(t *testing.T) {
 	for _, s := range []*speaker{b, c, d, e, f} {
 		s.stop()
 	}
+}
+
+// record returns the next n packets that reach rec (a peer's heartbeats copied to it).
+func record(t *testing.T, rec net.PacketConn, n int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	buf := make([]byte, 512)
+	for len(out) < n {
+		_ = rec.SetReadDeadline(time.Now().Add(5 * time.Second))
+		m, _, err := rec.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, slices.Clone(buf[:m]))
+	}
+	return out
 }
 
 func TestNewRejectsShortKey(t *testing.T) {
