@@ -22,7 +22,10 @@ flock -n 9 || { echo "[envtest] waiting for another run (lock $DIR/.lock)" >&2; 
 # let them write their go.mod.
 export GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
 log() { echo "[envtest] $*" >&2; }
-ver() { [ -x "$OUT/$1" ] && "$OUT/$1" "${@:3}" 2>/dev/null | grep -qF "$2"; }
+# ver NAME WANT ARGS...: NAME is built and its ARGS output names WANT. (Not piped into
+# grep -q: grep exits at the first match, the binary then dies of SIGPIPE, and pipefail
+# made the check fail now and then, rebuilding etcd for nothing.)
+ver() { local out; [ -x "$OUT/$1" ] && out=$("$OUT/$1" "${@:3}" 2>/dev/null) && grep -qF "$2" <<<"$out"; }
 toolmod() { rm -rf "$1"; mkdir -p "$1"; printf 'module envtest.local/tools\n\ngo 1.24\n' >"$1/go.mod"; }
 gobuild() { # MODDIR PKG NAME LDFLAGS
   local s=$SECONDS tmp; log "building $3 (cold: minutes)"
