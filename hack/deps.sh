@@ -22,6 +22,12 @@ declare -A need=(
   [llc]=llvm
   [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
   [bpftool]=bpftool
+  # make cluster-test: a real node's runtime (containerd is built: hack/envtest.sh) and
+  # its certificates.
+  [runc]=runc
+  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [openssl]=openssl
+  [nsenter]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -426,7 +426,8 @@ func TestDeployManifest(t *testing.T) {
 		}
 	}
 	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 5, "ClusterRole": 2, "Role": 2,
-		"ClusterRoleBinding": 2, "RoleBinding": 2, "ServiceAccount": 2, "Deployment": 1, "DaemonSet": 1}
+		"ClusterRoleBinding": 2, "RoleBinding": 2, "ServiceAccount": 2, "Deployment": 1, "DaemonSet": 1,
+		"Service": 2}
 	if diff := cmp.Diff(want, kinds); diff != "" {
 		t.Errorf("kinds in deploy/ferrolb.yaml (-want +got):\n%s", diff)
 	}

@@ -266,7 +266,9 @@ func New(cfg Config) (*Datapath, error) {
 			d.free()
 		}
 	}()
-	if d.nl, err = netlink.NewHandleAt(ns); err != nil {
+	// A handle in the current namespace (which ns is): NewHandleAt would setns into it,
+	// which needs CAP_SYS_ADMIN.
+	if d.nl, err = netlink.NewHandle(); err != nil {
 		return nil, fmt.Errorf("datapath: netlink: %w", err)
 	}
 	for _, name := range append([]string{cfg.Interface}, cfg.BackendInterfaces...) {
@@ -440,10 +442,12 @@ func (d *Datapath) Run(ctx context.Context) error {
 	linkUpdates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
-	if err := netlink.NeighSubscribeAt(d.ns, updates, done); err != nil {
+	// Subscribed from a thread in the namespace (inNS) rather than with the ...At calls,
+	// which setns even into the namespace they are in, and so need CAP_SYS_ADMIN.
+	if err := d.inNS(func() error { return netlink.NeighSubscribe(updates, done) }); err != nil {
 		return fmt.Errorf("datapath: neighbour updates: %w", err)
 	}
-	if err := netlink.LinkSubscribeAt(d.ns, linkUpdates, done); err != nil {
+	if err := d.inNS(func() error { return netlink.LinkSubscribe(linkUpdates, done) }); err != nil {
 		return fmt.Errorf("datapath: link updates: %w", err)
 	}
 	tick := time.NewTicker(d.cfg.NexthopRefresh)

@@ -16,7 +16,9 @@ import (
 // Do runs f on the calling goroutine's thread, locked and switched into target, and
 // switches the thread back when f returns. If it cannot switch back, the thread stays
 // locked, so the runtime discards it when the goroutine exits and no other goroutine ever
-// runs in the wrong namespace.
+// runs in the wrong namespace. When the thread is in target already, f runs without a
+// switch: setns needs CAP_SYS_ADMIN, which a process that stays in its own namespace (the
+// speaker in a pod) should not need.
 func Do(target netns.NsHandle, f func() error) error {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -25,6 +27,10 @@ func Do(target netns.NsHandle, f func() error) error {
 		return err
 	}
 	defer orig.Close()
+	if orig.Equal(target) {
+		defer runtime.UnlockOSThread()
+		return f()
+	}
 	if err := netns.Set(target); err != nil {
 		runtime.UnlockOSThread()
 		return err

@@ -41,7 +41,8 @@ import (
 	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
-// The names deploy/base gives the components' namespace and ServiceAccounts.
+// The names the chart (charts/ferrolb, rendered into deploy/ferrolb.yaml) gives the
+// components' namespace and ServiceAccounts.
 const (
 	namespace    = "ferrolb-system"
 	controllerSA = "ferrolb-controller"
