@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: opts.HealthAddr,
+		MapperProvider:         newMapper, // no API server needed to start (mapper.go)
 		Controller:             ctrlconfig.Controller{SkipNameValidation: &opts.Restartable},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
