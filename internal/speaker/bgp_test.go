@@ -134,16 +134,7 @@ func (c *childSpeaker) Write(p []byte) (int, error) {
 // test ends.
 func startChild(t testing.TB, name, ip string, labels map[string]string, ns *netns.NS) *childSpeaker {
 	t.Helper()
-	ctx := context.Background()
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	if err := env.Client.Create(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
-	if err := env.Client.Status().Update(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+	registerNode(t, name, ip, labels)
 	u, err := url.Parse(env.Config.Host)
 	if err != nil {
 		t.Fatal(err)

@@ -127,7 +127,7 @@ func (p *apiProxy) Cut() {
 }
 
 // registerNode creates a Node with an InternalIP, deleted when the test ends.
-func registerNode(t *testing.T, name, ip string, labels map[string]string) {
+func registerNode(t testing.TB, name, ip string, labels map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
@@ -141,10 +141,12 @@ func registerNode(t *testing.T, name, ip string, labels map[string]string) {
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
 }
 
-// stateHas waits until the state file in dir mentions s (has is true) or does not.
+// stateHas waits until the state file in dir mentions s (has is true) or does not. It waits
+// up to 90 s: after the API server comes back, a speaker's informers reconnect with
+// client-go's backoff (up to 30 s, doubled by jitter), and only then does its file follow.
 func stateHas(t *testing.T, dir, s string, has bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		b, err := os.ReadFile(filepath.Join(dir, "speaker.json"))
 		if err == nil && strings.Contains(string(b), `"`+s+`"`) == has {
