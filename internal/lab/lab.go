@@ -553,15 +553,16 @@ func (l *Lab) RestoreAPI(n *Node) error {
 	return err
 }
 
-// RestartRouter restarts FRR on the router. graceful: with graceful restart configured and
-// zebra keeping its routes in the kernel when it stops, for the restart after this one
-// (the router's forwarding state then survives it); not graceful: as the lab starts it.
-func (l *Lab) RestartRouter(graceful bool) error {
+// RestartRouter restarts FRR on the router, down for down between stopping and starting.
+// graceful: with graceful restart configured and zebra keeping its routes in the kernel when
+// it stops, for the restart after this one (the router's forwarding state then survives
+// it); not graceful: as the lab starts it.
+func (l *Lab) RestartRouter(graceful bool, down time.Duration) error {
 	var opts labfrr.Options
 	if graceful {
 		opts.KeepRoutes = RouterKeepRoutes
 	}
-	return l.FRR.Restart(frrConf(l.Nodes, graceful), opts)
+	return l.FRR.Restart(frrConf(l.Nodes, graceful), down, opts)
 }
 
 // RouterKeepRoutes is how long the router's zebra keeps the routes of its previous run after

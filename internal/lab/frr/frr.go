@@ -141,14 +141,15 @@ func (r *Router) start(bgpdConf string, opts Options) error {
 	return nil
 }
 
-// Restart stops the daemons (as Stop does) and starts them again with bgpdConf and opts: a
-// router's control plane restarted into new software or configuration. Whether the kernel
+// Restart stops the daemons (as Stop does), waits down, and starts them again with bgpdConf
+// and opts: a router's control plane restarted into new software or configuration. Whether the kernel
 // keeps the routes meanwhile is up to the Options of the run that stops (see KeepRoutes);
 // without KeepRoutes the new run starts without any BGP route in the kernel, as after a
 // reboot (zebra 8.4 started without -K after a run with -r left IPv6 next hops of the old
 // run beside the new ones).
-func (r *Router) Restart(bgpdConf string, opts Options) error {
+func (r *Router) Restart(bgpdConf string, down time.Duration, opts Options) error {
 	r.stopDaemons()
+	time.Sleep(down)
 	if opts.KeepRoutes == 0 {
 		if err := r.removeBGPRoutes(); err != nil {
 			return err
