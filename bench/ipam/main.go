@@ -5,8 +5,10 @@
 //     until every one has an address in its status.
 //   - churn: the controller runs while a client creates N Services from several goroutines;
 //     the time from each create to its address (p50, p99, max).
+//   - restart (-restart, instead of the two): the controller killed in the middle of a
+//     backlog and started again (restart.go).
 //
-// Run: go run ./bench/ipam [-n 1000] [-runs 3]
+// Run: go run ./bench/ipam [-n 1000] [-runs 3]; go run ./bench/ipam -restart -n 500
 package main
 
 import (
@@ -32,11 +34,22 @@ import (
 )
 
 func main() {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
+	restart := flag.Bool("restart", false, "measure a controller killed in the middle of its backlog instead (restart.go)")
 	n := flag.Int("n", 1000, "Services per run")
 	runs := flag.Int("runs", 3, "runs of each measurement")
 	parallel := flag.Int("parallel", 8, "client goroutines creating Services in the churn run")
 	workers := flag.Int("workers", 4, "the controller's --workers")
 	flag.Parse()
+	if *restart {
+		if err := runRestart(*n, *runs, *parallel); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *runs, *parallel, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -54,8 +67,7 @@ func run(n, runs, parallel, workers int) (err error) {
 		return err
 	}
 	ctx := context.Background()
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "10.0.0.0/8"}}}}
-	if err := env.Client.Create(ctx, pool); err != nil {
+	if err := createPool(ctx, env); err != nil {
 		return err
 	}
 
@@ -147,6 +159,11 @@ func startController(ctx context.Context, env *kubetest.Env, workers int) (stop 
 	}
 }
 
+func createPool(ctx context.Context, env *kubetest.Env) error {
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "10.0.0.0/8"}}}}
+	return env.Client.Create(ctx, pool)
+}
+
 func createNamespace(ctx context.Context, cs kubernetes.Interface, name string) error {
 	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	return err
@@ -215,12 +232,22 @@ type waiter struct {
 	w    watch.Interface
 	n    int
 	seen map[string]time.Time
+	// addr is each Service's first address; moved counts Services seen with another one
+	// later.
+	addr  map[string]string
+	moved int
+	// hook runs (in wait) when hookAt Services have an address.
+	hookAt int
+	hook   func()
 }
 
 func newWaiter(ctx context.Context, cs kubernetes.Interface, ns string, n int) (*waiter, error) {
-	w := &waiter{ctx: ctx, cs: cs, ns: ns, n: n, seen: make(map[string]time.Time, n)}
+	w := &waiter{ctx: ctx, cs: cs, ns: ns, n: n, seen: make(map[string]time.Time, n), addr: make(map[string]string, n)}
 	return w, w.rewatch()
 }
+
+// at runs f once count Services have an address, from wait.
+func (w *waiter) at(count int, f func()) { w.hookAt, w.hook = count, f }
 
 // rewatch lists the namespace (recording what is addressed already) and watches from there:
 // the API server may close a watch that falls behind under load.
@@ -240,8 +267,18 @@ func (w *waiter) observe(svc *corev1.Service) {
 	if len(svc.Status.LoadBalancer.Ingress) == 0 {
 		return
 	}
+	ip := svc.Status.LoadBalancer.Ingress[0].IP
+	if first, ok := w.addr[svc.Name]; ok && first != ip {
+		w.moved++
+	}
 	if _, done := w.seen[svc.Name]; !done {
 		w.seen[svc.Name] = time.Now()
+		w.addr[svc.Name] = ip
+		if w.hook != nil && len(w.seen) >= w.hookAt {
+			hook := w.hook
+			w.hook = nil
+			hook()
+		}
 	}
 }
 

@@ -76,6 +76,12 @@ func ParseBGPPeer(p *v1.BGPPeer) (BGPPeer, error) {
 		}
 		*t.out = *t.in
 	}
+	if out.Peer.ConnectRetry == 0 {
+		// The API's documented default. Left at zero, GoBGP waits 120 s between attempts, and
+		// as the speaker only dials, a session whose first attempt failed (the router
+		// restarting) came back only after 90 to 120 s.
+		out.Peer.ConnectRetry = DefaultConnectTime
+	}
 	if h, k := out.Peer.HoldTime, out.Peer.KeepaliveTime; h != 0 && k != 0 && k >= h {
 		return out, FieldError{"spec.keepaliveTime", fmt.Sprintf("%s is not shorter than holdTime %s", k, h)}
 	}
@@ -155,6 +161,9 @@ func ParseBFDProfile(p *v1.BFDProfile) (bgp.BFD, error) {
 	}
 	return out, nil
 }
+
+// DefaultConnectTime is a BGPPeer's spec.connectTime when it sets none.
+const DefaultConnectTime = 5 * time.Second
 
 // durationOf is d's duration, or nil when the field is absent.
 func durationOf(d *metav1.Duration) *time.Duration {

@@ -54,6 +54,10 @@ func TestParseBGPPeer(t *testing.T) {
 	if p, _ := config.ParseBGPPeer(base(nil)); p.Peer.IPv4 || p.Peer.IPv6 {
 		t.Errorf("no families listed should leave both unset; got IPv4=%v IPv6=%v", p.Peer.IPv4, p.Peer.IPv6)
 	}
+	// No connectTime: the API's default, 5 s (GoBGP's own would be 120 s).
+	if p, _ := config.ParseBGPPeer(base(nil)); p.Peer.ConnectRetry != 5*time.Second {
+		t.Errorf("no connectTime: ConnectRetry %v, want 5s", p.Peer.ConnectRetry)
+	}
 
 	for _, tt := range []struct {
 		name string

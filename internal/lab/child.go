@@ -31,6 +31,7 @@ type childSpec struct {
 	Node       string
 	Kubeconfig string `json:",omitempty"`
 	Datapath   string `json:",omitempty"` // speaker: its --datapath
+	StateDir   string `json:",omitempty"` // speaker: its --state-dir
 	Name       string `json:",omitempty"` // backend: the pod's name
 	Listen     string `json:",omitempty"` // backend: the address to serve on
 }
@@ -59,7 +60,7 @@ func RunChild() int {
 		}
 		err = speaker.Run(ctx, cfg, speaker.Options{
 			NodeName: spec.Node, MetricsAddr: "127.0.0.1:7474", HealthAddr: "127.0.0.1:7475", Namespace: Namespace,
-			Datapath: spec.Datapath,
+			Datapath: spec.Datapath, StateDir: spec.StateDir,
 		})
 	case "backend":
 		err = serveBackend(ctx, spec.Listen, fmt.Sprintf("%s on %s\n", spec.Name, spec.Node))

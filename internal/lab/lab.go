@@ -134,6 +134,10 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, err
 	}
+	// The speakers' state files of an earlier lab describe objects this one does not have.
+	if err := os.RemoveAll(filepath.Join(opts.Dir, "state")); err != nil {
+		return nil, err
+	}
 	if opts.Prefix == "" {
 		opts.Prefix = Prefix
 	}
@@ -180,7 +184,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		return l, err
 	}
 	logf("router: FRR (zebra, bfdd, bgpd), AS %d", RouterASN)
-	if l.FRR, err = labfrr.Start(l.Router, frrConf(l.Nodes)); err != nil {
+	if l.FRR, err = labfrr.Start(l.Router, frrConf(l.Nodes, false)); err != nil {
 		return l, err
 	}
 	logf("cluster objects: nodes, pools, L2Policy, BGP peers, Services, EndpointSlices")
@@ -323,9 +327,15 @@ func (l *Lab) buildNetwork() error {
 	return err
 }
 
-func frrConf(nodes []*Node) string {
+// frrConf is the router's bgpd configuration; graceful adds graceful restart's restarting
+// side (the router keeps forwarding through its own restart and waits for the nodes'
+// End-of-RIB before it chooses new paths). FRR is a helper for restarting nodes either way.
+func frrConf(nodes []*Node, graceful bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "frr defaults traditional\nhostname router\nlog stdout\n!\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n", RouterASN, RouterLAN4)
+	if graceful {
+		b.WriteString(" bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n")
+	}
 	for _, n := range nodes {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s bfd\n neighbor %s bfd profile fast\n", n.IPv4, NodeASN, n.IPv4, n.IPv4)
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n", n.IPv6, NodeASN)
@@ -498,11 +508,7 @@ func (l *Lab) StopController() error {
 }
 
 func (l *Lab) startNode(n *Node) error {
-	u, err := url.Parse(l.Env.Config.Host)
-	if err != nil {
-		return err
-	}
-	if n.fwStop, err = n.NS.Forward(context.Background(), u.Host, u.Host); err != nil {
+	if err := l.RestoreAPI(n); err != nil {
 		return err
 	}
 	if err := l.StartSpeaker(n); err != nil {
@@ -524,9 +530,50 @@ func (l *Lab) startNode(n *Node) error {
 	return nil
 }
 
-// StartSpeaker starts node n's speaker (again).
+// CutAPI makes the API server unreachable from node n (its speaker and kube-proxy): the
+// relay on the node's loopback stops, closing the connections it carried, and new ones are
+// refused, as when the API server or its load balancer is down. RestoreAPI undoes it.
+func (l *Lab) CutAPI(n *Node) {
+	if n.fwStop != nil {
+		n.fwStop()
+		n.fwStop = nil
+	}
+}
+
+// RestoreAPI makes the API server reachable from node n again.
+func (l *Lab) RestoreAPI(n *Node) error {
+	if n.fwStop != nil {
+		return nil
+	}
+	u, err := url.Parse(l.Env.Config.Host)
+	if err != nil {
+		return err
+	}
+	n.fwStop, err = n.NS.Forward(context.Background(), u.Host, u.Host)
+	return err
+}
+
+// RestartRouter restarts FRR on the router, down for down between stopping and starting.
+// graceful: with graceful restart configured and zebra keeping its routes in the kernel when
+// it stops, for the restart after this one (the router's forwarding state then survives
+// it); not graceful: as the lab starts it.
+func (l *Lab) RestartRouter(graceful bool, down time.Duration) error {
+	var opts labfrr.Options
+	if graceful {
+		opts.KeepRoutes = RouterKeepRoutes
+	}
+	return l.FRR.Restart(frrConf(l.Nodes, graceful), down, opts)
+}
+
+// RouterKeepRoutes is how long the router's zebra keeps the routes of its previous run after
+// a graceful restart: longer than the nodes take to reconnect (a session that failed to
+// connect once waits its BGPPeer's connectTime, GoBGP's 120 s by default).
+const RouterKeepRoutes = 180 * time.Second
+
+// StartSpeaker starts node n's speaker (again), with its state file in the lab's directory.
 func (l *Lab) StartSpeaker(n *Node) error {
-	p, err := l.startChild(n.NS, n.Name+"-speaker", childSpec{Role: "speaker", Node: n.Name, Kubeconfig: l.Kubeconfig, Datapath: l.datapath})
+	p, err := l.startChild(n.NS, n.Name+"-speaker", childSpec{Role: "speaker", Node: n.Name, Kubeconfig: l.Kubeconfig, Datapath: l.datapath,
+		StateDir: filepath.Join(l.Dir, "state", n.Name)})
 	if err != nil {
 		return err
 	}

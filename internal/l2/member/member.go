@@ -80,7 +80,9 @@ type Tracker struct {
 	down bool
 	// started is when this speaker began to send; until a detection time later it may not
 	// have heard every live peer yet, so it does not count itself alive (warm): a speaker
-	// that believed itself alone would claim every address.
+	// that believed itself alone would claim every address. It waits two intervals more,
+	// for its peers: they count it alive a detection time after its first heartbeat, on
+	// their next tick, and only then stop answering for what it wins.
 	started time.Time
 	warm    bool
 	peers   map[string]netip.AddrPort
@@ -408,14 +410,14 @@ func newEpoch() (uint64, error) {
 }
 
 // evaluate brings the alive set up to date: a peer is alive when heard within the detection
-// time and for at least the detection time; this speaker is warm a detection time after it
-// started.
+// time and for at least the detection time; this speaker is warm a detection time and two
+// intervals after it started (see started).
 func (t *Tracker) evaluate() {
 	now := t.now()
 	detect := t.cfg.Interval * time.Duration(t.cfg.Multiplier)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.warm && !t.started.IsZero() && !now.Before(t.started.Add(detect)) {
+	if !t.warm && !t.started.IsZero() && !now.Before(t.started.Add(detect+2*t.cfg.Interval)) {
 		t.warm = true
 		t.notify()
 	}

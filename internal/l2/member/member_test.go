@@ -261,3 +261,48 @@ func TestNewRejectsShortKey(t *testing.T) {
 		t.Error("New accepted a 5-byte key")
 	}
 }
+
+// TestRejoinHandsOverFirst: a speaker that starts again (or gets its carrier back) counts
+// itself alive, and so starts answering for the addresses it wins, only after its running
+// peers count it alive, and so stop answering for them. Before, it counted itself alive a
+// detection time after it started, and a peer a detection time after its first heartbeat,
+// on the peer's next tick: up to an interval later, while both answered (seen in the lab as
+// two nodes answering ARP when a restarted speaker came back).
+func TestRejoinHandsOverFirst(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for range 5 {
+		a := start(t, "a")
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers := []member.Peer{{Name: "a", Addr: a.addr}, {Name: "b", Addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}}
+		a.tracker.SetPeers(peers) // a knows b (from its Node) and sees it dead
+		waitAlive(t, a, "a")
+		b, err := member.New(member.Config{Name: "b", Interval: 20 * time.Millisecond, Multiplier: 3}, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.SetPeers(peers)
+		began := time.Now()
+		stopB := testrun.Background(t, "tracker b", b.Run)
+		var aCounts, bCounts time.Duration
+		for aCounts == 0 || bCounts == 0 {
+			if aCounts == 0 && slices.Contains(a.tracker.Alive(), "b") {
+				aCounts = time.Since(began)
+			}
+			if bCounts == 0 && slices.Contains(b.Alive(), "b") {
+				bCounts = time.Since(began)
+			}
+			if time.Since(began) > 5*time.Second {
+				t.Fatalf("after 5 s: a counts b alive after %v, b itself after %v", aCounts, bCounts)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if bCounts < aCounts {
+			t.Errorf("b counted itself alive %v after it started, before a counted it (%v)", bCounts, aCounts)
+		}
+		stopB()
+		a.stop()
+	}
+}

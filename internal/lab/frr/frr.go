@@ -32,8 +32,18 @@ var daemons = []string{"zebra", "bfdd", "bgpd"}
 // Router is FRR running in one namespace.
 type Router struct {
 	Dir  string // run directory: configs, pid files, vty sockets, logs
+	ns   *netns.NS
 	cmds []*exec.Cmd
 	logs []*os.File
+}
+
+// Options are how the daemons run, beyond their configuration.
+type Options struct {
+	// KeepRoutes makes zebra leave its routes in the kernel when it stops (zebra -r) and,
+	// when it starts, keep those a previous run left for this long while bgpd learns them
+	// again (zebra -K): a Linux router's forwarding state kept across a restart, as graceful
+	// restart (RFC 4724) assumes. Zero: zebra removes its routes when it stops.
+	KeepRoutes time.Duration
 }
 
 // Installed reports why FRR cannot run here, or nil.
@@ -63,7 +73,7 @@ func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{Dir: dir}
+	r := &Router{Dir: dir, ns: ns}
 	fail := func(err error) (*Router, error) { return nil, errors.Join(err, r.Stop()) }
 	if err := os.Chmod(dir, 0o755); err != nil { //nolint:gosec // the frr user must traverse it
 		return fail(err)
@@ -71,11 +81,20 @@ func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return fail(err)
 	}
+	if err := r.start(bgpdConf, Options{}); err != nil {
+		return fail(err)
+	}
+	return r, nil
+}
+
+// start writes the configurations and starts the daemons.
+func (r *Router) start(bgpdConf string, opts Options) error {
+	dir := r.Dir
 	// Each daemon reads its own file: zebra and bfdd reject bgp lines.
 	confs := map[string]string{"bgpd": bgpdConf, "zebra": "hostname router\nlog stdout\n", "bfdd": bfddConf}
 	for name, text := range confs {
 		if err := os.WriteFile(filepath.Join(dir, name+".conf"), []byte(text), 0o644); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	for _, d := range daemons {
@@ -84,21 +103,25 @@ func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
 			"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir,
 		}
 		switch d {
+		case "zebra":
+			if opts.KeepRoutes > 0 {
+				args = append(args, "-r", "-K", strconv.Itoa(int(opts.KeepRoutes/time.Second)))
+			}
 		case "bgpd":
 			args = append(args, "-p", "179")
 		case "bfdd":
 			// Its control socket defaults to one path for the whole machine.
 			args = append(args, "--bfdctl", filepath.Join(dir, "bfdd.sock"))
 		}
-		cmd := ns.Command(filepath.Join(Bin, d), args...)
-		logf, err := os.Create(filepath.Join(dir, d+".log")) //nolint:gosec // our own run directory
+		cmd := r.ns.Command(filepath.Join(Bin, d), args...)
+		logf, err := os.OpenFile(filepath.Join(dir, d+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) //nolint:gosec // our own run directory
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		r.logs = append(r.logs, logf)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
-			return fail(err)
+			return err
 		}
 		r.cmds = append(r.cmds, cmd)
 		// Wait for the daemon's vty socket: vtysh needs it, and zebra's zserv socket must
@@ -110,12 +133,33 @@ func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fail(fmt.Errorf("%s: no vty socket after 15s", d))
+				return fmt.Errorf("%s: no vty socket after 15s", d)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return r, nil
+	return nil
+}
+
+// Restart stops the daemons (as Stop does), waits down, and starts them again with bgpdConf
+// and opts: a router's control plane restarted into new software or configuration. Whether the kernel
+// keeps the routes meanwhile is up to the Options of the run that stops (see KeepRoutes);
+// without KeepRoutes the new run starts without any BGP route in the kernel, as after a
+// reboot (zebra 8.4 started without -K after a run with -r left IPv6 next hops of the old
+// run beside the new ones).
+func (r *Router) Restart(bgpdConf string, down time.Duration, opts Options) error {
+	r.stopDaemons()
+	time.Sleep(down)
+	if opts.KeepRoutes == 0 {
+		if err := r.removeBGPRoutes(); err != nil {
+			return err
+		}
+	}
+	for _, d := range daemons {
+		// A vty socket left behind would pass start's wait before the daemon is up.
+		_ = os.Remove(filepath.Join(r.Dir, d+".vty"))
+	}
+	return r.start(bgpdConf, opts)
 }
 
 // ForTest starts FRR for a test and stops it when the test ends, printing the daemons' logs
@@ -140,8 +184,41 @@ func ForTest(t testing.TB, ns *netns.NS, bgpdConf string) *Router {
 	return r
 }
 
+// removeBGPRoutes deletes the kernel's BGP routes (`ip route flush proto bgp` is refused
+// here with "Invalid argument"); an ECMP IPv6 route goes one next hop per delete.
+func (r *Router) removeBGPRoutes() error {
+	for _, fam := range []string{"-4", "-6"} {
+		for range 1000 {
+			out, err := r.ns.Run("ip", fam, "-j", "route", "show", "proto", "bgp")
+			if err != nil {
+				return err
+			}
+			var routes []struct {
+				Dst string `json:"dst"`
+			}
+			if err := json.Unmarshal([]byte(out), &routes); err != nil {
+				return fmt.Errorf("%w: %s", err, out)
+			}
+			if len(routes) == 0 {
+				break
+			}
+			if _, err := r.ns.Run("ip", fam, "route", "del", routes[0].Dst, "proto", "bgp"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Stop ends the daemons (SIGTERM, then SIGKILL after 5 s) and removes the run directory.
 func (r *Router) Stop() error {
+	r.stopDaemons()
+	return os.RemoveAll(r.Dir)
+}
+
+// stopDaemons stops zebra first: with KeepRoutes it leaves its routes in the kernel, and
+// bgpd, stopped after it, can no longer withdraw them (stopped first, it would).
+func (r *Router) stopDaemons() {
 	for _, cmd := range r.cmds {
 		// `ip netns exec` execs the daemon, so this is the daemon's own pid.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -158,7 +235,7 @@ func (r *Router) Stop() error {
 	for _, f := range r.logs {
 		_ = f.Close()
 	}
-	return os.RemoveAll(r.Dir)
+	r.logs = nil
 }
 
 // Logs returns the daemons' logs.
