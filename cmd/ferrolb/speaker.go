@@ -63,6 +63,8 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 		`who carries Service traffic on this node: "none" (kube-proxy or the CNI; the speaker only announces) or "xdp" (FerroLB's XDP load balancer)`)
 	f.StringVar(&opts.DatapathInterface, "datapath-interface", "",
 		"with --datapath=xdp, the interface Service traffic arrives on (default: the one holding the node's InternalIP)")
+	f.StringVar(&opts.StateDir, "state-dir", "/run/ferrolb",
+		"directory of the state file: what this speaker last announced, announced again when it restarts while the API server is unreachable (a hostPath under /run: kept across container restarts, not reboots); empty keeps none")
 	f.BoolVar(&opts.DatapathDSR, "datapath-dsr", false,
 		"with --datapath=xdp, send packets to backends by IPIP (direct server return) instead of SNAT; backends must decapsulate and hold the address")
 	return cmd

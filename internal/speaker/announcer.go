@@ -71,22 +71,24 @@ func (a *announcer) Start(ctx context.Context) error {
 	return nil
 }
 
-// interfaces lists the node's Ethernet interfaces that are up and have carrier, except
-// loopback. An interface without carrier cannot reach clients: announcing on it would black-hole
-// the address.
-func (a *announcer) interfaces() ([]net.Interface, error) {
-	var out []net.Interface
-	err := a.do(func() error {
+// interfaces lists the node's Ethernet interfaces, except loopback, and the names of those
+// usable: up and with carrier. An interface without carrier cannot reach clients: announcing
+// on it would black-hole the address.
+func (a *announcer) interfaces() (all []net.Interface, usable []string, err error) {
+	err = a.do(func() error {
 		ifs, err := net.Interfaces()
 		for _, ifi := range ifs {
-			usable := ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagRunning != 0
-			if usable && ifi.Flags&net.FlagLoopback == 0 && len(ifi.HardwareAddr) == 6 {
-				out = append(out, ifi)
+			if ifi.Flags&net.FlagLoopback != 0 || len(ifi.HardwareAddr) != 6 {
+				continue
+			}
+			all = append(all, ifi)
+			if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagRunning != 0 {
+				usable = append(usable, ifi.Name)
 			}
 		}
 		return err
 	})
-	return out, err
+	return all, usable, err
 }
 
 // Apply announces each address of want on its interfaces, and nothing else.

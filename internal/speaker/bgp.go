@@ -36,6 +36,8 @@ type bgpReconciler struct {
 	namespace string // where peers' Secrets live
 	runner    *bgpRunner
 	status    *bgpStatus
+	fallback  *fallback
+	store     *stateStore
 }
 
 func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -63,10 +65,13 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 	if me == nil {
 		return ctrl.Result{}, fmt.Errorf("node %q not found", r.node)
 	}
+	// From here on the cache decides: the state file's sessions and paths step aside.
+	r.fallback.takeOver(partBGP)
 
 	peers, byName, routerID, reports := r.peers(ctx, me, bpeers.Items, profiles.Items)
 	if len(peers) == 0 {
 		r.status.set(reports)
+		r.store.setBGP(bgpState{})
 		return ctrl.Result{}, r.runner.apply(netip.Addr{}, 0, nil, nil)
 	}
 	if !routerID.IsValid() {
@@ -79,6 +84,7 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 			reports[name] = peerReport{why: err.Error()}
 		}
 		r.status.set(reports)
+		r.store.setBGP(bgpState{})
 		return ctrl.Result{}, r.runner.apply(netip.Addr{}, 0, nil, nil)
 	}
 	r.status.set(reports)
@@ -110,6 +116,7 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 		}
 		paths = r.paths(svcs.Items, eps.Items, me, cads, cpools, peers, byName)
 	}
+	r.store.setBGP(bgpState{RouterID: routerID, ASN: asn, Peers: peers, Paths: paths})
 	if err := r.runner.apply(routerID, asn, peers, paths); err != nil {
 		// GoBGP refused part of it; what it refused is retried on the next event, and
 		// the error is the log's, not a reason to hammer the API server with requeues.
@@ -319,7 +326,8 @@ func nodeIPv4(n *corev1.Node) netip.Addr {
 // and stops it when it has none left, and replaces it when the router ID changes (GoBGP
 // cannot change it while running). Start is its manager runnable and bounds its life.
 type bgpRunner struct {
-	logger *slog.Logger
+	logger  *slog.Logger
+	started chan struct{} // closed by Start
 
 	mu       sync.Mutex
 	ctx      context.Context // Start's; nil before
@@ -329,10 +337,15 @@ type bgpRunner struct {
 	done     chan struct{}
 }
 
+func newBGPRunner(logger *slog.Logger) *bgpRunner {
+	return &bgpRunner{logger: logger, started: make(chan struct{})}
+}
+
 func (r *bgpRunner) Start(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
+	close(r.started)
 	<-ctx.Done()
 	r.mu.Lock()
 	defer r.mu.Unlock()

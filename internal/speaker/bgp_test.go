@@ -41,6 +41,7 @@ import (
 const (
 	childEnv       = "FERROLB_SPEAKER_CHILD"
 	childKubconfig = "FERROLB_SPEAKER_KUBECONFIG"
+	childStateDir  = "FERROLB_SPEAKER_STATE_DIR"
 )
 
 // childMetrics is where a child serves metrics, on its namespace's own loopback.
@@ -105,6 +106,7 @@ func runChild() int {
 	defer stop()
 	err = speaker.Run(ctx, cfg, speaker.Options{
 		NodeName: os.Getenv(childEnv), MetricsAddr: childMetrics, HealthAddr: "0", Namespace: "ferrolb-system",
+		StateDir: os.Getenv(childStateDir), FallbackAfter: 2 * time.Second,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "speaker:", err)
@@ -132,16 +134,7 @@ func (c *childSpeaker) Write(p []byte) (int, error) {
 // test ends.
 func startChild(t testing.TB, name, ip string, labels map[string]string, ns *netns.NS) *childSpeaker {
 	t.Helper()
-	ctx := context.Background()
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	if err := env.Client.Create(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
-	if err := env.Client.Status().Update(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+	registerNode(t, name, ip, labels)
 	u, err := url.Parse(env.Config.Host)
 	if err != nil {
 		t.Fatal(err)
@@ -151,12 +144,12 @@ func startChild(t testing.TB, name, ip string, labels map[string]string, ns *net
 		t.Fatal(err)
 	}
 	t.Cleanup(stopFwd)
-	return spawnChild(t, name, ns)
+	return spawnChild(t, name, ns, "")
 }
 
 // spawnChild starts the speaker process of a registered node whose namespace reaches the
-// API server.
-func spawnChild(t testing.TB, name string, ns *netns.NS) *childSpeaker {
+// API server (or should), with its state file in stateDir ("": none).
+func spawnChild(t testing.TB, name string, ns *netns.NS, stateDir string) *childSpeaker {
 	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := env.WriteKubeconfig(kubeconfig); err != nil {
@@ -168,7 +161,7 @@ func spawnChild(t testing.TB, name string, ns *netns.NS) *childSpeaker {
 		t.Fatal(err)
 	}
 	c := &childSpeaker{t: t, cmd: ns.Command(exe), done: make(chan struct{})}
-	c.cmd.Env = append(os.Environ(), childEnv+"="+name, childKubconfig+"="+kubeconfig)
+	c.cmd.Env = append(os.Environ(), childStateDir+"="+stateDir, childEnv+"="+name, childKubconfig+"="+kubeconfig)
 	c.cmd.Stderr = c
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -384,7 +377,7 @@ func TestBGP(t *testing.T) {
 	}
 	waitStale(true)
 	waitNexthops(t, router, "2001:db8:100::11/128", v6[0])
-	children["bgp-node-a"] = spawnChild(t, "bgp-node-a", nodeNS["bgp-node-a"])
+	children["bgp-node-a"] = spawnChild(t, "bgp-node-a", nodeNS["bgp-node-a"], "")
 	waitStale(false)
 	waitNexthops(t, router, "198.51.100.11/32", v4[0])
 	waitNexthops(t, router, "2001:db8:100::11/128", v6[0])

@@ -3,7 +3,6 @@ package speaker
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -21,7 +20,6 @@ import (
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/config"
-	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
@@ -43,6 +41,10 @@ type l2Reconciler struct {
 	memberPort uint16
 	tracker    *member.Tracker
 	announcer  *announcer
+	// fallback, when the speaker started from its state file, announces from it until the
+	// first reconcile here takes over; store records what each reconcile decided.
+	fallback *fallback
+	store    *stateStore
 }
 
 // assignment is who announces one address of a Service.
@@ -66,7 +68,10 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	}
-	r.tracker.SetPeers(peers(nodes.Items, r.memberPort))
+	// From here on the cache decides: the state file's view steps aside for good.
+	r.fallback.takeOver(partL2)
+	st := l2State{Peers: peers(nodes.Items, r.memberPort)}
+	r.tracker.SetPeers(st.Peers)
 
 	var pols []config.L2Policy
 	for i := range policies.Items {
@@ -84,25 +89,36 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 			cpools = append(cpools, p)
 		}
 	}
-	ifs, err := r.announcer.interfaces()
+	all, usable, err := r.announcer.interfaces()
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("list interfaces: %w", err)
 	}
+	// Each policy's interfaces on this node, up or not (the state file keeps them all: one
+	// may come up while the speaker runs from it).
+	polIfs := make([][]string, len(pols))
+	for i, p := range pols {
+		for _, ifi := range all {
+			if p.MatchesInterface(ifi.Name) {
+				polIfs[i] = append(polIfs[i], ifi.Name)
+				if !slices.Contains(st.Interfaces, ifi.Name) {
+					st.Interfaces = append(st.Interfaces, ifi.Name)
+				}
+			}
+		}
+	}
+	st.Policies = len(pols)
 	// A node that cannot announce (no carrier on any interface a policy selects) stops
 	// heartbeating and counts itself out, so the others take its addresses over within the
 	// detection time, even when heartbeats could still flow over another network.
-	down := len(pols) > 0 && !slices.ContainsFunc(pols, func(p config.L2Policy) bool {
-		return slices.ContainsFunc(ifs, func(ifi net.Interface) bool { return p.MatchesInterface(ifi.Name) })
-	})
-	r.tracker.SetDown(down)
+	r.tracker.SetDown(st.down(usable))
 	alive := r.tracker.Alive()
 
-	want := map[netip.Addr][]string{}
 	type write struct {
 		svc  *corev1.Service
 		cond *metav1.Condition
 	}
 	var writes []write
+	claimed := map[netip.Addr][]string{} // interfaces named in the conditions so far
 	for i := range svcs.Items {
 		svc := &svcs.Items[i]
 		if !config.Served(svc, r.class) {
@@ -116,14 +132,16 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 			as      []assignment
 			refused []string
 		)
-		for _, p := range pols {
+		for pi, p := range pols {
 			if !p.MatchesService(svc.Namespace, svc.Name, svc.Labels) {
 				continue
 			}
+			// The eligible nodes, alive or not: the election below (and a speaker running
+			// from the state file) takes the live ones among them.
 			var cands []string
 			for _, n := range nodes.Items {
 				if _, excluded := n.Labels[LabelExcludeFromLB]; excluded || !p.MatchesNode(n.Labels) ||
-					!slices.Contains(alive, n.Name) || (ready != nil && !slices.Contains(ready, n.Name)) {
+					(ready != nil && !slices.Contains(ready, n.Name)) {
 					continue
 				}
 				cands = append(cands, n.Name)
@@ -144,16 +162,20 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 					}
 					continue
 				}
-				winner, ok := l2.Announcer(addr, cands)
+				e := l2Entry{Addr: addr, Candidates: cands, Interfaces: polIfs[pi]}
+				if len(cands) > 0 {
+					st.Entries = append(st.Entries, e)
+				}
+				winner, ok := e.winner(alive)
 				if !ok {
 					continue
 				}
 				a := assignment{addr: addr, node: winner}
 				if winner == r.node {
-					for _, ifi := range ifs {
-						if p.MatchesInterface(ifi.Name) && !slices.Contains(want[addr], ifi.Name) {
-							want[addr] = append(want[addr], ifi.Name)
-							a.interfaces = append(a.interfaces, ifi.Name)
+					for _, name := range e.Interfaces {
+						if slices.Contains(usable, name) && !slices.Contains(claimed[addr], name) {
+							claimed[addr] = append(claimed[addr], name)
+							a.interfaces = append(a.interfaces, name)
 						}
 					}
 				}
@@ -164,9 +186,11 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 			writes = append(writes, write{svc, c})
 		}
 	}
+	want := l2Want(st.Entries, r.node, alive, usable)
 	if err := r.announcer.Apply(ctx, want); err != nil {
 		log.Error(err, "announcing")
 	}
+	r.store.setL2(st)
 	for _, w := range writes {
 		if err := r.applyCondition(ctx, w.svc, w.cond); err != nil {
 			return ctrl.Result{}, fmt.Errorf("status of %s/%s: %w", w.svc.Namespace, w.svc.Name, err)

@@ -121,16 +121,7 @@ var memberKey = []byte("a heartbeat key for the tests, 32")
 // node registers a Node object and runs its speaker, with sockets in ns, until stop.
 func node(t *testing.T, name, ip string, ns *netns.NS) (stop func()) {
 	t.Helper()
-	ctx := context.Background()
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := env.Client.Create(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
-	if err := env.Client.Status().Update(ctx, n); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+	registerNode(t, name, ip, nil)
 	return testrun.Background(t, "speaker "+name, func(ctx context.Context) error {
 		return speaker.Run(ctx, env.Config, speaker.Options{
 			NodeName: name, MetricsAddr: "0", HealthAddr: "0", Netns: ns.Do, Restartable: true,

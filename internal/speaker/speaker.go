@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -79,7 +80,20 @@ type Options struct {
 	// DatapathDSR sends packets to backends by IPIP (direct server return) instead of SNAT,
 	// for Services whose backends listen on the Service's own port and decapsulate.
 	DatapathDSR bool
+	// StateDir holds the state file: what the speaker last announced, written when it
+	// changes, and announced again by a speaker that starts while the API server cannot be
+	// reached (state.go). Empty keeps no state.
+	StateDir string
+	// FallbackAfter is how long a starting speaker waits for its Node and its caches before
+	// it announces from the state file; default 5 s.
+	FallbackAfter time.Duration
 }
+
+// cacheSyncTimeout is how long the speaker's controllers wait for their caches: as long as
+// it takes. controller-runtime's default (2 minutes) would stop a speaker that starts while
+// the API server is down, and with it every announcement it makes from its state file; the
+// informers keep retrying meanwhile (client-go's backoff, up to 30 s apart, plus jitter).
+const cacheSyncTimeout = 100 * 365 * 24 * time.Hour
 
 // Run runs the speaker until ctx ends. It returns only after its goroutines have exited.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
@@ -95,6 +109,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if opts.Namespace == "" {
 		opts.Namespace = "ferrolb-system"
 	}
+	if opts.FallbackAfter <= 0 {
+		opts.FallbackAfter = 5 * time.Second
+	}
+	fallbackAt := time.Now().Add(opts.FallbackAfter)
+	log := ctrl.Log.WithName("speaker").WithValues("node", opts.NodeName)
 	var err error
 	if opts.Datapath, err = ParseDatapath(opts.Datapath); err != nil {
 		return err
@@ -111,7 +130,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Scheme:                 scheme,
 		Metrics:                controller.MetricsServing(opts.MetricsAddr, opts.MetricsSecure),
 		HealthProbeBindAddress: opts.HealthAddr,
-		Controller:             ctrlconfig.Controller{SkipNameValidation: &opts.Restartable},
+		MapperProvider:         newMapper, // no API server needed to start (mapper.go)
+		Controller:             ctrlconfig.Controller{SkipNameValidation: &opts.Restartable, CacheSyncTimeout: cacheSyncTimeout},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 		}},
@@ -133,10 +153,29 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}); err != nil {
 		return err
 	}
-	// An uncached read: the cache is not running yet.
-	var node corev1.Node
-	if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Name: opts.NodeName}, &node); err != nil {
+	// What the speaker last announced, for when the API server cannot be reached.
+	var saved state
+	found := false
+	if opts.StateDir != "" {
+		var err error
+		if saved, found, err = readState(opts.StateDir, opts.NodeName); err != nil {
+			log.Error(err, "state file ignored", "dir", opts.StateDir)
+		}
+	}
+	if !found {
+		saved = state{Node: opts.NodeName}
+	}
+	// An uncached read: the cache is not running yet. A Node that does not exist is a
+	// mistake to report; an API server that does not answer in time is what the state file
+	// is for, and the caches keep trying.
+	node, err := getNode(ctx, mgr.GetAPIReader(), opts.NodeName, fallbackAt)
+	switch {
+	case apierrors.IsNotFound(err):
 		return fmt.Errorf("node %q: %w", opts.NodeName, err)
+	case ctx.Err() != nil:
+		return nil
+	case err != nil:
+		log.Error(err, "cannot read this node from the API server; the caches keep trying", "stateFile", found)
 	}
 
 	var conn net.PacketConn
@@ -151,8 +190,17 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return errors.Join(err, conn.Close())
 	}
+	// Heartbeats go to the last known peers from the start, so the warm-up hears them
+	// before this speaker counts itself alive, also when the API server does not answer.
+	// The reconcile replaces them with the Nodes' once the cache has synced.
+	tracker.SetPeers(saved.L2.Peers)
 	ann := newAnnouncer(opts.Netns)
-	runner := &bgpRunner{logger: slog.New(logr.ToSlogHandler(ctrl.Log.WithName("bgp")))}
+	runner := newBGPRunner(slog.New(logr.ToSlogHandler(ctrl.Log.WithName("bgp"))))
+	store := newStateStore(opts.StateDir, log, saved)
+	var fb *fallback
+	if found {
+		fb = newFallback(saved, fallbackAt, log, tracker, ann, runner)
+	}
 	if err := registerCollector(l2Collector{ann: ann, tracker: tracker}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
@@ -161,6 +209,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	changes := make(chan event.GenericEvent, 1)
 	recompute := func() {
+		fb.kick()
 		select {
 		case changes <- event.GenericEvent{Object: &corev1.Node{}}:
 		default: // one pending recompute covers any number of changes
@@ -184,6 +233,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		// So is a link losing or regaining carrier.
 		func(ctx context.Context) error { return ann.watchLinks(ctx, recompute) },
 	}
+	if fb != nil {
+		runnables = append(runnables, fb.Run)
+	}
 	for _, r := range runnables {
 		if err := mgr.Add(r); err != nil {
 			return err
@@ -198,6 +250,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		memberPort: opts.MemberPort,
 		tracker:    tracker,
 		announcer:  ann,
+		fallback:   fb,
+		store:      store,
 	}
 	// Every event maps to one key: the reconcile is a full recomputation.
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
@@ -239,30 +293,63 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			namespace: opts.Namespace,
 			runner:    runner,
 			status:    status,
+			fallback:  fb,
+			store:     store,
 		})
 	if err != nil {
 		return fmt.Errorf("bgp controller: %w", err)
 	}
 	if opts.Datapath == DatapathXDP {
-		if err := setupDatapath(mgr, &node, opts, do, all); err != nil {
+		if err := setupDatapath(mgr, node, saved.DatapathInterface, store, opts, do, all); err != nil {
 			return err
 		}
 	}
 	return mgr.Start(ctx)
 }
 
+// getNode reads the Node from the API server, trying again until it gets an answer or
+// deadline passes (nil then, with the last error).
+func getNode(ctx context.Context, c client.Reader, name string, deadline time.Time) (*corev1.Node, error) {
+	var node corev1.Node
+	for {
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		err := c.Get(actx, types.NamespacedName{Name: name}, &node)
+		cancel()
+		if err == nil {
+			return &node, nil
+		}
+		if apierrors.IsNotFound(err) || ctx.Err() != nil || !time.Now().Add(500*time.Millisecond).Before(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 // setupDatapath loads the XDP load balancer (in the node's network namespace) and registers
-// its reconcile, its metrics and its Run, which attaches it for the manager's lifetime.
-func setupDatapath(mgr manager.Manager, node *corev1.Node, opts Options, do func(func() error) error, all handler.EventHandler) error {
+// its reconcile, its metrics and its Run, which attaches it for the manager's lifetime. The
+// interface is --datapath-interface, else the one holding the node's InternalIP, else (no
+// Node: the API server did not answer) the one the state file names.
+func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *stateStore, opts Options, do func(func() error) error, all handler.EventHandler) error {
 	var dp *datapath.Datapath
 	err := do(func() error {
 		ifname := opts.DatapathInterface
-		if ifname == "" {
+		switch {
+		case ifname != "":
+		case node != nil:
 			var err error
 			if ifname, err = datapathInterface(node); err != nil {
 				return err
 			}
+		case saved != "":
+			ifname = saved
+		default:
+			return errors.New("the node is unknown (API server unreachable) and no state file names the interface: set --datapath-interface")
 		}
+		store.setDatapathInterface(ifname)
 		var err error
 		dp, err = datapath.New(datapath.Config{Interface: ifname})
 		return err
