@@ -77,7 +77,8 @@ log "images built and loaded in $((SECONDS - s))s (ferrolb $TAG, $(stat -c %s bi
 # --- 1. helm install
 s=$SECONDS
 helm install ferrolb charts/ferrolb --namespace $NS --create-namespace \
-  --set image.tag="$TAG" --set image.pullPolicy=Never --wait --timeout 4m >&2
+  --set image.tag="$TAG" --set image.pullPolicy=Never \
+  --set speaker.stateHostPath=/var/lib/ferrolb-cluster/speaker-state --wait --timeout 4m >&2
 rollout
 log "installed and ready in $((SECONDS - s))s"
 c=$(ready_pods controller) sp=$(ready_pods speaker)
