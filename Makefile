@@ -18,7 +18,7 @@ COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)
 # Every timestamp in the image is the commit's, so one commit gives one digest.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-.PHONY: all build run lab lab-down test deps generate generate-bpf manifests helm-check check-generated lint ci image image-reproducible
+.PHONY: all build run lab lab-down test deps generate generate-bpf manifests helm-check check-generated lint ci image image-reproducible cluster-test
 
 all: build
 
@@ -106,6 +106,11 @@ check-generated: deps generate
 		git status --porcelain -- $(GENERATED); \
 		git diff --stat -- $(GENERATED); \
 		echo "generated files are stale: run 'make generate' and commit the result" >&2; exit 1; fi
+
+# make cluster-test: the chart installed on a real single-node Kubernetes started here
+# (hack/cluster.sh; root): docs/cluster-test.md.
+cluster-test: deps
+	bash test/cluster/run.sh
 
 lint:
 	$(GO) vet ./...

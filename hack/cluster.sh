@@ -251,6 +251,15 @@ kill_pidfile() {
 down() {
   [ -e "$DIR" ] || { ip netns del $NODE 2>/dev/null || true; ip netns del $CLIENT 2>/dev/null || true; return 0; }
   log "taking the cluster down"
+  # The shims' sockets, which containerd keeps in /run/containerd/s whatever its
+  # configuration, named by the hash of its address, the namespace and the task (pkg/shim
+  # SocketAddress): listed from the task directories now, before containerd removes them.
+  local id h sockets=()
+  for id in $(ls "$DIR/containerd/state/io.containerd.runtime.v2.task/k8s.io" 2>/dev/null); do
+    for h in "$DIR/containerd/containerd.sock/k8s.io/$id" "$DIR/containerd/containerd.sock/k8s.io/$id/debug"; do
+      sockets+=("/run/containerd/s/$(printf %s "$h" | sha256sum | cut -d' ' -f1)")
+    done
+  done
   kill_pidfile kubelet; kill_pidfile kube-proxy
   # Containers: every process in the kubelet's cgroups (cgroupfs driver: /kubepods).
   local pids p
@@ -261,14 +270,10 @@ down() {
     sleep 0.5
   done
   # The containerd shims of this cluster (they name its socket), then containerd.
-  local sockets=()
   for p in $(pgrep -f containerd-shim-runc-v2 || true); do
-    if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$DIR/containerd/containerd.sock"; then
-      mapfile -t -O ${#sockets[@]} sockets < <(ss -xlpn 2>/dev/null | awk -v p="pid=$p," 'index($0, p) {print $5}')
-      kill -9 "$p" 2>/dev/null || true
-    fi
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$DIR/containerd/containerd.sock" && kill -9 "$p" 2>/dev/null || true
   done
-  for s in "${sockets[@]}"; do [[ $s == unix://* ]] && s=${s#unix://}; [[ $s == /* ]] && rm -f "$s"; done
+  rm -f "${sockets[@]}"
   for n in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do kill_pidfile "$n"; done
   # cgroups the kubelet made, deepest first.
   local d
