@@ -108,7 +108,7 @@ func (r *serviceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 		ingress = append(ingress, corev1.LoadBalancerIngress{IP: a.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)})
 	}
 	cond := allocatedCondition(svc, res, pools, problems)
-	ingressChanged := !slices.Equal(ingressAddrs(svc), res.Addresses)
+	ingressChanged := !slices.Equal(config.Ingress(svc), res.Addresses)
 	if ingressChanged {
 		svc.Status.LoadBalancer.Ingress = ingress
 	}
@@ -233,7 +233,7 @@ func (r *serviceReconciler) clearStatus(ctx context.Context, svc *corev1.Service
 	if meta.FindStatusCondition(svc.Status.Conditions, ConditionAllocated) == nil {
 		return nil
 	}
-	old := ingressAddrs(svc)
+	old := config.Ingress(svc)
 	svc.Status.LoadBalancer.Ingress = nil
 	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionAllocated)
 	if err := r.client.Status().Update(ctx, svc); err != nil {

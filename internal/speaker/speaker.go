@@ -242,11 +242,15 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		}
 	}
 
+	recorder := eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker"))
+	reporter := newReporter(log, recorder, opts.NodeName)
 	r := &l2Reconciler{
 		client:     mgr.GetClient(),
-		recorder:   eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker")),
+		recorder:   recorder,
 		node:       opts.NodeName,
 		class:      opts.LoadBalancerClass,
+		namespace:  opts.Namespace,
+		reporter:   reporter,
 		memberPort: opts.MemberPort,
 		tracker:    tracker,
 		announcer:  ann,
@@ -287,8 +291,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Watches(&corev1.Secret{}, all).
 		Complete(&bgpReconciler{
 			client:    mgr.GetClient(),
-			recorder:  eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker")),
 			node:      opts.NodeName,
+			reporter:  reporter,
 			class:     opts.LoadBalancerClass,
 			namespace: opts.Namespace,
 			runner:    runner,
