@@ -1,0 +1,373 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferrolb/ferrolb/internal/maglev"
+)
+
+type svcID struct {
+	vip   netip.Addr
+	port  uint16
+	proto Protocol
+}
+
+type svcState struct {
+	id       uint32
+	svc      Service // as last applied in full
+	size     int
+	backends map[netip.AddrPort]*beState
+	entries  []uint32 // the Maglev table as written, in backend slots
+	retired  Counter  // traffic of the service's former backends whose slots were reused
+}
+
+type beState struct {
+	slot uint32
+	gen  uint32
+	addr netip.AddrPort
+	nh   nexthop
+}
+
+// owner is the service a backend slot was last allocated to: the program counts per slot
+// only, and a service's total sums its slots, draining ones included.
+type owner struct {
+	key svcID
+	id  uint32
+}
+
+func validate(svcs []Service) error {
+	seen := map[svcID]bool{}
+	for _, s := range svcs {
+		k := svcID{s.VIP.Unmap(), s.Port, s.Protocol}
+		if !k.vip.IsValid() || s.Port == 0 || (s.Protocol != TCP && s.Protocol != UDP) || s.Mode > DSR {
+			return fmt.Errorf("%w: %v:%d/%d mode %d", ErrInvalidService, s.VIP, s.Port, s.Protocol, s.Mode)
+		}
+		if seen[k] {
+			return fmt.Errorf("%w: %v:%d/%d given twice", ErrInvalidService, s.VIP, s.Port, s.Protocol)
+		}
+		seen[k] = true
+		if s.Affinity < 0 {
+			return fmt.Errorf("%w: %v:%d/%d negative affinity", ErrInvalidService, s.VIP, s.Port, s.Protocol)
+		}
+		for _, b := range s.Backends {
+			if !b.Addr.IsValid() || b.Addr.Unmap().Is4() != k.vip.Is4() || b.Port == 0 {
+				return fmt.Errorf("%w: %v:%d/%d backend %v port %d: invalid or not of the VIP's family",
+					ErrInvalidService, s.VIP, s.Port, s.Protocol, b.Addr, b.Port)
+			}
+		}
+	}
+	return nil
+}
+
+// SetServices programs the full desired set of Services, incrementally: unchanged
+// Services are not touched, and a changed Maglev table is filled in a new inner map that
+// replaces the old one in a single map update, so no flow ever sees an empty or partial
+// table. Flows in conntrack stay on their backend, even on a backend just removed (its
+// entry lives on until its slot is reused). It is safe before and during Run.
+func (d *Datapath) SetServices(svcs []Service) error {
+	if err := validate(svcs); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("datapath: closed")
+	}
+	want := map[svcID]Service{}
+	for _, s := range svcs {
+		s.VIP = s.VIP.Unmap()
+		if len(s.Backends) == 0 {
+			continue
+		}
+		want[svcID{s.VIP, s.Port, s.Protocol}] = s
+	}
+	// The filter lets a service's packets through before the service is written, and
+	// stops a removed service's packets only once it is gone.
+	var next [1024]uint64
+	for k := range want {
+		bit := filterHash(k)
+		next[bit/64] |= 1 << (bit % 64)
+	}
+	var union [1024]uint64
+	for i := range union {
+		union[i] = d.filter[i] | next[i]
+	}
+	errs := []error{d.writeFilter(union)}
+	for k, st := range d.services {
+		if _, ok := want[k]; !ok {
+			errs = append(errs, d.removeService(k, st))
+		}
+	}
+	for k, s := range want {
+		errs = append(errs, d.applyService(k, s))
+	}
+	errs = append(errs, d.writeFilter(next))
+	return errors.Join(errs...)
+}
+
+// filterHash is filter_hash in bpf/lb.c: the bit of a service in vip_filter.
+func filterHash(k svcID) uint32 {
+	w := addrWords(k.vip)
+	h := w[0] ^ w[1] ^ w[2] ^ w[3] ^ uint32(htons(k.port)) ^ uint32(k.proto)<<16
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h & 0xffff
+}
+
+func (d *Datapath) writeFilter(f [1024]uint64) error {
+	for i := range f {
+		if f[i] == d.filter[i] {
+			continue
+		}
+		if err := d.objs.VipFilter.Update(uint32(i), f[i], ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("datapath: service filter: %w", err)
+		}
+		d.filter[i] = f[i]
+	}
+	return nil
+}
+
+func svcKey(k svcID) lbSvcKey {
+	var key lbSvcKey
+	key.Vip.W = addrWords(k.vip)
+	key.Port = htons(k.port)
+	key.Proto = uint8(k.proto)
+	key.Family = family(k.vip)
+	return key
+}
+
+func (d *Datapath) removeService(k svcID, st *svcState) error {
+	key := svcKey(k)
+	err := d.objs.Services.Delete(&key)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		err = nil
+	}
+	if derr := d.objs.MaglevOuter.Delete(st.id); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
+		err = errors.Join(err, derr)
+	}
+	for _, b := range st.backends {
+		// Clear the generation: conntrack entries of the removed service miss from now.
+		if berr := d.objs.Backends.Update(b.slot, &lbBackend{}, ebpf.UpdateAny); berr != nil {
+			err = errors.Join(err, berr)
+		}
+		d.beFree = append(d.beFree, b.slot)
+	}
+	d.svcFree = append(d.svcFree, st.id)
+	delete(d.services, k)
+	for slot, o := range d.slotOwner {
+		if o.key == k && o.id == st.id {
+			delete(d.slotOwner, slot)
+		}
+	}
+	return err
+}
+
+func (d *Datapath) applyService(k svcID, s Service) error {
+	size := s.TableSize
+	if size == 0 {
+		size = maglev.DefaultSize
+	}
+	st := d.services[k]
+	isNew := st == nil
+	if isNew {
+		if len(d.svcFree) == 0 {
+			return fmt.Errorf("datapath: more than %d services", maxServices)
+		}
+		st = &svcState{id: d.svcFree[0], backends: map[netip.AddrPort]*beState{}}
+	}
+	wantBE := backendWeights(s.Backends)
+	// The speaker hands over every Service on every change in the cluster: one that is as
+	// programmed costs nothing (no table build, no map write).
+	if !isNew && st.size == size && st.svc.Mode == s.Mode && st.svc.Affinity == s.Affinity &&
+		maps.Equal(wantBE, backendWeights(st.svc.Backends)) {
+		return nil
+	}
+	// Backends: keep the slots of those that stay, allocate new ones.
+	var mb []maglev.Backend
+	for ap, w := range wantBE {
+		mb = append(mb, maglev.Backend{Name: ap.String(), Weight: w})
+	}
+	table, err := maglev.Build(size, mb)
+	if err != nil {
+		return fmt.Errorf("%w: %v:%d/%d: %w", ErrInvalidService, s.VIP, s.Port, s.Protocol, err)
+	}
+	newBE := 0
+	for ap := range wantBE {
+		if st.backends[ap] == nil {
+			newBE++
+		}
+	}
+	if newBE > len(d.beFree) {
+		return fmt.Errorf("datapath: more than %d backends", maxBackends)
+	}
+	if isNew {
+		d.svcFree = d.svcFree[1:]
+		d.services[k] = st
+	}
+	for ap, b := range st.backends {
+		if _, ok := wantBE[ap]; !ok {
+			// The entry stays in the map for established flows until the slot is reused.
+			d.beFree = append(d.beFree, b.slot)
+			delete(st.backends, ap)
+		}
+	}
+	for ap := range wantBE {
+		if st.backends[ap] != nil {
+			continue
+		}
+		d.gen++
+		b := &beState{slot: d.beFree[0], gen: d.gen, addr: ap, nh: d.resolve(ap.Addr())}
+		d.beFree = d.beFree[1:]
+		// The slot's traffic so far belongs to its previous service's total.
+		if prev, ok := d.slotOwner[b.slot]; ok {
+			if ps := d.services[prev.key]; ps != nil && ps.id == prev.id {
+				if p, by, err := d.sumCounter(b.slot); err == nil {
+					ps.retired.Packets += p
+					ps.retired.Bytes += by
+				}
+			}
+		}
+		if err := d.zeroCounter(d.objs.BeStats, b.slot); err != nil {
+			return err
+		}
+		d.slotOwner[b.slot] = owner{k, st.id}
+		if err := d.writeBackend(st.id, b); err != nil {
+			return err
+		}
+		st.backends[ap] = b
+	}
+	entries := make([]uint32, len(table.Entries))
+	slots := make([]uint32, len(table.Backends))
+	for i, b := range table.Backends {
+		ap := netip.MustParseAddrPort(b.Name)
+		slots[i] = st.backends[ap].slot
+	}
+	for i, e := range table.Entries {
+		entries[i] = slots[e]
+	}
+	oldSize := st.size
+	if !slices.Equal(entries, st.entries) {
+		inner, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4,
+			MaxEntries: uint32(size), Flags: unix.BPF_F_INNER_MAP})
+		if err != nil {
+			return fmt.Errorf("datapath: inner map: %w", err)
+		}
+		defer inner.Close()
+		keys := make([]uint32, size)
+		for i := range keys {
+			keys[i] = uint32(i)
+		}
+		if _, err := inner.BatchUpdate(keys, entries, nil); err != nil {
+			return fmt.Errorf("datapath: fill inner map: %w", err)
+		}
+		// Order the two updates so that the index the program computes from the size
+		// it reads is always inside the table it finds: shrink the size first, grow the
+		// table first.
+		if !isNew && size < oldSize {
+			if err := d.writeService(k, st, s, size); err != nil {
+				return err
+			}
+		}
+		if err := d.objs.MaglevOuter.Update(st.id, inner, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("datapath: swap inner map: %w", err)
+		}
+		st.entries = entries
+	}
+	st.size = size
+	if err := d.writeService(k, st, s, size); err != nil {
+		return err
+	}
+	// Recorded last: a service that failed part way is applied in full on the next call.
+	// A copy: the caller may reuse its slice.
+	s.Backends = slices.Clone(s.Backends)
+	st.svc = s
+	return nil
+}
+
+// backendWeights are a service's backends with their weights (0 counts as 1; a backend
+// listed twice adds up).
+func backendWeights(bs []Backend) map[netip.AddrPort]uint32 {
+	out := make(map[netip.AddrPort]uint32, len(bs))
+	for _, b := range bs {
+		w := b.Weight
+		if w == 0 {
+			w = 1
+		}
+		out[netip.AddrPortFrom(b.Addr.Unmap(), b.Port)] += w
+	}
+	return out
+}
+
+func (d *Datapath) writeService(k svcID, st *svcState, s Service, size int) error {
+	key := svcKey(k)
+	var v lbSvcVal
+	v.Id = st.id
+	v.Size = uint32(size)                           //nolint:gosec // a valid Maglev size
+	v.AffinityNs = uint64(s.Affinity.Nanoseconds()) //nolint:gosec // validated non-negative
+	v.Mode = uint8(s.Mode)
+	if err := d.objs.Services.Update(&key, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("datapath: service %v:%d/%d: %w", s.VIP, s.Port, s.Protocol, err)
+	}
+	return nil
+}
+
+// Backend flags, as BE_NEXTHOP and BE_STACK in bpf/lb.c.
+const (
+	beNexthop = 1
+	beStack   = 2
+)
+
+func (d *Datapath) writeBackend(svc uint32, b *beState) error {
+	var v lbBackend
+	v.Addr.W = addrWords(b.addr.Addr())
+	v.Port = htons(b.addr.Port())
+	v.Family = family(b.addr.Addr())
+	switch {
+	case b.nh.stack:
+		v.Flags = beStack
+	case b.nh.valid():
+		v.Flags = beNexthop
+		v.Ifindex = b.nh.ifindex
+		copy(v.Smac[:], b.nh.smac)
+		copy(v.Dmac[:], b.nh.dmac)
+	}
+	v.SvcId = svc
+	v.Gen = b.gen
+	return d.objs.Backends.Update(b.slot, &v, ebpf.UpdateAny)
+}
+
+// addrWords is an address as the BPF side stores it: network order bytes, IPv4 in the
+// first word.
+func addrWords(a netip.Addr) [4]uint32 {
+	var w [4]uint32
+	b := a.Unmap().AsSlice()
+	for i := 0; i+4 <= len(b); i += 4 {
+		w[i/4] = binary.NativeEndian.Uint32(b[i:])
+	}
+	return w
+}
+
+// htons stores a port in network order in a native uint16 field.
+func htons(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func family(a netip.Addr) uint8 {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
