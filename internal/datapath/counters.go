@@ -86,3 +86,21 @@ func (d *Datapath) zeroCounter(m *ebpf.Map, idx uint32) error {
 	zeros := make([]lbCounter, ebpf.MustPossibleCPU())
 	return m.Update(idx, zeros, ebpf.UpdateAny)
 }
+
+// retireSlot adds the traffic counted so far on a slot about to be reused to the total of
+// the service it was last allocated to, if that service is still programmed: the program
+// counts per slot only, and the slot's counter is about to restart for its new backend.
+func (d *Datapath) retireSlot(slot uint32) {
+	prev, ok := d.slotOwner[slot]
+	if !ok {
+		return
+	}
+	ps := d.services[prev.key]
+	if ps == nil || ps.id != prev.id {
+		return
+	}
+	if p, by, err := d.sumCounter(slot); err == nil {
+		ps.retired.Packets += p
+		ps.retired.Bytes += by
+	}
+}

@@ -173,37 +173,102 @@ func (d *Datapath) removeService(k svcID, st *svcState) error {
 	return err
 }
 
+// applyService programs one service that has backends, in two halves. The first only
+// looks and computes: a service refused there (no free service or backend slot, a table
+// Maglev cannot build) leaves the maps and the Datapath's state as they were. The second
+// writes, each step in an order that keeps what the program reads consistent: backend
+// entries before the table that names them, the table before (or, when it shrinks,
+// after) the size in the service entry. A step that fails returns at once, before st.svc
+// is recorded.
 func (d *Datapath) applyService(k svcID, s Service) error {
-	size := s.TableSize
-	if size == 0 {
-		size = maglev.DefaultSize
+	size := tableSize(s)
+	st, isNew, err := d.serviceState(k)
+	if err != nil {
+		return err
 	}
-	st := d.services[k]
-	isNew := st == nil
-	if isNew {
-		if len(d.svcFree) == 0 {
-			return fmt.Errorf("datapath: more than %d services", maxServices)
-		}
-		st = &svcState{id: d.svcFree[0], backends: map[netip.AddrPort]*beState{}}
-	}
-	wantBE := backendWeights(s.Backends)
-	// The speaker hands over every Service on every change in the cluster: one that is as
-	// programmed costs nothing (no table build, no map write).
-	if !isNew && st.size == size && st.svc.Mode == s.Mode && st.svc.Affinity == s.Affinity &&
-		maps.Equal(wantBE, backendWeights(st.svc.Backends)) {
+	want := backendWeights(s.Backends)
+	if !isNew && st.unchanged(s, size, want) {
 		return nil
 	}
-	// Backends: keep the slots of those that stay, allocate new ones.
+	table, err := buildTable(s, size, want)
+	if err != nil {
+		return err
+	}
+	if err := d.checkBackendSlots(st, want); err != nil {
+		return err
+	}
+
+	// From here on the service is written.
+	if isNew {
+		d.addService(k, st)
+	}
+	d.releaseBackends(st, want)
+	if err := d.addBackends(k, st, want); err != nil {
+		return err
+	}
+	if err := d.writeTable(k, st, s, size, st.slotEntries(table)); err != nil {
+		return err
+	}
+	if err := d.writeService(k, st, s, size); err != nil {
+		return err
+	}
+	// Recorded last: a service that failed part way is applied in full on the next call.
+	// A copy: the caller may reuse its slice.
+	s.Backends = slices.Clone(s.Backends)
+	st.svc = s
+	return nil
+}
+
+// tableSize is the service's Maglev table size M.
+func tableSize(s Service) int {
+	if s.TableSize == 0 {
+		return maglev.DefaultSize
+	}
+	return s.TableSize
+}
+
+// serviceState is the state of k when it is programmed. Otherwise it is a new state that
+// takes the first free service slot, not yet claimed: addService claims it once nothing
+// can refuse the service any more, so a refused service holds no slot.
+func (d *Datapath) serviceState(k svcID) (st *svcState, isNew bool, err error) {
+	if st := d.services[k]; st != nil {
+		return st, false, nil
+	}
+	if len(d.svcFree) == 0 {
+		return nil, false, fmt.Errorf("datapath: more than %d services", maxServices)
+	}
+	return &svcState{id: d.svcFree[0], backends: map[netip.AddrPort]*beState{}}, true, nil
+}
+
+// unchanged reports whether s, with its table size and backends' weights, is what st
+// last applied in full. The speaker hands over every Service on every change in the
+// cluster: one that is as programmed costs nothing (no table build, no map write).
+func (st *svcState) unchanged(s Service, size int, want map[netip.AddrPort]uint32) bool {
+	return st.size == size && st.svc.Mode == s.Mode && st.svc.Affinity == s.Affinity &&
+		maps.Equal(want, backendWeights(st.svc.Backends))
+}
+
+// buildTable builds the service's Maglev table. A backend is named by its address and
+// port, and its place in the table is a function of its name: every node builds the same
+// table from the same backends, so a flow that ECMP moves to another node reaches the
+// same backend. An error (a bad TableSize, more backends than entries) is the service's.
+func buildTable(s Service, size int, want map[netip.AddrPort]uint32) (maglev.Table, error) {
 	var mb []maglev.Backend
-	for ap, w := range wantBE {
+	for ap, w := range want {
 		mb = append(mb, maglev.Backend{Name: ap.String(), Weight: w})
 	}
 	table, err := maglev.Build(size, mb)
 	if err != nil {
-		return fmt.Errorf("%w: %v:%d/%d: %w", ErrInvalidService, s.VIP, s.Port, s.Protocol, err)
+		return maglev.Table{}, fmt.Errorf("%w: %v:%d/%d: %w", ErrInvalidService, s.VIP, s.Port, s.Protocol, err)
 	}
+	return table, nil
+}
+
+// checkBackendSlots fails when the backends new to st need more slots than are free, so
+// that a service is refused before any of its backends is written.
+func (d *Datapath) checkBackendSlots(st *svcState, want map[netip.AddrPort]uint32) error {
 	newBE := 0
-	for ap := range wantBE {
+	for ap := range want {
 		if st.backends[ap] == nil {
 			newBE++
 		}
@@ -211,70 +276,94 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 	if newBE > len(d.beFree) {
 		return fmt.Errorf("datapath: more than %d backends", maxBackends)
 	}
-	if isNew {
-		d.svcFree = d.svcFree[1:]
-		d.services[k] = st
-	}
+	return nil
+}
+
+// addService claims the service slot serviceState picked for a new service.
+func (d *Datapath) addService(k svcID, st *svcState) {
+	d.svcFree = d.svcFree[1:]
+	d.services[k] = st
+}
+
+// releaseBackends frees the slots of st's backends that are no longer wanted. Their
+// entries stay in the backends map, generation included, so the established flows they
+// have drain there until the slot is reused: the free list is first in, first out, which
+// makes that as late as possible.
+func (d *Datapath) releaseBackends(st *svcState, want map[netip.AddrPort]uint32) {
 	for ap, b := range st.backends {
-		if _, ok := wantBE[ap]; !ok {
-			// The entry stays in the map for established flows until the slot is reused.
+		if _, ok := want[ap]; !ok {
 			d.beFree = append(d.beFree, b.slot)
 			delete(st.backends, ap)
 		}
 	}
-	for ap := range wantBE {
+}
+
+// addBackends gives each backend new to st a slot and writes its entry; backends that
+// stay keep their slot, so their flows and counters carry on.
+func (d *Datapath) addBackends(k svcID, st *svcState, want map[netip.AddrPort]uint32) error {
+	for ap := range want {
 		if st.backends[ap] != nil {
 			continue
 		}
-		d.gen++
-		b := &beState{slot: d.beFree[0], gen: d.gen, addr: ap, nh: d.resolve(ap.Addr())}
-		d.beFree = d.beFree[1:]
-		// The slot's traffic so far belongs to its previous service's total.
-		if prev, ok := d.slotOwner[b.slot]; ok {
-			if ps := d.services[prev.key]; ps != nil && ps.id == prev.id {
-				if p, by, err := d.sumCounter(b.slot); err == nil {
-					ps.retired.Packets += p
-					ps.retired.Bytes += by
-				}
-			}
-		}
-		if err := d.zeroCounter(d.objs.BeStats, b.slot); err != nil {
+		if err := d.addBackend(k, st, ap); err != nil {
 			return err
 		}
-		d.slotOwner[b.slot] = owner{k, st.id}
-		if err := d.writeBackend(st.id, b); err != nil {
-			return err
-		}
-		st.backends[ap] = b
 	}
-	entries := make([]uint32, len(table.Entries))
+	return nil
+}
+
+// addBackend puts ap in the first free slot. The entry gets a new generation, so
+// conntrack entries of the slot's previous backend, which name the slot with an older
+// one, miss from now on; and a next hop resolved now, so the entry is complete when the
+// table starts naming it. The slot's counter restarts at zero for ap, its traffic so far
+// going to its previous service's total.
+func (d *Datapath) addBackend(k svcID, st *svcState, ap netip.AddrPort) error {
+	d.gen++
+	b := &beState{slot: d.beFree[0], gen: d.gen, addr: ap, nh: d.resolve(ap.Addr())}
+	d.beFree = d.beFree[1:]
+	d.retireSlot(b.slot)
+	if err := d.zeroCounter(d.objs.BeStats, b.slot); err != nil {
+		return err
+	}
+	d.slotOwner[b.slot] = owner{k, st.id}
+	if err := d.writeBackend(st.id, b); err != nil {
+		return err
+	}
+	st.backends[ap] = b
+	return nil
+}
+
+// slotEntries is the table as the program reads it: each entry the slot of a backend
+// rather than its index in table.Backends.
+func (st *svcState) slotEntries(table maglev.Table) []uint32 {
 	slots := make([]uint32, len(table.Backends))
 	for i, b := range table.Backends {
 		ap := netip.MustParseAddrPort(b.Name)
 		slots[i] = st.backends[ap].slot
 	}
+	entries := make([]uint32, len(table.Entries))
 	for i, e := range table.Entries {
 		entries[i] = slots[e]
 	}
-	oldSize := st.size
+	return entries
+}
+
+// writeTable makes entries the service's table when they differ from the table written
+// (backends, weights or size changed), and records the table and its size in st. The
+// entries are filled into a new inner map that replaces the old one in one update of
+// maglev_outer, so no flow sees a table half written or empty.
+func (d *Datapath) writeTable(k svcID, st *svcState, s Service, size int, entries []uint32) error {
 	if !slices.Equal(entries, st.entries) {
-		inner, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4,
-			MaxEntries: uint32(size), Flags: unix.BPF_F_INNER_MAP})
+		inner, err := newTableMap(size, entries)
 		if err != nil {
-			return fmt.Errorf("datapath: inner map: %w", err)
+			return err
 		}
 		defer inner.Close()
-		keys := make([]uint32, size)
-		for i := range keys {
-			keys[i] = uint32(i)
-		}
-		if _, err := inner.BatchUpdate(keys, entries, nil); err != nil {
-			return fmt.Errorf("datapath: fill inner map: %w", err)
-		}
-		// Order the two updates so that the index the program computes from the size
-		// it reads is always inside the table it finds: shrink the size first, grow the
-		// table first.
-		if !isNew && size < oldSize {
+		// The program reads the size from the service entry, then the table: order the
+		// two updates so that the index it computes is always inside the table it finds.
+		// Shrink the size first, grow the table first. (A new service has size 0: its
+		// table comes first.)
+		if size < st.size {
 			if err := d.writeService(k, st, s, size); err != nil {
 				return err
 			}
@@ -285,14 +374,25 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 		st.entries = entries
 	}
 	st.size = size
-	if err := d.writeService(k, st, s, size); err != nil {
-		return err
-	}
-	// Recorded last: a service that failed part way is applied in full on the next call.
-	// A copy: the caller may reuse its slice.
-	s.Backends = slices.Clone(s.Backends)
-	st.svc = s
 	return nil
+}
+
+// newTableMap is an inner map for maglev_outer holding a table of size entries.
+func newTableMap(size int, entries []uint32) (*ebpf.Map, error) {
+	inner, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4,
+		MaxEntries: uint32(size), Flags: unix.BPF_F_INNER_MAP}) //nolint:gosec // a valid Maglev size
+	if err != nil {
+		return nil, fmt.Errorf("datapath: inner map: %w", err)
+	}
+	keys := make([]uint32, size)
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := inner.BatchUpdate(keys, entries, nil); err != nil {
+		_ = inner.Close()
+		return nil, fmt.Errorf("datapath: fill inner map: %w", err)
+	}
+	return inner, nil
 }
 
 // backendWeights are a service's backends with their weights (0 counts as 1; a backend
