@@ -70,6 +70,7 @@ func (d *Datapath) Counters() ([]Counter, error) {
 	return out, nil
 }
 
+// sumCounter is a backend slot's packets and bytes summed over CPUs.
 func (d *Datapath) sumCounter(slot uint32) (packets, bytes uint64, err error) {
 	var per []lbCounter
 	if err := d.objs.BeStats.Lookup(slot, &per); err != nil {
@@ -82,6 +83,7 @@ func (d *Datapath) sumCounter(slot uint32) (packets, bytes uint64, err error) {
 	return packets, bytes, nil
 }
 
+// zeroCounter zeroes entry idx of a per-CPU counter map on every CPU.
 func (d *Datapath) zeroCounter(m *ebpf.Map, idx uint32) error {
 	zeros := make([]lbCounter, ebpf.MustPossibleCPU())
 	return m.Update(idx, zeros, ebpf.UpdateAny)

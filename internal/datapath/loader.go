@@ -40,6 +40,7 @@ func (o *objects) mapByName(name string) *ebpf.Map {
 	return nil
 }
 
+// Close frees the programs and maps.
 func (o *objects) Close() error {
 	var errs []error
 	for _, p := range []*ebpf.Program{o.XdpLb, o.XdpDrop} {
@@ -141,6 +142,8 @@ func New(cfg Config) (*Datapath, error) {
 	return d, nil
 }
 
+// setVars sets the program's constants (volatile const in bpf/lb.c) from the resolved
+// Config: the SNAT addresses, port range and idle timeouts. They are fixed at load.
 func setVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	var s4 uint32
 	var s6 [4]uint32
@@ -166,6 +169,8 @@ func ticks(d time.Duration) uint32 {
 	return uint32((d + 1<<30 - 1) >> 30) //nolint:gosec // New bounds d to 1000 days
 }
 
+// firstGlobal is the first global unicast address of family on l, the default SNAT
+// address; zero when there is none.
 func (d *Datapath) firstGlobal(l netlink.Link, family int) netip.Addr {
 	addrs, err := d.nl.AddrList(l, family)
 	if err != nil {
@@ -180,6 +185,7 @@ func (d *Datapath) firstGlobal(l netlink.Link, family int) netip.Addr {
 	return netip.Addr{}
 }
 
+// free closes the BPF objects, the netlink handle and the namespace handle.
 func (d *Datapath) free() {
 	_ = d.objs.Close()
 	if d.nl != nil {

@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// nexthop is where the program sends a backend's packets: the egress interface and the
+// MACs to write.
 type nexthop struct {
 	ifindex uint32
 	smac    net.HardwareAddr
@@ -20,8 +22,10 @@ type nexthop struct {
 	stack bool
 }
 
+// valid reports whether the next hop is resolved: the program can send to it.
 func (n nexthop) valid() bool { return n.ifindex != 0 && len(n.smac) == 6 && len(n.dmac) == 6 }
 
+// equal reports whether two next hops would be written the same.
 func (n nexthop) equal(o nexthop) bool {
 	return n.ifindex == o.ifindex && string(n.smac) == string(o.smac) && string(n.dmac) == string(o.dmac) &&
 		n.stack == o.stack

@@ -14,12 +14,17 @@ import (
 	"github.com/ferrolb/ferrolb/internal/maglev"
 )
 
+// svcID identifies a service by VIP (unmapped), port and protocol: the key of
+// Datapath.services (svcKey makes it the services map's).
 type svcID struct {
 	vip   netip.Addr
 	port  uint16
 	proto Protocol
 }
 
+// svcState is what a Datapath knows of a programmed service: its slot (id, its key in
+// maglev_outer) and what was last written for it, so a SetServices writes only what
+// changed.
 type svcState struct {
 	id       uint32
 	svc      Service // as last applied in full
@@ -29,6 +34,8 @@ type svcState struct {
 	retired  Counter  // traffic of the service's former backends whose slots were reused
 }
 
+// beState is a backend of a programmed service: its slot in the backends map, the
+// generation written there (conntrack entries name both) and its next hop.
 type beState struct {
 	slot uint32
 	gen  uint32
@@ -43,6 +50,9 @@ type owner struct {
 	id  uint32
 }
 
+// validate refuses, before anything is written, a service that is malformed (address,
+// port, protocol, mode, affinity, a backend not of the VIP's family) or given twice; its
+// errors wrap ErrInvalidService.
 func validate(svcs []Service) error {
 	seen := map[svcID]bool{}
 	for _, s := range svcs {
@@ -125,6 +135,7 @@ func filterHash(k svcID) uint32 {
 	return h & 0xffff
 }
 
+// writeFilter writes the words of vip_filter that differ from what was written.
 func (d *Datapath) writeFilter(f [1024]uint64) error {
 	for i := range f {
 		if f[i] == d.filter[i] {
@@ -138,6 +149,7 @@ func (d *Datapath) writeFilter(f [1024]uint64) error {
 	return nil
 }
 
+// svcKey is a service's key in the services map, as bpf/lb.c builds it from a packet.
 func svcKey(k svcID) lbSvcKey {
 	var key lbSvcKey
 	key.Vip.W = addrWords(k.vip)
@@ -147,6 +159,8 @@ func svcKey(k svcID) lbSvcKey {
 	return key
 }
 
+// removeService deletes a service from the maps and frees its slots. Its backend entries
+// are cleared (not only freed), so its flows in conntrack miss at once and pass.
 func (d *Datapath) removeService(k svcID, st *svcState) error {
 	key := svcKey(k)
 	err := d.objs.Services.Delete(&key)
@@ -409,6 +423,7 @@ func backendWeights(bs []Backend) map[netip.AddrPort]uint32 {
 	return out
 }
 
+// writeService writes the service entry: its slot, table size, affinity and mode.
 func (d *Datapath) writeService(k svcID, st *svcState, s Service, size int) error {
 	key := svcKey(k)
 	var v lbSvcVal
@@ -428,6 +443,8 @@ const (
 	beStack   = 2
 )
 
+// writeBackend writes a backend entry: address, port, owning service, generation, and the
+// next hop (or the flag that sends its flows to the stack).
 func (d *Datapath) writeBackend(svc uint32, b *beState) error {
 	var v lbBackend
 	v.Addr.W = addrWords(b.addr.Addr())
@@ -465,6 +482,7 @@ func htons(p uint16) uint16 {
 	return binary.NativeEndian.Uint16(b[:])
 }
 
+// family is an address's family as bpf/lb.c stores it: 4 or 6.
 func family(a netip.Addr) uint8 {
 	if a.Is4() {
 		return 4
