@@ -100,3 +100,15 @@
 // backend's default 4,536 ports; and
 // traffic with IPv4 options, IPv6 extension headers or fragments is never balanced.
 package datapath
+
+// The code, by concern:
+//
+//	datapath.go  the types callers use (Service, Backend, Mode, Config) and the Datapath's fields
+//	kind.go      Kind: the speaker's --datapath choice
+//	loader.go    New (load the program, set its constants), Run (attach, follow the
+//	             interfaces and the neighbours), Close
+//	services.go  SetServices: the service and backend state, applyService's steps, the map writes
+//	nexthop.go   a backend's next hop, from the route and neighbour tables
+//	counters.go  Counters: the per-slot counters summed per service and backend
+//	decap.go     AttachDecap, the backend side of DSR
+//	bpf/lb.c     the XDP programs; gen.go makes lb_bpfel.go and lb_bpfel.o from it
