@@ -22,8 +22,11 @@ export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 
 
 all: build
 
+# bin/ferrolb is what the image ships; bin/ferrolb-lab is the lab (make lab), a developer
+# binary of its own because it carries a real API server's test harness (envtest).
 build:
 	$(GO) build -o bin/ferrolb ./cmd/ferrolb
+	$(GO) build -o bin/ferrolb-lab ./cmd/ferrolb-lab
 
 # bin/ferrolb-image.tar: an OCI image (OCI layout plus Docker's manifest.json, for ctr
 # images import and docker load) of the static binary on an empty base, user 65532, built
@@ -50,10 +53,10 @@ run:
 # kubectl is built too, for poking at the lab.
 lab: build deps
 	WITH_KUBE_PROXY=1 WITH_KUBECTL=1 bash hack/envtest.sh >/dev/null
-	$(SUDO) bin/ferrolb lab up --datapath=$(or $(DATAPATH),none)
+	$(SUDO) bin/ferrolb-lab up --datapath=$(or $(DATAPATH),none)
 
 lab-down: build
-	$(SUDO) bin/ferrolb lab down
+	$(SUDO) bin/ferrolb-lab down
 
 deps:
 	bash hack/deps.sh
