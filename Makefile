@@ -18,12 +18,15 @@ COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)
 # Every timestamp in the image is the commit's, so one commit gives one digest.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-.PHONY: all build run lab lab-down test deps generate generate-bpf manifests helm-check check-generated lint ci image image-reproducible cluster-test
+.PHONY: all build run lab lab-down test deps generate generate-bpf manifests helm-check check-generated check-deps lint ci image image-reproducible cluster-test
 
 all: build
 
+# bin/ferrolb is what the image ships; bin/ferrolb-lab is the lab (make lab), a developer
+# binary of its own because it carries a real API server's test harness (envtest).
 build:
 	$(GO) build -o bin/ferrolb ./cmd/ferrolb
+	$(GO) build -o bin/ferrolb-lab ./cmd/ferrolb-lab
 
 # bin/ferrolb-image.tar: an OCI image (OCI layout plus Docker's manifest.json, for ctr
 # images import and docker load) of the static binary on an empty base, user 65532, built
@@ -50,10 +53,10 @@ run:
 # kubectl is built too, for poking at the lab.
 lab: build deps
 	WITH_KUBE_PROXY=1 WITH_KUBECTL=1 bash hack/envtest.sh >/dev/null
-	$(SUDO) bin/ferrolb lab up --datapath=$(or $(DATAPATH),none)
+	$(SUDO) bin/ferrolb-lab up --datapath=$(or $(DATAPATH),none)
 
 lab-down: build
-	$(SUDO) bin/ferrolb lab down
+	$(SUDO) bin/ferrolb-lab down
 
 deps:
 	bash hack/deps.sh
@@ -107,6 +110,11 @@ check-generated: deps generate
 		git diff --stat -- $(GENERATED); \
 		echo "generated files are stale: run 'make generate' and commit the result" >&2; exit 1; fi
 
+# Fails when bin/ferrolb (what the image ships) links testing or envtest, or when the
+# speaker imports the controller; prints the chain of imports that does (hack/check-deps.sh).
+check-deps:
+	GO=$(GO) bash hack/check-deps.sh
+
 # make cluster-test: the chart installed on a real single-node Kubernetes started here
 # (hack/cluster.sh; root): docs/cluster-test.md.
 cluster-test: deps
@@ -117,4 +125,4 @@ lint:
 	$(GO) tool -modfile=tools/go.mod golangci-lint run --allow-parallel-runners ./...
 	cd tools && $(GO) mod verify >/dev/null
 
-ci: check-generated lint test
+ci: check-generated check-deps lint test

@@ -1,5 +1,7 @@
 // Command ferrolb is FerroLB: LoadBalancer Services for bare-metal Kubernetes. One binary,
-// one subcommand per role; this package holds flags and wiring only.
+// one subcommand per role; this package holds flags and wiring only. It is what the image
+// ships, so it links no test scaffolding; the lab, which runs a real API server through
+// envtest, is the developer binary cmd/ferrolb-lab.
 package main
 
 import (
@@ -14,15 +16,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-
-	"github.com/ferrolb/ferrolb/internal/lab"
 )
 
 func main() {
-	// The lab's processes inside namespaces are this binary, re-executed (internal/lab).
-	if lab.IsChild() {
-		os.Exit(lab.RunChild())
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
@@ -43,7 +39,7 @@ Run "ferrolb controller" once per cluster (a Deployment) and "ferrolb speaker" o
 node (a DaemonSet). See README.md for a quick start.`,
 		SilenceUsage: true,
 	}
-	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newConvertCommand(), newLabCommand(), newVersionCommand())
+	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newConvertCommand(), newVersionCommand())
 	return root
 }
 

@@ -10,8 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -26,8 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	ferrolbv1alpha1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/apischeme"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/eventnote"
+	"github.com/ferrolb/ferrolb/internal/metricsserving"
 )
 
 // Options configure the controller.
@@ -35,7 +35,7 @@ type Options struct {
 	// MetricsAddr serves Prometheus metrics at /metrics; "0" turns it off.
 	MetricsAddr string
 	// MetricsSecure serves them over HTTPS to authenticated, authorised callers only (see
-	// controller.MetricsServing).
+	// internal/metricsserving).
 	MetricsSecure bool
 	// HealthAddr serves /healthz and /readyz; "0" turns it off.
 	HealthAddr string
@@ -64,21 +64,9 @@ type Options struct {
 // leaseName is the Lease replicas of the controller compete for.
 const leaseName = "ferrolb-controller"
 
-// Scheme returns the kinds the controller reads and writes.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := ferrolbv1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // Run runs the controller until ctx ends. It returns only after its goroutines have exited.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
-	scheme, err := Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		return err
 	}
@@ -89,7 +77,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	renew, lease := 10*time.Second, 15*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       MetricsServing(opts.MetricsAddr, opts.MetricsSecure),
+		Metrics:                       metricsserving.Options(opts.MetricsAddr, opts.MetricsSecure),
 		HealthProbeBindAddress:        opts.HealthAddr,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              leaseName,

@@ -28,3 +28,9 @@ package controller
 //
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=ferrolb-system,resources=leases,verbs=get;create;update
 // +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=events,verbs=create
+//
+// Authenticated metrics serving (--metrics-secure; internal/metricsserving) reviews the
+// scraper's bearer token (TokenReview) and its right to GET /metrics (SubjectAccessReview).
+//
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create

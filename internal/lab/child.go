@@ -21,7 +21,7 @@ import (
 
 // The lab's processes inside namespaces (a node's speaker, a pod's web server) are the
 // running binary itself, re-executed under `ip netns exec` with childEnv holding what to
-// run: the ferrolb binary for `ferrolb lab`, the test binary for the e2e tests. Both call
+// run: the ferrolb-lab binary for `ferrolb-lab`, the test binary for the e2e tests. Both call
 // RunChild first thing in main (TestMain) when IsChild says so. A speaker must run wholly
 // inside its node's namespace because GoBGP opens sockets from goroutines of its own.
 const childEnv = "FERROLB_LAB_CHILD"

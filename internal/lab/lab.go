@@ -2,7 +2,8 @@
 // section 6): a real kube-apiserver and etcd, network namespaces for a router running FRR,
 // three nodes, two clients and one backend pod per node; the controller, one speaker and one
 // kube-proxy per node; sample pools, an L2Policy, BGP peers and two Services whose backends
-// answer HTTP. `ferrolb lab up` runs it; the e2e tests drive it.
+// answer HTTP. `ferrolb-lab up` (cmd/ferrolb-lab; Up, Serve and Down) runs it in the
+// background; the e2e tests drive it.
 //
 // Traffic from the announcing node to the backends goes through kube-proxy (built from the
 // Kubernetes module like the API server, nftables mode) in each node's namespace: FerroLB's
@@ -45,7 +46,7 @@ import (
 // Namespace is the lab's FerroLB namespace (MD5 Secrets would live there).
 const Namespace = "ferrolb-system"
 
-// Prefix starts the name of every namespace `ferrolb lab` creates, so `lab down` finds them
+// Prefix starts the name of every namespace `ferrolb-lab` creates, so Down finds them
 // all; the e2e tests use their own, so that they can run beside a lab.
 const Prefix = "flb-"
 

@@ -15,8 +15,9 @@ import (
 )
 
 // Report is the lab's short account of itself: what runs where, which address each
-// Service got, who announces it, what a real request returned, and what to try next.
-func (l *Lab) Report(ctx context.Context, self string) string {
+// Service got, who announces it, what a real request returned, and what to try next, ending
+// with down, the command that removes the lab.
+func (l *Lab) Report(ctx context.Context, down string) string {
 	var b strings.Builder
 	host := l.Env.Config.Host
 	fmt.Fprintf(&b, "FerroLB lab is up.\n\n")
@@ -72,7 +73,7 @@ func (l *Lab) Report(ctx context.Context, self string) string {
 		fmt.Fprintf(&b, "  sudo ip netns exec %s curl -s 127.0.0.1:7474/metrics | grep ferrolb_datapath   # packets per backend\n", l.Nodes[0].NS.Name)
 	}
 	fmt.Fprintf(&b, "  logs: %s\n", l.Dir)
-	fmt.Fprintf(&b, "  sudo %s lab down\n", self)
+	fmt.Fprintf(&b, "  sudo %s\n", down)
 	return b.String()
 }
 

@@ -1,7 +1,7 @@
 package speaker
 
 // The API calls of authenticated metrics serving (--metrics-secure; see
-// controller.MetricsServing): a TokenReview of the scraper's token and a SubjectAccessReview
+// internal/metricsserving): a TokenReview of the scraper's token and a SubjectAccessReview
 // of its right to GET /metrics.
 //
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create

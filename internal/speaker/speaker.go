@@ -34,11 +34,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/apischeme"
 	"github.com/ferrolb/ferrolb/internal/config"
-	"github.com/ferrolb/ferrolb/internal/controller"
 	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/eventnote"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
+	"github.com/ferrolb/ferrolb/internal/metricsserving"
 )
 
 // Options configure the speaker.
@@ -48,7 +49,7 @@ type Options struct {
 	// MetricsAddr serves Prometheus metrics at /metrics; "0" turns it off.
 	MetricsAddr string
 	// MetricsSecure serves them over HTTPS to authenticated, authorised callers only (see
-	// controller.MetricsServing).
+	// internal/metricsserving).
 	MetricsSecure bool
 	// HealthAddr serves /healthz and /readyz; "0" turns it off.
 	HealthAddr string
@@ -122,13 +123,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if do == nil {
 		do = func(f func() error) error { return f() }
 	}
-	scheme, err := controller.Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                controller.MetricsServing(opts.MetricsAddr, opts.MetricsSecure),
+		Metrics:                metricsserving.Options(opts.MetricsAddr, opts.MetricsSecure),
 		HealthProbeBindAddress: opts.HealthAddr,
 		MapperProvider:         newMapper, // no API server needed to start (mapper.go)
 		Controller:             ctrlconfig.Controller{SkipNameValidation: &opts.Restartable, CacheSyncTimeout: cacheSyncTimeout},
