@@ -22,26 +22,6 @@ import (
 	"github.com/ferrolb/ferrolb/internal/datapath"
 )
 
-// Datapath choices for Options.Datapath.
-const (
-	// DatapathNone leaves Service traffic to kube-proxy (or the CNI): the speaker only
-	// announces, as MetalLB does.
-	DatapathNone = "none"
-	// DatapathXDP programs FerroLB's XDP load balancer on the node's interface.
-	DatapathXDP = "xdp"
-)
-
-// ParseDatapath checks a --datapath value; empty means DatapathNone.
-func ParseDatapath(s string) (string, error) {
-	switch s {
-	case "":
-		return DatapathNone, nil
-	case DatapathNone, DatapathXDP:
-		return s, nil
-	}
-	return "", fmt.Errorf("--datapath=%q: want %q or %q", s, DatapathNone, DatapathXDP)
-}
-
 // defaultAffinityTimeout is Kubernetes' default for ClientIP session affinity (3 hours).
 const defaultAffinityTimeout = 10800 * time.Second
 

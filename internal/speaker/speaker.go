@@ -72,9 +72,9 @@ type Options struct {
 	// Namespace is where the speaker runs; BGPPeers' MD5 Secrets are read there only (the
 	// speaker caches no other Secrets). Default ferrolb-system.
 	Namespace string
-	// Datapath is DatapathNone (default: kube-proxy carries Service traffic) or DatapathXDP
+	// Datapath is datapath.None (default: kube-proxy carries Service traffic) or datapath.XDP
 	// (FerroLB's XDP load balancer carries it from DatapathInterface).
-	Datapath string
+	Datapath datapath.Kind
 	// DatapathInterface is where the XDP program is attached; default: the interface holding
 	// the node's InternalIP.
 	DatapathInterface string
@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	fallbackAt := time.Now().Add(opts.FallbackAfter)
 	log := ctrl.Log.WithName("speaker").WithValues("node", opts.NodeName)
 	var err error
-	if opts.Datapath, err = ParseDatapath(opts.Datapath); err != nil {
+	if opts.Datapath, err = datapath.ParseKind(string(opts.Datapath)); err != nil {
 		return err
 	}
 	do := opts.Netns
@@ -304,7 +304,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("bgp controller: %w", err)
 	}
-	if opts.Datapath == DatapathXDP {
+	if opts.Datapath == datapath.XDP {
 		if err := setupDatapath(mgr, node, saved.DatapathInterface, store, opts, do, all); err != nil {
 			return err
 		}
