@@ -123,12 +123,14 @@ func (r *Responders) Run(ctx context.Context) error {
 			return nil
 		case req := <-r.requests:
 			if ctx.Err() != nil {
-				// Both were ready: responders started now would stop at once.
+				// Both were ready: what this request started would be stopped at once.
 				req.reply <- ErrStopped
 				return nil
 			}
-			req.reply <- l.apply(ctx, req.want)
+			err := l.apply(ctx, req.want)
+			// Published before the answer, so that Announced after Apply sees this one.
 			r.snap.Store(l.snapshot())
+			req.reply <- err
 		case _, ok := <-updates:
 			if !ok {
 				return errors.New("l2: link subscription closed")
