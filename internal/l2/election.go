@@ -1,5 +1,6 @@
-// Package l2 decides which node answers ARP and NDP for each Service address. The
-// responders themselves are in the arp and ndp subpackages.
+// Package l2 decides which node answers ARP and NDP for each Service address (Announcer),
+// and runs this node's answers: Responders keeps one ARP and one NDP responder (the arp and
+// ndp subpackages) on each interface that announces something.
 //
 // The choice is a pure function of the address and the set of eligible, healthy nodes:
 // rendezvous (highest random weight) hashing, as MetalLB does. Every speaker computes the same
