@@ -249,7 +249,7 @@ func TestGracefulRestart(t *testing.T) {
 	}
 	router.MustRun(t, "ping", "-c", "1", "-W", "2", vip)
 
-	sp2 := startRemoteSpeaker(t, node, nodeConfig)
+	sp2 := startRemoteSpeaker(t, node)
 	sp2.SetPaths(path)
 	sp2.SetPeers(peer)
 	f.waitEstablished(nodeV4)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
 )
 
@@ -43,10 +45,16 @@ func TestMain(m *testing.M) {
 }
 
 type helperRequest struct {
-	Op     string // "start", "peers", "paths", "states"
-	Config Config `json:",omitzero"`
-	Peers  []Peer `json:",omitempty"`
-	Paths  []Path `json:",omitempty"`
+	// Op is one of "new" (New with Config), "run" (Run in a goroutine), "apply" (Apply
+	// with Identity, Peers and Paths), "states" (PeerStates), "servers" (an error naming
+	// the goroutines there are besides the helper's and Run's own: a GoBGP server's, when
+	// one runs) and "stop" (Run's context ends: an error unless Run returns and every
+	// goroutine it started is gone).
+	Op       string
+	Config   Config   `json:",omitzero"`
+	Identity Identity `json:",omitzero"`
+	Peers    []Peer   `json:",omitempty"`
+	Paths    []Path   `json:",omitempty"`
 }
 
 type helperReply struct {
@@ -54,15 +62,39 @@ type helperReply struct {
 	States []PeerState `json:",omitempty"`
 }
 
+// runTop is the function at the top of Run's goroutine while it runs no server.
+const runTop = "github.com/ferrolb/ferrolb/internal/bgp.(*Speaker).Run"
+
 // speakerHelper serves the Speaker API until its input ends, then stops the speaker and
-// returns after Run has returned.
+// returns after Run has returned, with an error if a goroutine Run started is left.
 func speakerHelper(in io.Reader, out io.Writer) error {
+	// Whatever runs now is the runtime's and the helper's; anything more when Run has
+	// returned is a leak.
+	before := goleak.IgnoreCurrent()
 	dec := json.NewDecoder(bufio.NewReader(in))
 	enc := json.NewEncoder(out)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var sp *Speaker
-	runErr := make(chan error, 1)
+	var runErr chan error // nil until Run runs, and again once it has returned
+	stop := func() error {
+		cancel()
+		if runErr != nil {
+			select {
+			case err := <-runErr:
+				runErr = nil
+				if err != nil {
+					return fmt.Errorf("speaker's Run: %w", err)
+				}
+			case <-time.After(10 * time.Second):
+				return errors.New("run has not returned 10s after its context ended")
+			}
+		}
+		if err := goleak.Find(before); err != nil {
+			return fmt.Errorf("after Run returned: %w", err)
+		}
+		return nil
+	}
 	for {
 		var req helperRequest
 		if err := dec.Decode(&req); err != nil {
@@ -74,20 +106,22 @@ func speakerHelper(in io.Reader, out io.Writer) error {
 		var rep helperReply
 		var err error
 		switch {
-		case req.Op == "start" && sp == nil:
+		case req.Op == "new" && sp == nil:
 			req.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			sp, err = New(req.Config)
-			if err == nil {
-				go func() { runErr <- sp.Run(ctx) }()
-			}
 		case sp == nil:
-			err = errors.New("not started")
-		case req.Op == "peers":
-			err = sp.SetPeers(req.Peers)
-		case req.Op == "paths":
-			err = sp.SetPaths(req.Paths)
+			err = errors.New("no speaker yet")
+		case req.Op == "run":
+			runErr = make(chan error, 1)
+			go func() { runErr <- sp.Run(ctx) }()
+		case req.Op == "apply":
+			err = sp.Apply(req.Identity, req.Peers, req.Paths)
 		case req.Op == "states":
 			rep.States, err = sp.PeerStates()
+		case req.Op == "servers":
+			err = goleak.Find(before, goleak.IgnoreTopFunction(runTop))
+		case req.Op == "stop":
+			err = stop()
 		default:
 			err = fmt.Errorf("unknown op %q", req.Op)
 		}
@@ -98,11 +132,7 @@ func speakerHelper(in io.Reader, out io.Writer) error {
 			return err
 		}
 	}
-	if sp == nil {
-		return nil
-	}
-	cancel()
-	return <-runErr
+	return stop()
 }
 
 // remoteSpeaker drives a Speaker running in a child process inside a namespace.
@@ -113,6 +143,11 @@ type remoteSpeaker struct {
 	dec    *json.Decoder
 	stderr syncBuffer
 	killed bool
+
+	// What SetIdentity, SetPeers and SetPaths apply: each applies all three.
+	id    Identity
+	peers []Peer
+	paths []Path
 }
 
 // syncBuffer is a bytes.Buffer that the exec package's copying goroutine may write while
@@ -134,13 +169,24 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startRemoteSpeaker(t testing.TB, ns *netns.NS, cfg Config) *remoteSpeaker {
+// startRemoteSpeaker starts a speaker (Config{ListenPort: -1}: it only dials) in a child
+// process in ns and runs it; its peers and paths are applied with nodeIdentity until
+// SetIdentity says otherwise.
+func startRemoteSpeaker(t testing.TB, ns *netns.NS) *remoteSpeaker {
+	t.Helper()
+	r := newRemoteSpeaker(t, ns)
+	r.Run()
+	return r
+}
+
+// newRemoteSpeaker is startRemoteSpeaker without Run.
+func newRemoteSpeaker(t testing.TB, ns *netns.NS) *remoteSpeaker {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &remoteSpeaker{t: t, cmd: ns.Command(exe)}
+	r := &remoteSpeaker{t: t, cmd: ns.Command(exe), id: nodeIdentity}
 	r.cmd.Env = append(os.Environ(), helperEnv+"=1")
 	r.cmd.Stderr = &r.stderr
 	if r.stdin, err = r.cmd.StdinPipe(); err != nil {
@@ -155,7 +201,7 @@ func startRemoteSpeaker(t testing.TB, ns *netns.NS, cfg Config) *remoteSpeaker {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.stop)
-	r.call(helperRequest{Op: "start", Config: cfg})
+	r.call(helperRequest{Op: "new", Config: Config{ListenPort: -1}})
 	return r
 }
 
@@ -211,17 +257,55 @@ func (r *remoteSpeaker) call(req helperRequest) helperReply {
 	return rep
 }
 
+// Run starts the speaker's Run.
+func (r *remoteSpeaker) Run() {
+	r.t.Helper()
+	r.call(helperRequest{Op: "run"})
+}
+
+// Stop ends Run's context and fails the test unless Run returns and every goroutine it
+// started is gone.
+func (r *remoteSpeaker) Stop() {
+	r.t.Helper()
+	r.call(helperRequest{Op: "stop"})
+}
+
+func (r *remoteSpeaker) Apply(id Identity, peers []Peer, paths []Path) {
+	r.t.Helper()
+	r.id, r.peers, r.paths = id, peers, paths
+	r.call(helperRequest{Op: "apply", Identity: id, Peers: peers, Paths: paths})
+}
+
+func (r *remoteSpeaker) SetIdentity(id Identity) {
+	r.t.Helper()
+	r.Apply(id, r.peers, r.paths)
+}
+
 func (r *remoteSpeaker) SetPeers(p ...Peer) {
 	r.t.Helper()
-	r.call(helperRequest{Op: "peers", Peers: p})
+	r.Apply(r.id, p, r.paths)
 }
 
 func (r *remoteSpeaker) SetPaths(p ...Path) {
 	r.t.Helper()
-	r.call(helperRequest{Op: "paths", Paths: p})
+	r.Apply(r.id, r.peers, p)
 }
 
 func (r *remoteSpeaker) PeerStates() []PeerState {
 	r.t.Helper()
 	return r.call(helperRequest{Op: "states"}).States
+}
+
+// Servers returns "" when the speaker runs no GoBGP server (no goroutine but the helper's
+// and Run's own), else the goroutines there are.
+func (r *remoteSpeaker) Servers() string {
+	r.t.Helper()
+	if err := json.NewEncoder(r.stdin).Encode(helperRequest{Op: "servers"}); err != nil {
+		r.t.Fatalf("send servers: %v", err)
+	}
+	var rep helperReply
+	if err := r.dec.Decode(&rep); err != nil {
+		r.t.Fatalf("reply to servers: %v\nstderr:\n%s", err, r.stderr.String())
+	}
+	return rep.Err
 }

@@ -26,13 +26,13 @@ import (
 // DefaultPort is the BGP port a peer is dialled on when Peer.Port is zero.
 const DefaultPort = 179
 
-// Config configures the speaker's own side.
+// Config configures the speaker for its whole life.
 type Config struct {
-	// RouterID is the BGP identifier; it must be an IPv4 address (RFC 4271), also on
-	// IPv6-only nodes.
+	// RouterID and ASN are the Identity that SetPeers and SetPaths run a server with, for
+	// callers that give peers and paths separately; Apply replaces them, and its callers
+	// leave them zero.
 	RouterID netip.Addr
-	// ASN is the local autonomous system number.
-	ASN uint32
+	ASN      uint32
 	// ListenPort is the port to accept sessions on; -1 does not listen (the speaker only
 	// dials), 0 means DefaultPort.
 	ListenPort int32
@@ -40,11 +40,32 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Identity is what the speaker is to its peers: its BGP identifier and its AS. GoBGP cannot
+// change either while it runs, so a change replaces the server (every session restarts).
+type Identity struct {
+	// RouterID is the BGP identifier; it must be an IPv4 address (RFC 4271), also on
+	// IPv6-only nodes.
+	RouterID netip.Addr
+	// ASN is the local autonomous system number; a peer may be presented another
+	// (Peer.LocalASN).
+	ASN uint32
+}
+
+func (id Identity) validate() error {
+	if !id.RouterID.Is4() {
+		return fmt.Errorf("router ID %v: must be an IPv4 address", id.RouterID)
+	}
+	if id.ASN == 0 {
+		return errors.New("ASN must not be 0")
+	}
+	return nil
+}
+
 // Peer is a BGP neighbour.
 type Peer struct {
 	Address netip.Addr
 	ASN     uint32
-	// LocalASN is the AS this speaker presents to the peer; zero means Config.ASN.
+	// LocalASN is the AS this speaker presents to the peer; zero means Identity.ASN.
 	LocalASN uint32
 	// Port is the peer's port; zero means DefaultPort.
 	Port uint16
@@ -153,9 +174,10 @@ type PeerState struct {
 // Established reports whether the session exchanges routes.
 func (p PeerState) Established() bool { return p.State == StateEstablished }
 
-// Speaker is one embedded GoBGP server. SetPeers and SetPaths may be called before or
-// while Run runs; the sets they give are applied when the server starts, and at once
-// while it runs.
+// Speaker keeps one embedded GoBGP server in step with what it is given. Apply (or SetPeers
+// and SetPaths) may be called before or while Run runs; Run runs a server whenever there
+// are peers, with the Identity given, and applies the peers and paths to it: at once while
+// it runs, and when it starts.
 //
 // Paths go into GoBGP's global RIB once per prefix, without attributes of their own; one
 // export policy decides, per peer, which prefixes the peer gets and with which
@@ -164,12 +186,18 @@ func (p PeerState) Established() bool { return p.State == StateEstablished }
 // applied with a soft reset towards the peers concerned: no session is reset.
 type Speaker struct {
 	cfg Config
+	// changed tells Run that the wanted identity or peers changed (a server may have to
+	// start, stop or be replaced).
+	changed chan struct{}
 
 	// mu serialises the reconciliations and guards everything below. It is held across
 	// calls into GoBGP so that Run never stops the server under a running reconciliation.
-	mu       sync.Mutex
-	running  bool
-	srv      *server.BgpServer // nil unless Run has started it
+	mu      sync.Mutex
+	running bool
+	id      Identity          // wanted
+	srv     *server.BgpServer // the server Run runs; nil when none
+	srvID   Identity          // srv's
+	// wantPeer and wantPath are what Apply gave.
 	wantPeer map[netip.Addr]Peer
 	wantPath []Path
 	// have* are what GoBGP holds: an entry is written only after GoBGP accepted it, so a
@@ -177,7 +205,7 @@ type Speaker struct {
 	havePeer map[netip.Addr]Peer
 	haveRIB  map[netip.Prefix]netip.Addr // prefix -> next hop (invalid: self)
 	export   exportState
-	// restarted is set when Run starts: peers added by this Run announce that this
+	// restarted is set when Run starts a server: peers added to it announce that this
 	// speaker restarted (graceful restart's R bit), so routers keep its stale routes until
 	// it has sent them again.
 	restarted bool
@@ -198,14 +226,12 @@ type bfdRecord struct {
 // be missed; at the usual 100 ms and above none is.
 const bfdSample = 20 * time.Millisecond
 
+// startRetry is how long Run waits before it tries again to start a server GoBGP refused
+// to start, unless the wanted configuration changes first.
+const startRetry = 5 * time.Second
+
 // New validates cfg and returns a speaker that is not yet running.
 func New(cfg Config) (*Speaker, error) {
-	if !cfg.RouterID.Is4() {
-		return nil, fmt.Errorf("router ID %v: must be an IPv4 address", cfg.RouterID)
-	}
-	if cfg.ASN == 0 {
-		return nil, errors.New("ASN must not be 0")
-	}
 	if cfg.ListenPort < -1 || cfg.ListenPort > 65535 {
 		return nil, fmt.Errorf("listen port %d: must be -1 or 0 to 65535", cfg.ListenPort)
 	}
@@ -214,6 +240,8 @@ func New(cfg Config) (*Speaker, error) {
 	}
 	return &Speaker{
 		cfg:      cfg,
+		changed:  make(chan struct{}, 1),
+		id:       Identity{RouterID: cfg.RouterID, ASN: cfg.ASN},
 		wantPeer: map[netip.Addr]Peer{},
 		havePeer: map[netip.Addr]Peer{},
 		haveRIB:  map[netip.Prefix]netip.Addr{},
@@ -222,9 +250,11 @@ func New(cfg Config) (*Speaker, error) {
 	}, nil
 }
 
-// Run starts the BGP server, applies the peers and paths set so far, and serves until ctx
-// ends; it then closes every session (Cease) and returns once GoBGP's goroutines are gone.
-// A Speaker runs at most once.
+// Run owns the speaker's GoBGP servers until ctx ends: it starts one when there are peers,
+// stops it when none are left, and replaces it when the identity changes, each time with
+// the peers and paths of the moment in place before any session starts. When ctx ends it
+// stops the server it runs, which closes every session (Cease), and returns once GoBGP's
+// goroutines are gone. A Speaker runs at most once.
 func (s *Speaker) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -234,13 +264,49 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.running = true
 	s.mu.Unlock()
 
+	for {
+		s.mu.Lock()
+		id, want := s.id, len(s.wantPeer) > 0
+		s.mu.Unlock()
+		if want {
+			err := s.serve(ctx, id)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				continue // the wanted identity or peers changed: look again
+			}
+			s.logger().Error("BGP server not started: retrying", "routerID", id.RouterID, "asn", id.ASN, "in", startRetry, "error", err)
+			t := time.NewTimer(startRetry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-s.changed:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.changed:
+		}
+	}
+}
+
+// serve runs one GoBGP server with identity id until ctx ends or the server is no longer
+// wanted as it is (no peers, or another identity); it returns once the server has stopped
+// and its goroutines are gone, with an error only when it could not start it.
+func (s *Speaker) serve(ctx context.Context, id Identity) error {
 	var opts []server.ServerOption
 	if s.cfg.Logger != nil {
 		opts = append(opts, server.LoggerOption(s.cfg.Logger, nil))
 	}
 	srv := server.NewBgpServer(opts...)
 	// Serve is GoBGP's event loop; this goroutine is ours and ends when srv.Stop (below,
-	// on every path out of Run) makes Serve return.
+	// on every path out of serve) makes Serve return.
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -252,8 +318,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 
 	err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn:        s.cfg.ASN,
-		RouterId:   s.cfg.RouterID.String(),
+		Asn:        id.ASN,
+		RouterId:   id.RouterID.String(),
 		ListenPort: s.cfg.ListenPort,
 	}})
 	if err != nil {
@@ -262,7 +328,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 
 	s.mu.Lock()
-	s.srv = srv
+	s.srv, s.srvID = srv, id
 	s.restarted = true
 	err = s.syncLocked()
 	s.mu.Unlock()
@@ -273,24 +339,34 @@ func (s *Speaker) Run(ctx context.Context) error {
 
 	s.sampleBFD(ctx, srv)
 
-	s.mu.Lock()
-	s.srv = nil
-	clear(s.havePeer)
-	clear(s.haveRIB)
-	s.export = newExportState()
-	s.mu.Unlock()
+	s.bfdMu.Lock()
+	clear(s.bfd)
+	s.bfdMu.Unlock()
 	stop()
 	return nil
 }
 
-// sampleBFD records BFD state changes until ctx ends.
+// sampleBFD records BFD state changes until ctx ends or srv is no longer wanted as it is;
+// it then detaches srv from the speaker (nothing is applied to it any more) and returns.
 func (s *Speaker) sampleBFD(ctx context.Context, srv *server.BgpServer) {
 	t := time.NewTicker(bfdSample)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			s.mu.Lock()
+			s.detachLocked()
+			s.mu.Unlock()
 			return
+		case <-s.changed:
+			s.mu.Lock()
+			if !s.currentLocked() {
+				s.detachLocked()
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			continue
 		case <-t.C:
 		}
 		seen := map[netip.Addr]bool{}
@@ -321,6 +397,20 @@ func (s *Speaker) sampleBFD(ctx context.Context, srv *server.BgpServer) {
 	}
 }
 
+// currentLocked reports whether the running server is the one wanted: there are peers and
+// the identity is the server's. Only then is anything applied to it. s.mu is held.
+func (s *Speaker) currentLocked() bool {
+	return s.srv != nil && len(s.wantPeer) > 0 && s.srvID == s.id
+}
+
+// detachLocked forgets the running server and what it holds. s.mu is held.
+func (s *Speaker) detachLocked() {
+	s.srv = nil
+	clear(s.havePeer)
+	clear(s.haveRIB)
+	s.export = newExportState()
+}
+
 func (s *Speaker) logger() *slog.Logger {
 	if s.cfg.Logger != nil {
 		return s.cfg.Logger
@@ -328,49 +418,113 @@ func (s *Speaker) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// Apply makes the speaker what it is given: a server with identity id (a server with
+// another identity is replaced: its sessions end and start again), the peers configured,
+// and paths advertised. Without peers no server runs, and id may be the zero Identity.
+// Only what differs changes, as SetPeers and SetPaths say; in particular a new server
+// and a new peer start with the paths already in place. Apply may be called before Run
+// and while it runs; after Run has returned it only records. It returns an error, and
+// changes nothing, when the arguments are not valid, and otherwise the errors of the
+// changes GoBGP refused, which the next call retries. A server Run has to start or replace
+// is started after Apply returns, and Run logs what GoBGP refuses then.
+func (s *Speaker) Apply(id Identity, peers []Peer, paths []Path) error {
+	wantPeer, err := normalisePeers(peers)
+	if err != nil {
+		return err
+	}
+	wantPath, err := normalisePaths(paths)
+	if err != nil {
+		return err
+	}
+	if len(wantPeer) > 0 {
+		if err := id.validate(); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.id, s.wantPeer, s.wantPath = id, wantPeer, wantPath
+	s.wake()
+	return s.syncLocked()
+}
+
+// wake tells Run to look at what is wanted again.
+func (s *Speaker) wake() {
+	select {
+	case s.changed <- struct{}{}:
+	default: // one pending wake-up covers any number of changes
+	}
+}
+
 // SetPeers makes the configured peers equal to peers: new ones are added, gone ones are
 // deleted, a changed one is deleted and added again (its session restarts); the others are
 // not touched. It returns the errors of the changes GoBGP refused; those are retried by
-// the next call.
+// the next call. The identity stays the last one given (Config's, until Apply gives
+// another).
 func (s *Speaker) SetPeers(peers []Peer) error {
+	want, err := normalisePeers(peers)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(want) > 0 {
+		if err := s.id.validate(); err != nil {
+			return err
+		}
+	}
+	s.wantPeer = want
+	s.wake()
+	return s.syncLocked()
+}
+
+func normalisePeers(peers []Peer) (map[netip.Addr]Peer, error) {
 	want := make(map[netip.Addr]Peer, len(peers))
 	for _, p := range peers {
 		p, err := normalisePeer(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if _, dup := want[p.Address]; dup {
-			return fmt.Errorf("peer %v given twice", p.Address)
+			return nil, fmt.Errorf("peer %v given twice", p.Address)
 		}
 		want[p.Address] = p
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.wantPeer = want
-	return s.syncLocked()
+	return want, nil
 }
 
 // SetPaths makes the advertised paths equal to paths: new and changed ones are announced
 // (a changed path replaces the old one by implicit withdrawal), gone ones are withdrawn,
 // the others are not touched.
 func (s *Speaker) SetPaths(paths []Path) error {
+	want, err := normalisePaths(paths)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wantPath = want
+	return s.syncLocked()
+}
+
+func normalisePaths(paths []Path) ([]Path, error) {
 	want := make([]Path, 0, len(paths))
 	nextHop := make(map[netip.Prefix]netip.Addr, len(paths))
 	everyPeer := map[netip.Prefix]bool{}
 	seen := map[netip.Prefix]map[netip.Addr]bool{}
 	for _, p := range paths {
 		if !p.Prefix.IsValid() || p.Prefix != p.Prefix.Masked() {
-			return fmt.Errorf("path %v: not a valid prefix without host bits", p.Prefix)
+			return nil, fmt.Errorf("path %v: not a valid prefix without host bits", p.Prefix)
 		}
 		if p.NextHop.IsValid() && p.NextHop.Is4() != p.Prefix.Addr().Is4() {
-			return fmt.Errorf("path %v: next hop %v is of the other address family", p.Prefix, p.NextHop)
+			return nil, fmt.Errorf("path %v: next hop %v is of the other address family", p.Prefix, p.NextHop)
 		}
 		if nh, ok := nextHop[p.Prefix]; ok {
 			if nh != p.NextHop {
-				return fmt.Errorf("path %v: given with next hops %v and %v", p.Prefix, nh, p.NextHop)
+				return nil, fmt.Errorf("path %v: given with next hops %v and %v", p.Prefix, nh, p.NextHop)
 			}
 			if everyPeer[p.Prefix] || p.Peers == nil {
-				return fmt.Errorf("path %v given twice for the same peers", p.Prefix)
+				return nil, fmt.Errorf("path %v given twice for the same peers", p.Prefix)
 			}
 		}
 		nextHop[p.Prefix] = p.NextHop
@@ -382,7 +536,7 @@ func (s *Speaker) SetPaths(paths []Path) error {
 		}
 		for _, a := range p.Peers {
 			if seen[p.Prefix][a.Unmap()] {
-				return fmt.Errorf("path %v given twice for peer %v", p.Prefix, a)
+				return nil, fmt.Errorf("path %v given twice for peer %v", p.Prefix, a)
 			}
 			seen[p.Prefix][a.Unmap()] = true
 		}
@@ -401,19 +555,17 @@ func (s *Speaker) SetPaths(paths []Path) error {
 		}
 		want = append(want, p)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.wantPath = want
-	return s.syncLocked()
+	return want, nil
 }
 
-// PeerStates returns the session state of every configured peer, sorted by address. Before
-// Run has started the server, every peer is reported Idle.
+// PeerStates returns the session state of every configured peer, sorted by address: none
+// without peers; every peer Idle while no server runs them (before Run has started one,
+// while it replaces one).
 func (s *Speaker) PeerStates() ([]PeerState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	got := map[netip.Addr]PeerState{}
-	if s.srv != nil {
+	if s.currentLocked() {
 		err := s.srv.ListPeer(context.Background(), &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 			if p.State == nil {
 				return
@@ -548,9 +700,10 @@ func (p Peer) carries(pfx netip.Prefix) bool {
 
 // syncLocked makes GoBGP hold wantPeer and wantPath, in an order that never sends a peer
 // a path it should not have and lets a new session start with its full set of paths (its
-// first UPDATEs then End-of-RIB, which graceful restart relies on). s.mu is held.
+// first UPDATEs then End-of-RIB, which graceful restart relies on). It changes nothing in a
+// server that Run is about to stop or replace. s.mu is held.
 func (s *Speaker) syncLocked() error {
-	if s.srv == nil {
+	if !s.currentLocked() {
 		return nil
 	}
 	ctx := context.Background()

@@ -56,8 +56,15 @@ func lab(t *testing.T, frrPassword string) (*frr, *remoteSpeaker) {
 // labConf is lab with FRR's bgpd configuration given; it also returns the namespaces.
 func labConf(t testing.TB, conf string) (*frr, *remoteSpeaker, *netns.NS, *netns.NS) {
 	t.Helper()
-	router := netns.ForTest(t, "bgpr")
-	node := netns.ForTest(t, "bgpn")
+	f, router, node := labNamespaces(t, conf)
+	return f, startRemoteSpeaker(t, node), router, node
+}
+
+// labNamespaces is labConf without the speaker.
+func labNamespaces(t testing.TB, conf string) (f *frr, router, node *netns.NS) {
+	t.Helper()
+	router = netns.ForTest(t, "bgpr")
+	node = netns.ForTest(t, "bgpn")
 	if err := netns.Veth(router, "r0", node, "n0"); err != nil {
 		t.Fatal(err)
 	}
@@ -66,12 +73,10 @@ func labConf(t testing.TB, conf string) (*frr, *remoteSpeaker, *netns.NS, *netns
 	router.MustRun(t, "ip", "addr", "add", routerV6+"/64", "dev", "r0", "nodad")
 	node.MustRun(t, "ip", "addr", "add", nodeV4+"/24", "dev", "n0")
 	node.MustRun(t, "ip", "addr", "add", nodeV6+"/64", "dev", "n0", "nodad")
-	f := startFRR(t, router, conf)
-	sp := startRemoteSpeaker(t, node, nodeConfig)
-	return f, sp, router, node
+	return startFRR(t, router, conf), router, node
 }
 
-var nodeConfig = Config{RouterID: netip.MustParseAddr(nodeV4), ASN: nodeASN, ListenPort: -1}
+var nodeIdentity = Identity{RouterID: netip.MustParseAddr(nodeV4), ASN: nodeASN}
 
 func routerPeer(addr string) Peer {
 	return Peer{Address: netip.MustParseAddr(addr), ASN: routerASN, HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, IPv4: true, IPv6: true}
