@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
@@ -36,7 +37,7 @@ type l2Reconciler struct {
 	namespace  string // the speaker's: the Secrets it reads (list)
 	memberPort uint16
 	tracker    *member.Tracker
-	announcer  *announcer
+	announcer  *l2.Responders
 	// fallback, when the speaker started from its state file, announces from it until the
 	// first reconcile here takes over; store records what each reconcile decided.
 	fallback *fallback
@@ -53,7 +54,7 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 	// From here on the cache decides: the state file's view steps aside for good.
 	r.fallback.takeOver(partL2)
 	r.reporter.report("layer2", configProblems(problems, "IPPool", "L2Policy"))
-	all, usable, err := r.announcer.interfaces()
+	all, usable, err := r.announcer.Interfaces()
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("list interfaces: %w", err)
 	}
