@@ -227,8 +227,9 @@ func eventNote(prefix string, items []string) string {
 	return note
 }
 
-// clearStatus removes FerroLB's addresses and condition from a Service it no longer serves
-// (type changed, class changed). Services FerroLB never served are left alone.
+// clearStatus removes FerroLB's addresses and conditions (its own, and the speakers'
+// Announced, which no speaker writes for a Service that is not served) from a Service it no
+// longer serves (type changed, class changed). Services FerroLB never served are left alone.
 func (r *serviceReconciler) clearStatus(ctx context.Context, svc *corev1.Service) error {
 	if meta.FindStatusCondition(svc.Status.Conditions, ConditionAllocated) == nil {
 		return nil
@@ -236,6 +237,7 @@ func (r *serviceReconciler) clearStatus(ctx context.Context, svc *corev1.Service
 	old := config.Ingress(svc)
 	svc.Status.LoadBalancer.Ingress = nil
 	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionAllocated)
+	meta.RemoveStatusCondition(&svc.Status.Conditions, config.ConditionAnnounced)
 	if err := r.client.Status().Update(ctx, svc); err != nil {
 		return fmt.Errorf("clear status of %s/%s: %w", svc.Namespace, svc.Name, err)
 	}

@@ -27,6 +27,7 @@ type bgpReconciler struct {
 	fallback  *fallback
 	store     *stateStore
 	reporter  *reporter
+	announced *announcements
 }
 
 func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -45,6 +46,7 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 	r.reporter.report("bgp", plan.problems)
 	r.status.set(plan.reports)
 	r.store.setBGP(plan.state)
+	r.announced.set(protocolBGP, plan.advertised)
 	if err := r.speaker.Apply(bgp.Identity{RouterID: plan.state.RouterID, ASN: plan.state.ASN}, plan.state.Peers, plan.state.Paths); err != nil {
 		// GoBGP refused part of it; what it refused is retried on the next event, and
 		// the error is the log's, not a reason to hammer the API server with requeues.

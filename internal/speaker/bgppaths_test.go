@@ -136,7 +136,8 @@ func TestBGPPaths(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			snap := config.Snapshot{Pools: pools, BGPAdvertisements: tt.ads}
-			got := render(paths(cluster{services: tt.svcs, slices: tt.eps}, me, config.LoadBalancerClass, snap, peers, byName))
+			ps, _ := paths(cluster{services: tt.svcs, slices: tt.eps}, me, config.LoadBalancerClass, snap, peers, byName)
+			got := render(ps)
 			if want := strings.Join(tt.want, "\n"); got != want {
 				t.Errorf("paths:\n%s\nwant:\n%s", got, want)
 			}

@@ -15,13 +15,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
 // ConditionAnnounced is the Service condition that says which node announces each of its
 // addresses, and how: "which node has my IP?" answered with kubectl.
-const ConditionAnnounced = "ferrolb.io/Announced"
+const ConditionAnnounced = config.ConditionAnnounced
 
 // LabelExcludeFromLB is the well-known Node label that keeps a node out of load balancing.
 const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
@@ -43,6 +44,8 @@ type l2Reconciler struct {
 	fallback *fallback
 	store    *stateStore
 	reporter *reporter
+	// announced is what this node answers for, per Service (metrics, logs).
+	announced *announcements
 }
 
 func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -72,6 +75,7 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 	if err := r.announcer.Apply(ctx, want); err != nil {
 		log.Error(err, "announcing")
 	}
+	r.announced.set(protocolLayer2, plan.servicesOf(r.announcer.Announced()))
 	r.store.setL2(plan.state)
 	for _, w := range writes {
 		if err := r.applyCondition(ctx, w.svc, w.cond); err != nil {
@@ -84,46 +88,6 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 		r.recorder.Eventf(w.svc, nil, typ, w.cond.Reason, "Announce", "%s", w.cond.Message)
 	}
 	return ctrl.Result{}, nil
-}
-
-// notAnnounced starts the part of an Announced message that lists refused addresses.
-const notAnnounced = "not announced: "
-
-// condition returns the Announced condition to apply to a Service when this node is the one
-// to write it, and nil when there is nothing to change. The writer is the announcer of its
-// first address, or, when a refused address leaves nothing announced, the first live node
-// by name: one writer, the same on every node.
-func condition(node string, svc *corev1.Service, as []assignment, refused, alive []string) *metav1.Condition {
-	switch {
-	case len(as) > 0 && as[0].node != node,
-		len(as) == 0 && (len(refused) == 0 || len(alive) == 0 || alive[0] != node):
-		return nil
-	}
-	var parts []string
-	for _, a := range as {
-		s := fmt.Sprintf("%s by %s (layer 2", a.addr, a.node)
-		if len(a.interfaces) > 0 {
-			s += " on " + strings.Join(a.interfaces, ", ")
-		}
-		parts = append(parts, s+")")
-	}
-	c := metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Layer2", ObservedGeneration: svc.Generation}
-	var msg []string
-	if len(parts) > 0 {
-		msg = append(msg, "announced: "+strings.Join(parts, "; "))
-	}
-	if len(refused) > 0 {
-		msg = append(msg, notAnnounced+strings.Join(refused, "; "))
-		if len(as) == 0 {
-			c.Status, c.Reason = metav1.ConditionFalse, "ExternalIPNotInPool"
-		}
-	}
-	c.Message = strings.Join(msg, "; ")
-	if old := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced); old != nil &&
-		old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message && old.ObservedGeneration == c.ObservedGeneration {
-		return nil
-	}
-	return &c
 }
 
 // applyCondition sets the Announced condition by server-side apply: the speaker owns that one

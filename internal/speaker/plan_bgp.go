@@ -24,9 +24,11 @@ type bgpInput struct {
 // the state file keeps), a report per BGPPeer meant for this node (for its status), and the
 // problems found on the way.
 type bgpPlan struct {
-	state    bgpState
-	reports  map[string]peerReport
-	problems []nodeProblem
+	state bgpState
+	// advertised are the Services (keys) of each address sent to at least one peer.
+	advertised map[netip.Addr][]string
+	reports    map[string]peerReport
+	problems   []nodeProblem
 }
 
 // planBGP works out which sessions this node opens (the BGPPeers that select it and can be
@@ -99,7 +101,7 @@ func planBGP(snap config.Snapshot, problems []config.Problem, cl cluster, in bgp
 	plan.state = bgpState{RouterID: routerID, ASN: asn, Peers: peers}
 	// An excluded node keeps its sessions (routers see it healthy) but sends no paths.
 	if _, excluded := me.Labels[LabelExcludeFromLB]; !excluded {
-		plan.state.Paths = paths(cl, me, in.class, snap, peers, byName)
+		plan.state.Paths, plan.advertised = paths(cl, me, in.class, snap, peers, byName)
 	}
 	return plan
 }
@@ -145,8 +147,9 @@ func (a attrSet) key() string {
 // paths are what this node advertises: every address of every Service it is eligible for
 // (with externalTrafficPolicy Local, only if it has a ready endpoint), under every
 // advertisement that selects the address's pool, the Service and this node, to the peers
-// the advertisement names (all when it names none).
-func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peers []bgp.Peer, byName map[string]netip.Addr) []bgp.Path {
+// the advertisement names (all when it names none); and the Services of each address sent.
+func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peers []bgp.Peer, byName map[string]netip.Addr) ([]bgp.Path, map[netip.Addr][]string) {
+	advertised := map[netip.Addr][]string{}
 	all := make([]netip.Addr, 0, len(peers))
 	for _, p := range peers {
 		all = append(all, p.Address)
@@ -177,6 +180,9 @@ func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peer
 					}
 				}
 				p := ad.Path(addr)
+				if len(targets) > 0 && !slices.Contains(advertised[addr], config.Key(svc)) {
+					advertised[addr] = append(advertised[addr], config.Key(svc))
+				}
 				for _, t := range targets {
 					if merged[p.Prefix] == nil {
 						merged[p.Prefix] = map[netip.Addr]*attrSet{}
@@ -223,7 +229,7 @@ func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peer
 			out = append(out, *g)
 		}
 	}
-	return out
+	return out, advertised
 }
 
 // nodeIPv4 is the node's first IPv4 InternalIP, the router ID when no BGPPeer sets one.

@@ -311,6 +311,10 @@ func TestPlanBGP(t *testing.T) {
 			if len(plan.state.Paths) != tt.paths {
 				t.Errorf("%d paths, want %d: %v", len(plan.state.Paths), tt.paths, plan.state.Paths)
 			}
+			// Each path here carries the one address of default/web: the metric's view.
+			if got := plan.advertised[netip.MustParseAddr("192.0.2.10")]; tt.paths > 0 && !slices.Equal(got, []string{"default/web"}) || tt.paths == 0 && len(plan.advertised) > 0 {
+				t.Errorf("advertised %v, want default/web's address only with paths", plan.advertised)
+			}
 			got := map[string]string{}
 			for name, r := range plan.reports {
 				got[name] = r.why
@@ -360,4 +364,83 @@ func TestReporterOncePerProblem(t *testing.T) {
 
 func funcLogger(f func(string)) logr.Logger {
 	return funcr.New(func(_, args string) { f(args) }, funcr.Options{})
+}
+
+// TestPlanL2Reasons: when nobody announces an address, the Announced condition says why,
+// written by one node (the first live one by name, or the elected one, which alone knows its
+// interfaces); with no L2Policy in the cluster at all a Service gets no layer 2 condition.
+func TestPlanL2Reasons(t *testing.T) {
+	pools := []v1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: v1.IPPoolSpec{Blocks: []v1.IPBlock{{CIDR: "192.0.2.0/24"}}}}}
+	nodes := []corev1.Node{
+		planNode("n1", "10.0.0.1", nil),
+		planNode("n2", "10.0.0.2", map[string]string{"edge": "true", LabelExcludeFromLB: ""}),
+	}
+	only := func(name string, mod func(*v1.L2PolicySpec)) []v1.L2Policy {
+		p := v1.L2Policy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.L2PolicySpec{
+			ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"l2": "yes"}}}}
+		if mod != nil {
+			mod(&p.Spec)
+		}
+		return []v1.L2Policy{p}
+	}
+	labelled := func(s corev1.Service) corev1.Service { s.Labels = map[string]string{"l2": "yes"}; return s }
+	for _, tt := range []struct {
+		name     string
+		policies []v1.L2Policy
+		svc      corev1.Service
+		eps      []discoveryv1.EndpointSlice
+		alive    []string
+		usable   []string
+		writer   string // "" : nobody writes
+		status   metav1.ConditionStatus
+		reason   string
+		message  string
+	}{
+		{name: "policies exist, none selects the Service", policies: only("p", nil),
+			svc: planService("web", false, []string{"192.0.2.10"}), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
+			writer: "n1", status: metav1.ConditionFalse, reason: ReasonNoPolicy, message: "no L2Policy selects this Service"},
+		{name: "no L2Policy at all: BGP only, no layer 2 condition",
+			svc: planService("web", false, []string{"192.0.2.10"}), alive: []string{"n1", "n2"}, usable: []string{"eth0"}},
+		{name: "every selected node excluded", policies: only("edge", func(s *v1.L2PolicySpec) {
+			s.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"edge": "true"}}
+		}), svc: labelled(planService("web", false, []string{"192.0.2.10"})), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
+			writer: "n1", status: metav1.ConditionFalse, reason: ReasonExcluded, message: "every node L2Policy edge selects is labelled"},
+		{name: "Local without a ready endpoint", policies: only("p", nil),
+			svc: labelled(planService("web", true, []string{"192.0.2.10"})), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
+			writer: "n1", status: metav1.ConditionFalse, reason: ReasonNoReadyEndpoint, message: "no node L2Policy p selects has a ready endpoint"},
+		{name: "the only eligible node is dead", policies: only("p", nil),
+			svc: labelled(planService("web", false, []string{"192.0.2.10"})), alive: []string{"n2"}, usable: []string{"eth0"},
+			writer: "n2", status: metav1.ConditionFalse, reason: ReasonNoLiveNode, message: "none of the nodes L2Policy p allows (n1) is alive"},
+		{name: "elected without an interface up that the policy selects", policies: only("p", func(s *v1.L2PolicySpec) { s.Interfaces = []string{"bond0"} }),
+			svc: labelled(planService("web", false, []string{"192.0.2.10"})), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
+			writer: "n1", status: metav1.ConditionFalse, reason: ReasonNoInterfaceMatched, message: "n1 is elected and has no interface up that L2Policy p selects"},
+		{name: "one address announced, one external IP refused", policies: only("p", func(s *v1.L2PolicySpec) { s.ExternalIPs = true }),
+			svc: labelled(planService("web", false, []string{"192.0.2.10"}, "10.9.9.9")), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
+			writer: "n1", status: metav1.ConditionTrue, reason: "Layer2",
+			message: "announced: 192.0.2.10 by n1 (layer 2 on eth0); not announced: 10.9.9.9 (spec.externalIPs: in no IPPool of L2Policy p)"},
+		{name: "nobody alive: nobody writes", policies: only("p", nil),
+			svc: labelled(planService("web", false, []string{"192.0.2.10"})), usable: []string{"eth0"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := mustSnapshot(t, config.Resources{Pools: pools, L2Policies: tt.policies})
+			plan := planL2(snap, cluster{services: []corev1.Service{tt.svc}, nodes: nodes, slices: tt.eps},
+				l2Input{node: "n1", class: config.LoadBalancerClass, interfaces: []string{"eth0", "bond0"}})
+			for _, n := range []string{"n1", "n2"} {
+				_, writes := plan.elect(n, tt.alive, tt.usable)
+				if n != tt.writer {
+					if len(writes) > 0 {
+						t.Errorf("%s writes %+v; want %q to be the only writer", n, writes[0].cond, tt.writer)
+					}
+					continue
+				}
+				if len(writes) != 1 {
+					t.Fatalf("%s writes %d conditions, want 1", n, len(writes))
+				}
+				c := writes[0].cond
+				if c.Status != tt.status || c.Reason != tt.reason || !strings.Contains(c.Message, tt.message) {
+					t.Errorf("condition %s %s %q, want %s %s containing %q", c.Status, c.Reason, c.Message, tt.status, tt.reason, tt.message)
+				}
+			}
+		})
+	}
 }

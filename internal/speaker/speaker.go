@@ -253,6 +253,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 
 	recorder := eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker"))
 	reporter := newReporter(log, recorder, opts.NodeName)
+	announced := newAnnouncements(opts.NodeName, log)
+	if err := registerCollector(announced); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	r := &l2Reconciler{
 		client:     mgr.GetClient(),
 		recorder:   recorder,
@@ -260,6 +264,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		class:      opts.LoadBalancerClass,
 		namespace:  opts.Namespace,
 		reporter:   reporter,
+		announced:  announced,
 		memberPort: opts.MemberPort,
 		tracker:    tracker,
 		announcer:  ann,
@@ -302,6 +307,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			client:    mgr.GetClient(),
 			node:      opts.NodeName,
 			reporter:  reporter,
+			announced: announced,
 			class:     opts.LoadBalancerClass,
 			namespace: opts.Namespace,
 			speaker:   bgpSpeaker,
