@@ -13,17 +13,25 @@ import (
 // ipamMetrics are the controller's own metrics, served with controller-runtime's on
 // /metrics.
 type ipamMetrics struct {
-	poolAddresses *prometheus.GaugeVec
-	allocations   *prometheus.CounterVec
-	pending       prometheus.Gauge
+	poolCapacity *prometheus.GaugeVec
+	poolUsed     *prometheus.GaugeVec
+	allocations  *prometheus.CounterVec
+	pending      prometheus.Gauge
 }
 
 func newIPAMMetrics() (*ipamMetrics, error) {
 	m := &ipamMetrics{
-		poolAddresses: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferrolb_pool_addresses",
-			Help: "Addresses of a pool by family: state=total it can hand out, state=used held by Services.",
-		}, []string{"pool", "family", "state"}),
+		// Two metrics rather than one with a state label, so that each sums: over pools,
+		// families or both, capacity adds up to what FerroLB can hand out and used to what
+		// Services hold.
+		poolCapacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferrolb_pool_capacity_addresses",
+			Help: "Addresses a pool can hand out, per family: its blocks less the addresses it overlaps with other pools, and less .0 and .255 with avoidBuggyIPs (the IPPool status' total).",
+		}, []string{"pool", "family"}),
+		poolUsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferrolb_pool_used_addresses",
+			Help: "Addresses of a pool held by Services, per family; an address shared by several Services counts once (the IPPool status' used).",
+		}, []string{"pool", "family"}),
 		allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferrolb_allocations_total",
 			Help: "Service addresses by outcome: assigned, released, refused (a requested address or a family not granted).",
@@ -34,8 +42,10 @@ func newIPAMMetrics() (*ipamMetrics, error) {
 		}),
 	}
 	var err error
-	m.poolAddresses, err = register(m.poolAddresses)
-	if err != nil {
+	if m.poolCapacity, err = register(m.poolCapacity); err != nil {
+		return nil, err
+	}
+	if m.poolUsed, err = register(m.poolUsed); err != nil {
 		return nil, err
 	}
 	if m.allocations, err = register(m.allocations); err != nil {
@@ -60,15 +70,17 @@ func register[C prometheus.Collector](c C) (C, error) {
 	return c, err
 }
 
+// pool sets a pool's series: one per family it has addresses of, none while it is invalid.
 func (m *ipamMetrics) pool(st ipam.PoolStatus) {
-	m.poolAddresses.DeletePartialMatch(prometheus.Labels{"pool": st.Name})
+	m.poolDeleted(st.Name)
 	for fam, total := range st.Total {
 		f, _ := new(big.Float).SetInt(total).Float64()
-		m.poolAddresses.WithLabelValues(st.Name, fam.String(), "total").Set(f)
-		m.poolAddresses.WithLabelValues(st.Name, fam.String(), "used").Set(float64(st.Used[fam]))
+		m.poolCapacity.WithLabelValues(st.Name, fam.String()).Set(f)
+		m.poolUsed.WithLabelValues(st.Name, fam.String()).Set(float64(st.Used[fam]))
 	}
 }
 
 func (m *ipamMetrics) poolDeleted(name string) {
-	m.poolAddresses.DeletePartialMatch(prometheus.Labels{"pool": name})
+	m.poolCapacity.DeletePartialMatch(prometheus.Labels{"pool": name})
+	m.poolUsed.DeletePartialMatch(prometheus.Labels{"pool": name})
 }
