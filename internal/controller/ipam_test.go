@@ -444,7 +444,9 @@ func TestPoolStatus(t *testing.T) {
 	if c.Status != metav1.ConditionFalse || c.Reason != "Invalid" || !strings.Contains(c.Message, "spec.blocks[0]") || !strings.Contains(c.Message, "start is above stop") {
 		t.Errorf("Ready = %+v, want False/Invalid naming spec.blocks[0]", c)
 	}
-	// It has no address series.
+	// Counted as configuration FerroLB cannot use (the overlapping pools are not: they serve),
+	// and it has no address series.
+	waitGauge(t, "ferrolb_config_invalid_objects", map[string]string{"kind": "IPPool"}, 1)
 	if v, ok := gaugeValue(t, "ferrolb_pool_capacity_addresses", map[string]string{"pool": "status-bad"}); ok {
 		t.Errorf("ferrolb_pool_capacity_addresses{pool=status-bad} = %v, want no series for an invalid pool", v)
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"math/big"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -83,4 +84,75 @@ func (m *ipamMetrics) pool(st ipam.PoolStatus) {
 func (m *ipamMetrics) poolDeleted(name string) {
 	m.poolCapacity.DeletePartialMatch(prometheus.Labels{"pool": name})
 	m.poolUsed.DeletePartialMatch(prometheus.Labels{"pool": name})
+}
+
+var descInvalid = prometheus.NewDesc("ferrolb_config_invalid_objects",
+	"Objects of a kind that FerroLB cannot use as they are: IPPools whose Ready condition is False for reason Invalid, "+
+		"L2Policies and BGPAdvertisements whose Valid condition is False (the speakers ignore them). Counted by the replica that leads; 0 on the others.",
+	[]string{"kind"}, nil)
+
+// invalidObjects is the collector of ferrolb_config_invalid_objects: the names of the objects
+// of each kind that the reconcilers last found invalid. Its kinds are the ones the controller
+// checks (a fixed set), each reported from the start, at 0 while none is invalid.
+type invalidObjects struct {
+	mu    sync.Mutex
+	names map[string]map[string]struct{} // kind -> names of its invalid objects
+}
+
+func newInvalidObjects() *invalidObjects {
+	return &invalidObjects{names: map[string]map[string]struct{}{}}
+}
+
+// addKind reports kind from now on.
+func (v *invalidObjects) addKind(kind string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.names[kind] == nil {
+		v.names[kind] = map[string]struct{}{}
+	}
+}
+
+// set records whether the object of kind named name is invalid; a deleted object is not.
+func (v *invalidObjects) set(kind, name string, invalid bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	names := v.names[kind]
+	if names == nil {
+		names = map[string]struct{}{}
+		v.names[kind] = names
+	}
+	if invalid {
+		names[name] = struct{}{}
+	} else {
+		delete(names, name)
+	}
+}
+
+func (v *invalidObjects) Describe(ch chan<- *prometheus.Desc) { ch <- descInvalid }
+
+func (v *invalidObjects) Collect(ch chan<- prometheus.Metric) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for kind, names := range v.names {
+		ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.GaugeValue, float64(len(names)), kind)
+	}
+}
+
+// replaceMu makes replacing a collector one step (two controllers starting at once in one
+// process, as tests may).
+var replaceMu sync.Mutex
+
+// registerReplacing adds c to controller-runtime's registry, replacing the collector of a
+// controller run before in this process (tests run several): unlike the vectors above,
+// whose series each run sets again, c's state belongs to one run.
+func registerReplacing(c prometheus.Collector) error {
+	replaceMu.Lock()
+	defer replaceMu.Unlock()
+	err := metrics.Registry.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		metrics.Registry.Unregister(are.ExistingCollector)
+		return metrics.Registry.Register(c)
+	}
+	return err
 }
