@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrolb/ferrolb/internal/buildinfo"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/controller"
 )
@@ -27,6 +28,7 @@ the one that works.`,
 			if err != nil {
 				return err
 			}
+			buildinfo.Register(version)
 			return controller.Run(cmd.Context(), cfg, opts)
 		},
 	}

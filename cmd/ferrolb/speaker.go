@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/ferrolb/ferrolb/internal/buildinfo"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
@@ -40,6 +41,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 			if opts.MemberKey, err = readMemberKey(keyFile, opts.MemberAcceptUnsigned); err != nil {
 				return err
 			}
+			buildinfo.Register(version)
 			return speaker.Run(cmd.Context(), cfg, opts)
 		},
 	}

@@ -96,20 +96,24 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := addHealthChecks(mgr); err != nil {
 		return err
 	}
-	if err := setupIPAM(ctx, mgr, opts); err != nil {
+	invalid := newInvalidObjects()
+	if err := registerReplacing(invalid); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	if err := setupIPAM(ctx, mgr, opts, invalid); err != nil {
 		return err
 	}
 	if err := setupPeerStatus(mgr); err != nil {
 		return fmt.Errorf("bgppeer-status controller: %w", err)
 	}
-	if err := setupPolicyStatus(mgr); err != nil {
+	if err := setupPolicyStatus(mgr, invalid); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
 }
 
 // setupIPAM registers the Service and IPPool reconcilers, which share one allocation.
-func setupIPAM(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+func setupIPAM(ctx context.Context, mgr ctrl.Manager, opts Options, invalid *invalidObjects) error {
 	class := opts.LoadBalancerClass
 	if class == "" {
 		class = config.LoadBalancerClass
@@ -122,6 +126,7 @@ func setupIPAM(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	invalid.addKind(ipPoolKind)
 	state := newAllocation(class)
 	if state.compat, err = compatKinds(ctx, mgr.GetRESTMapper(), opts.Compat); err != nil {
 		return err
@@ -171,7 +176,7 @@ func setupIPAM(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Named("ippool").
 		For(&ferrolbv1alpha1.IPPool{}).
 		WatchesRawSource(source.Channel(poolEvents, &handler.EnqueueRequestForObject{})).
-		Complete(&poolReconciler{client: mgr.GetClient(), state: state, metrics: m, countInterval: time.Second, lastWrite: map[string]time.Time{}})
+		Complete(&poolReconciler{client: mgr.GetClient(), state: state, metrics: m, invalid: invalid, countInterval: time.Second, lastWrite: map[string]time.Time{}})
 	if err != nil {
 		return fmt.Errorf("ippool controller: %w", err)
 	}

@@ -340,6 +340,10 @@ func TestSharing(t *testing.T) {
 	waitIngress(t, ns, "m1", "10.13.0.3")
 	createService(t, ns, "m2", metallb(8081))
 	waitIngress(t, ns, "m2", "10.13.0.3")
+	// Six Services hold four addresses: an address counts once however many share it, so
+	// the pool is full, not over full.
+	waitGauge(t, "ferrolb_pool_used_addresses", map[string]string{"pool": "share-pool", "family": "IPv4"}, 4)
+	waitGauge(t, "ferrolb_pool_capacity_addresses", map[string]string{"pool": "share-pool", "family": "IPv4"}, 4)
 }
 
 func TestDualStack(t *testing.T) {
@@ -402,9 +406,17 @@ func TestPoolStatus(t *testing.T) {
 	if !meta.IsStatusConditionTrue(got.Conditions, controller.ConditionReady) || meta.IsStatusConditionTrue(got.Conditions, controller.ConditionConflict) {
 		t.Errorf("conditions = %+v, want Ready and no Conflict", got.Conditions)
 	}
-	for state, want := range map[string]float64{"used": 1, "total": 8} {
-		if got := gauge(t, "ferrolb_pool_addresses", map[string]string{"pool": "status-a", "family": "IPv4", "state": state}); got != want {
-			t.Errorf("ferrolb_pool_addresses{pool=status-a,family=IPv4,state=%s} = %v, want %v", state, got, want)
+	for _, c := range []struct {
+		name, family string
+		want         float64
+	}{
+		{"ferrolb_pool_used_addresses", "IPv4", 1},
+		{"ferrolb_pool_capacity_addresses", "IPv4", 8},
+		{"ferrolb_pool_used_addresses", "IPv6", 0},
+		{"ferrolb_pool_capacity_addresses", "IPv6", 1 << 64},
+	} {
+		if got := gauge(t, c.name, map[string]string{"pool": "status-a", "family": c.family}); got != c.want {
+			t.Errorf("%s{pool=status-a,family=%s} = %v, want %v", c.name, c.family, got, c.want)
 		}
 	}
 
@@ -445,6 +457,12 @@ func TestPoolStatus(t *testing.T) {
 	if c.Status != metav1.ConditionFalse || c.Reason != "Invalid" || !strings.Contains(c.Message, "spec.blocks[0]") || !strings.Contains(c.Message, "start is above stop") {
 		t.Errorf("Ready = %+v, want False/Invalid naming spec.blocks[0]", c)
 	}
+	// Counted as configuration FerroLB cannot use (the overlapping pools are not: they serve),
+	// and it has no address series.
+	waitGauge(t, "ferrolb_config_invalid_objects", map[string]string{"kind": "IPPool"}, 1)
+	if v, ok := gaugeValue(t, "ferrolb_pool_capacity_addresses", map[string]string{"pool": "status-bad"}); ok {
+		t.Errorf("ferrolb_pool_capacity_addresses{pool=status-bad} = %v, want no series for an invalid pool", v)
+	}
 }
 
 func waitPool(t *testing.T, name string, ok func(v1.IPPoolStatus) bool) v1.IPPoolStatus {
@@ -482,6 +500,28 @@ func TestUnknownAnnotationReported(t *testing.T) {
 // gauge reads one series from the registry the controller's /metrics serves.
 func gauge(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
+	v, ok := gaugeValue(t, name, labels)
+	if !ok {
+		t.Fatalf("no series %s%v", name, labels)
+	}
+	return v
+}
+
+// waitGauge waits until the first series of name whose labels include labels is want.
+func waitGauge(t *testing.T, name string, labels map[string]string, want float64) {
+	t.Helper()
+	poll(t, func() string {
+		got, ok := gaugeValue(t, name, labels)
+		if !ok || got != want {
+			return fmt.Sprintf("%s%v = %v (present %v), want %v", name, labels, got, ok, want)
+		}
+		return ""
+	})
+}
+
+// gaugeValue reads the first series of name whose labels include labels, if there is one.
+func gaugeValue(t *testing.T, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -497,11 +537,10 @@ func gauge(t *testing.T, name string, labels map[string]string) float64 {
 					continue series
 				}
 			}
-			return m.GetGauge().GetValue()
+			return m.GetGauge().GetValue(), true
 		}
 	}
-	t.Fatalf("no series %s%v", name, labels)
-	return 0
+	return 0, false
 }
 
 // TestPoolDeletedKeepsAddress: deleting a pool takes no address away; the Service keeps it,

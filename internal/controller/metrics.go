@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"math/big"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -13,17 +14,25 @@ import (
 // ipamMetrics are the controller's own metrics, served with controller-runtime's on
 // /metrics.
 type ipamMetrics struct {
-	poolAddresses *prometheus.GaugeVec
-	allocations   *prometheus.CounterVec
-	pending       prometheus.Gauge
+	poolCapacity *prometheus.GaugeVec
+	poolUsed     *prometheus.GaugeVec
+	allocations  *prometheus.CounterVec
+	pending      prometheus.Gauge
 }
 
 func newIPAMMetrics() (*ipamMetrics, error) {
 	m := &ipamMetrics{
-		poolAddresses: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferrolb_pool_addresses",
-			Help: "Addresses of a pool by family: state=total it can hand out, state=used held by Services.",
-		}, []string{"pool", "family", "state"}),
+		// Two metrics rather than one with a state label, so that each sums: over pools,
+		// families or both, capacity adds up to what FerroLB can hand out and used to what
+		// Services hold.
+		poolCapacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferrolb_pool_capacity_addresses",
+			Help: "Addresses a pool can hand out, per family: its blocks less the addresses it overlaps with other pools, and less .0 and .255 with avoidBuggyIPs (the IPPool status' total).",
+		}, []string{"pool", "family"}),
+		poolUsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferrolb_pool_used_addresses",
+			Help: "Addresses of a pool held by Services, per family; an address shared by several Services counts once (the IPPool status' used).",
+		}, []string{"pool", "family"}),
 		allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferrolb_allocations_total",
 			Help: "Service addresses by outcome: assigned, released, refused (a requested address or a family not granted).",
@@ -34,8 +43,10 @@ func newIPAMMetrics() (*ipamMetrics, error) {
 		}),
 	}
 	var err error
-	m.poolAddresses, err = register(m.poolAddresses)
-	if err != nil {
+	if m.poolCapacity, err = register(m.poolCapacity); err != nil {
+		return nil, err
+	}
+	if m.poolUsed, err = register(m.poolUsed); err != nil {
 		return nil, err
 	}
 	if m.allocations, err = register(m.allocations); err != nil {
@@ -60,15 +71,88 @@ func register[C prometheus.Collector](c C) (C, error) {
 	return c, err
 }
 
+// pool sets a pool's series: one per family it has addresses of, none while it is invalid.
 func (m *ipamMetrics) pool(st ipam.PoolStatus) {
-	m.poolAddresses.DeletePartialMatch(prometheus.Labels{"pool": st.Name})
+	m.poolDeleted(st.Name)
 	for fam, total := range st.Total {
 		f, _ := new(big.Float).SetInt(total).Float64()
-		m.poolAddresses.WithLabelValues(st.Name, fam.String(), "total").Set(f)
-		m.poolAddresses.WithLabelValues(st.Name, fam.String(), "used").Set(float64(st.Used[fam]))
+		m.poolCapacity.WithLabelValues(st.Name, fam.String()).Set(f)
+		m.poolUsed.WithLabelValues(st.Name, fam.String()).Set(float64(st.Used[fam]))
 	}
 }
 
 func (m *ipamMetrics) poolDeleted(name string) {
-	m.poolAddresses.DeletePartialMatch(prometheus.Labels{"pool": name})
+	m.poolCapacity.DeletePartialMatch(prometheus.Labels{"pool": name})
+	m.poolUsed.DeletePartialMatch(prometheus.Labels{"pool": name})
+}
+
+var descInvalid = prometheus.NewDesc("ferrolb_config_invalid_objects",
+	"Objects of a kind that FerroLB cannot use as they are: IPPools whose Ready condition is False for reason Invalid, "+
+		"L2Policies and BGPAdvertisements whose Valid condition is False (the speakers ignore them). Counted by the replica that leads; 0 on the others.",
+	[]string{"kind"}, nil)
+
+// invalidObjects is the collector of ferrolb_config_invalid_objects: the names of the objects
+// of each kind that the reconcilers last found invalid. Its kinds are the ones the controller
+// checks (a fixed set), each reported from the start, at 0 while none is invalid.
+type invalidObjects struct {
+	mu    sync.Mutex
+	names map[string]map[string]struct{} // kind -> names of its invalid objects
+}
+
+func newInvalidObjects() *invalidObjects {
+	return &invalidObjects{names: map[string]map[string]struct{}{}}
+}
+
+// addKind reports kind from now on.
+func (v *invalidObjects) addKind(kind string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.names[kind] == nil {
+		v.names[kind] = map[string]struct{}{}
+	}
+}
+
+// set records whether the object of kind named name is invalid; a deleted object is not.
+func (v *invalidObjects) set(kind, name string, invalid bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	names := v.names[kind]
+	if names == nil {
+		names = map[string]struct{}{}
+		v.names[kind] = names
+	}
+	if invalid {
+		names[name] = struct{}{}
+	} else {
+		delete(names, name)
+	}
+}
+
+func (v *invalidObjects) Describe(ch chan<- *prometheus.Desc) { ch <- descInvalid }
+
+func (v *invalidObjects) Collect(ch chan<- prometheus.Metric) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for kind, names := range v.names {
+		ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.GaugeValue, float64(len(names)), kind)
+	}
+}
+
+// replaceMu makes replacing a collector one step (two controllers starting at once in one
+// process, as tests may).
+var replaceMu sync.Mutex
+
+// registerReplacing adds c to controller-runtime's registry, replacing the collector of a
+// controller run before in this process (tests run several): unlike the vectors above,
+// whose series each run sets again, c's state belongs to one run.
+func registerReplacing(c prometheus.Collector) error {
+	replaceMu.Lock()
+	defer replaceMu.Unlock()
+	err := metrics.Registry.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		metrics.Registry.Unregister(are.ExistingCollector)
+		return metrics.Registry.Register(c)
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -65,11 +66,15 @@ type policyStatusReconciler struct {
 	client   client.Client
 	recorder events.EventRecorder
 	kind     policyKind
+	invalid  *invalidObjects
 }
 
 func (r *policyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	obj := r.kind.newObj()
 	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.invalid.set(r.kind.name, req.Name, false)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	orig := obj.DeepCopyObject().(client.Object)
@@ -81,6 +86,7 @@ func (r *policyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	cond := metav1.Condition{Type: ConditionValid, Status: metav1.ConditionTrue, Reason: ReasonValid,
 		Message: "the speakers use it", ObservedGeneration: obj.GetGeneration()}
 	perr := r.kind.parse(obj)
+	r.invalid.set(r.kind.name, obj.GetName(), perr != nil)
 	if perr != nil {
 		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonInvalid
 		cond.Message = "ignored by the speakers: " + perr.Error()
@@ -106,12 +112,13 @@ func (r *policyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 // setupPolicyStatus registers a reconciler per policy kind. Each policy is looked at when
 // the controller starts and when its spec changes.
-func setupPolicyStatus(mgr ctrl.Manager) error {
+func setupPolicyStatus(mgr ctrl.Manager, invalid *invalidObjects) error {
 	for _, k := range []policyKind{l2PolicyKind, bgpAdvertisementKind} {
+		invalid.addKind(k.name)
 		err := ctrl.NewControllerManagedBy(mgr).
 			Named(k.name+"-status").
 			For(k.newObj(), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-			Complete(&policyStatusReconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder("ferrolb-controller"), kind: k})
+			Complete(&policyStatusReconciler{client: mgr.GetClient(), recorder: mgr.GetEventRecorder("ferrolb-controller"), kind: k, invalid: invalid})
 		if err != nil {
 			return fmt.Errorf("%s-status controller: %w", k.name, err)
 		}

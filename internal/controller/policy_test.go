@@ -47,6 +47,8 @@ func TestPolicyValid(t *testing.T) {
 		`ignored by the speakers: spec.serviceSelector.matchExpressions[0].values[0]: Invalid value: "front end"`)
 	waitPolicyEvent(t, "L2Policy", "invalid-l2", "InvalidConfiguration", `spec.nodeSelector.matchLabels: Invalid value: "node role"`)
 	waitPolicyEvent(t, "BGPAdvertisement", "invalid-adv", "InvalidConfiguration", "spec.serviceSelector.matchExpressions[0].values[0]")
+	waitGauge(t, "ferrolb_config_invalid_objects", map[string]string{"kind": "L2Policy"}, 1)
+	waitGauge(t, "ferrolb_config_invalid_objects", map[string]string{"kind": "BGPAdvertisement"}, 1)
 
 	// Fixed: Valid again, and said so.
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(bad), bad); err != nil {
@@ -58,6 +60,13 @@ func TestPolicyValid(t *testing.T) {
 	}
 	waitValid(t, &v1.L2Policy{}, "invalid-l2", metav1.ConditionTrue, "Valid", "the speakers use it")
 	waitPolicyEvent(t, "L2Policy", "invalid-l2", "Valid", "valid again")
+	waitGauge(t, "ferrolb_config_invalid_objects", map[string]string{"kind": "L2Policy"}, 0)
+
+	// Deleted: no longer counted.
+	if err := env.Client.Delete(ctx, badAdv); err != nil {
+		t.Fatal(err)
+	}
+	waitGauge(t, "ferrolb_config_invalid_objects", map[string]string{"kind": "BGPAdvertisement"}, 0)
 }
 
 // waitValid waits until the policy's Valid condition has this status and reason, and a

@@ -25,12 +25,16 @@ const (
 	ConditionConflict = "Conflict"
 )
 
+// ipPoolKind names IPPools in ferrolb_config_invalid_objects.
+const ipPoolKind = "IPPool"
+
 // poolReconciler writes each IPPool's status: whether it is valid and serving, whether it
 // overlaps another pool, and how many addresses it holds and hands out.
 type poolReconciler struct {
 	client  client.Client
 	state   *allocation
 	metrics *ipamMetrics
+	invalid *invalidObjects
 	// countInterval spaces writes that only change usage counts: while Services are being
 	// allocated by the thousand, one write per pool per interval, not one per Service.
 	countInterval time.Duration
@@ -44,6 +48,7 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.client.Get(ctx, req.NamespacedName, pool); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.metrics.poolDeleted(req.Name)
+			r.invalid.set(ipPoolKind, req.Name, false)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -56,6 +61,7 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	perr := r.state.poolErrs[pool.Name]
 	r.state.mu.Unlock()
 	r.metrics.pool(st)
+	r.invalid.set(ipPoolKind, pool.Name, perr != nil || st.Err != nil)
 
 	status := pool.Status.DeepCopy()
 	status.ObservedGeneration = pool.Generation
