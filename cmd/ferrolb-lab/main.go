@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/lab"
 )
 
@@ -33,7 +34,7 @@ func main() {
 
 func newRootCommand() *cobra.Command {
 	dir := "/run/ferrolb-lab"
-	var datapath string
+	var dp string
 	root := &cobra.Command{
 		Use:   "ferrolb-lab",
 		Short: "FerroLB's whole system on this machine, in network namespaces (root)",
@@ -48,7 +49,7 @@ carry the Services' traffic themselves (SNAT); kube-proxy still runs beside them
 		SilenceUsage: true,
 	}
 	root.PersistentFlags().StringVar(&dir, "dir", dir, "state directory: kubeconfig, logs, report")
-	root.PersistentFlags().StringVar(&datapath, "datapath", "none", "the speakers' --datapath: none (kube-proxy carries Service traffic) or xdp")
+	root.PersistentFlags().StringVar(&dp, "datapath", "none", "the speakers' --datapath: none (kube-proxy carries Service traffic) or xdp")
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab in the background and print its report (safe to run twice)",
@@ -58,7 +59,7 @@ carry the Services' traffic themselves (SNAT); kube-proxy still runs beside them
 			if err != nil {
 				return err
 			}
-			return lab.Up(dir, datapath, runCommand(self, dir, datapath), cmd.OutOrStdout())
+			return lab.Up(dir, dp, runCommand(self, dir, dp), cmd.OutOrStdout())
 		},
 	}
 	down := &cobra.Command{
@@ -77,7 +78,7 @@ carry the Services' traffic themselves (SNAT); kube-proxy still runs beside them
 			if err != nil {
 				return err
 			}
-			return lab.Serve(cmd.Context(), lab.Options{Dir: dir, Datapath: datapath,
+			return lab.Serve(cmd.Context(), lab.Options{Dir: dir, Datapath: datapath.Kind(dp),
 				Logf: func(f string, a ...any) { fmt.Printf("lab: "+f+"\n", a...) }}, self+" down")
 		},
 	}
@@ -86,6 +87,6 @@ carry the Services' traffic themselves (SNAT); kube-proxy still runs beside them
 }
 
 // runCommand is the command line up starts: this binary's hidden run, with up's flags.
-func runCommand(self, dir, datapath string) []string {
-	return []string{self, "run", "--dir", dir, "--datapath", datapath}
+func runCommand(self, dir, dp string) []string {
+	return []string{self, "run", "--dir", dir, "--datapath", dp}
 }

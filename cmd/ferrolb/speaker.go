@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrolb/ferrolb/internal/buildinfo"
 	"github.com/ferrolb/ferrolb/internal/config"
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 )
@@ -20,7 +21,7 @@ import (
 func newSpeakerCommand() *cobra.Command {
 	var kf kubeFlags
 	opts := speaker.Options{}
-	var keyFile string
+	var keyFile, dp string
 	cmd := &cobra.Command{
 		Use:   "speaker",
 		Short: "Make Service addresses reachable from this node (run on every node)",
@@ -32,6 +33,9 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := kf.restConfig()
 			if err != nil {
+				return err
+			}
+			if opts.Datapath, err = datapath.ParseKind(dp); err != nil {
 				return err
 			}
 			if opts.MemberKey, err = readMemberKey(keyFile, opts.MemberAcceptUnsigned); err != nil {
@@ -61,7 +65,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 		"file holding the key that signs heartbeats (at least 16 bytes; the same on every node); a missing file is an error unless --member-accept-unsigned")
 	f.BoolVar(&opts.MemberAcceptUnsigned, "member-accept-unsigned", false,
 		"also count unsigned heartbeats and send both kinds, for rolling a key out to speakers without one; with a --member-key-file that does not exist, run unsigned")
-	f.StringVar(&opts.Datapath, "datapath", speaker.DatapathNone,
+	f.StringVar(&dp, "datapath", string(datapath.None),
 		`who carries Service traffic on this node: "none" (kube-proxy or the CNI; the speaker only announces) or "xdp" (FerroLB's XDP load balancer)`)
 	f.StringVar(&opts.DatapathInterface, "datapath-interface", "",
 		"with --datapath=xdp, the interface Service traffic arrives on (default: the one holding the node's InternalIP)")

@@ -28,11 +28,6 @@ const DefaultPort = 179
 
 // Config configures the speaker for its whole life.
 type Config struct {
-	// RouterID and ASN are the Identity that SetPeers and SetPaths run a server with, for
-	// callers that give peers and paths separately; Apply replaces them, and its callers
-	// leave them zero.
-	RouterID netip.Addr
-	ASN      uint32
 	// ListenPort is the port to accept sessions on; -1 does not listen (the speaker only
 	// dials), 0 means DefaultPort.
 	ListenPort int32
@@ -201,7 +196,7 @@ type Speaker struct {
 	wantPeer map[netip.Addr]Peer
 	wantPath []Path
 	// have* are what GoBGP holds: an entry is written only after GoBGP accepted it, so a
-	// failed change is retried by the next Set call.
+	// failed change is retried by the next Apply.
 	havePeer map[netip.Addr]Peer
 	haveRIB  map[netip.Prefix]netip.Addr // prefix -> next hop (invalid: self)
 	export   exportState
@@ -241,7 +236,6 @@ func New(cfg Config) (*Speaker, error) {
 	return &Speaker{
 		cfg:      cfg,
 		changed:  make(chan struct{}, 1),
-		id:       Identity{RouterID: cfg.RouterID, ASN: cfg.ASN},
 		wantPeer: map[netip.Addr]Peer{},
 		havePeer: map[netip.Addr]Peer{},
 		haveRIB:  map[netip.Prefix]netip.Addr{},
@@ -333,7 +327,7 @@ func (s *Speaker) serve(ctx context.Context, id Identity) error {
 	err = s.syncLocked()
 	s.mu.Unlock()
 	if err != nil {
-		// Not fatal: the failed entries stay out of have*, so the next Set call retries.
+		// Not fatal: the failed entries stay out of have*, so the next Apply retries them.
 		s.logger().Error("apply initial BGP configuration", "error", err)
 	}
 
@@ -456,28 +450,6 @@ func (s *Speaker) wake() {
 	}
 }
 
-// SetPeers makes the configured peers equal to peers: new ones are added, gone ones are
-// deleted, a changed one is deleted and added again (its session restarts); the others are
-// not touched. It returns the errors of the changes GoBGP refused; those are retried by
-// the next call. The identity stays the last one given (Config's, until Apply gives
-// another).
-func (s *Speaker) SetPeers(peers []Peer) error {
-	want, err := normalisePeers(peers)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(want) > 0 {
-		if err := s.id.validate(); err != nil {
-			return err
-		}
-	}
-	s.wantPeer = want
-	s.wake()
-	return s.syncLocked()
-}
-
 func normalisePeers(peers []Peer) (map[netip.Addr]Peer, error) {
 	want := make(map[netip.Addr]Peer, len(peers))
 	for _, p := range peers {
@@ -491,20 +463,6 @@ func normalisePeers(peers []Peer) (map[netip.Addr]Peer, error) {
 		want[p.Address] = p
 	}
 	return want, nil
-}
-
-// SetPaths makes the advertised paths equal to paths: new and changed ones are announced
-// (a changed path replaces the old one by implicit withdrawal), gone ones are withdrawn,
-// the others are not touched.
-func (s *Speaker) SetPaths(paths []Path) error {
-	want, err := normalisePaths(paths)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.wantPath = want
-	return s.syncLocked()
 }
 
 func normalisePaths(paths []Path) ([]Path, error) {

@@ -25,6 +25,8 @@ type BGPPeer struct {
 	PasswordSecret v1.SecretReference
 	NodeSelector   labels.Selector
 	BFDProfile     string
+	// BFDError says why BFDProfile could not be used (missing or invalid); set by For.
+	BFDError error
 }
 
 // ParseBGPPeer translates a BGPPeer; errors name the field.

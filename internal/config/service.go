@@ -18,6 +18,11 @@ const (
 	AnnotationSharingKey = "ferrolb.io/sharing-key"
 )
 
+// ConditionAnnounced is the Service condition in which the speakers say which node announces
+// each address by layer 2, or why none does. The speakers write it; the controller removes
+// it with its own when it stops serving a Service.
+const ConditionAnnounced = "ferrolb.io/Announced"
+
 // LoadBalancerClass is the spec.loadBalancerClass FerroLB serves by default (besides none).
 const LoadBalancerClass = "ferrolb.io/ferrolb"
 

@@ -14,11 +14,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/controller"
 	"github.com/ferrolb/ferrolb/internal/testrun"
 )
@@ -181,6 +184,14 @@ func TestAllocateAndRelease(t *testing.T) {
 	createService(t, ns, "b", nil)
 	waitIngress(t, ns, "b", "10.10.0.1")
 
+	// A speaker's Announced condition (written as the speakers do, by server-side apply under
+	// their own field manager) goes with the controller's when the Service stops being served.
+	announced := corev1ac.Service("a", ns).WithStatus(corev1ac.ServiceStatus().WithConditions(
+		metav1ac.Condition().WithType(config.ConditionAnnounced).WithStatus(metav1.ConditionTrue).WithReason("Layer2").
+			WithMessage("announced: 10.10.0.0 by n1 (layer 2)").WithLastTransitionTime(metav1.Now())))
+	if err := env.Client.Status().Apply(context.Background(), announced, client.FieldOwner("ferrolb-speaker"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
 	// A Service that stops being a LoadBalancer releases its address and its status.
 	svc = getService(t, ns, "a")
 	svc.Spec.Type = corev1.ServiceTypeClusterIP
@@ -195,8 +206,10 @@ func TestAllocateAndRelease(t *testing.T) {
 	// removes its condition.)
 	waitIngress(t, ns, "a")
 	poll(t, func() string {
-		if c := meta.FindStatusCondition(getService(t, ns, "a").Status.Conditions, controller.ConditionAllocated); c != nil {
-			return fmt.Sprintf("condition %+v left on a ClusterIP Service", c)
+		for _, typ := range []string{controller.ConditionAllocated, config.ConditionAnnounced} {
+			if c := meta.FindStatusCondition(getService(t, ns, "a").Status.Conditions, typ); c != nil {
+				return fmt.Sprintf("condition %+v left on a ClusterIP Service", c)
+			}
 		}
 		return ""
 	})

@@ -108,7 +108,7 @@ func (r *serviceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 		ingress = append(ingress, corev1.LoadBalancerIngress{IP: a.String(), IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)})
 	}
 	cond := allocatedCondition(svc, res, pools, problems)
-	ingressChanged := !slices.Equal(ingressAddrs(svc), res.Addresses)
+	ingressChanged := !slices.Equal(config.Ingress(svc), res.Addresses)
 	if ingressChanged {
 		svc.Status.LoadBalancer.Ingress = ingress
 	}
@@ -227,15 +227,17 @@ func eventNote(prefix string, items []string) string {
 	return note
 }
 
-// clearStatus removes FerroLB's addresses and condition from a Service it no longer serves
-// (type changed, class changed). Services FerroLB never served are left alone.
+// clearStatus removes FerroLB's addresses and conditions (its own, and the speakers'
+// Announced, which no speaker writes for a Service that is not served) from a Service it no
+// longer serves (type changed, class changed). Services FerroLB never served are left alone.
 func (r *serviceReconciler) clearStatus(ctx context.Context, svc *corev1.Service) error {
 	if meta.FindStatusCondition(svc.Status.Conditions, ConditionAllocated) == nil {
 		return nil
 	}
-	old := ingressAddrs(svc)
+	old := config.Ingress(svc)
 	svc.Status.LoadBalancer.Ingress = nil
 	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionAllocated)
+	meta.RemoveStatusCondition(&svc.Status.Conditions, config.ConditionAnnounced)
 	if err := r.client.Status().Update(ctx, svc); err != nil {
 		return fmt.Errorf("clear status of %s/%s: %w", svc.Namespace, svc.Name, err)
 	}

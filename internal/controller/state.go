@@ -75,21 +75,20 @@ func (s *allocation) sync(ctx context.Context, c client.Reader) error {
 }
 
 func (s *allocation) setPools(items []v1.IPPool) {
-	s.pools = s.pools[:0]
+	snap, problems := config.For(config.Resources{Pools: items})
+	s.pools = snap.Pools
 	s.poolErrs = map[string]error{}
-	var ip []ipam.Pool
-	for i := range items {
-		p, err := config.ParsePool(&items[i])
-		if err != nil {
-			s.poolErrs[p.Name] = err
-			// Keep the name known to the allocator, with no addresses: it hands out nothing,
-			// and what Services hold from it is reported, never taken away.
-			p.Ranges = nil
-		}
-		s.pools = append(s.pools, p)
-		ip = append(ip, p.Pool)
+	for _, p := range problems {
+		// Keep the name known to the allocator, with no addresses: it hands out nothing,
+		// and what Services hold from it is reported, never taken away.
+		s.poolErrs[p.Object.GetName()] = p.Err
+		s.pools = append(s.pools, config.Pool{Pool: ipam.Pool{Name: p.Object.GetName()}})
 	}
 	slices.SortFunc(s.pools, func(a, b config.Pool) int { return strings.Compare(a.Name, b.Name) })
+	ip := make([]ipam.Pool, 0, len(s.pools))
+	for _, p := range s.pools {
+		ip = append(ip, p.Pool)
+	}
 	s.alloc.SetPools(ip)
 }
 
@@ -111,7 +110,7 @@ func (s *allocation) restore(ctx context.Context, c client.Reader) error {
 	n := 0
 	for i := range svcs {
 		svc := &svcs[i]
-		addrs := ingressAddrs(svc)
+		addrs := config.Ingress(svc)
 		if !config.Served(svc, s.class) || len(addrs) == 0 {
 			continue
 		}
@@ -135,24 +134,4 @@ func (s *allocation) waiting(freed bool) []string {
 }
 
 // poolOf names the pool whose blocks hold addr, or "".
-func (s *allocation) poolOf(addr netip.Addr) string {
-	for _, p := range s.pools {
-		for _, r := range p.Ranges {
-			if r.Contains(addr) {
-				return p.Name
-			}
-		}
-	}
-	return ""
-}
-
-// ingressAddrs are the addresses in a Service's status.
-func ingressAddrs(svc *corev1.Service) []netip.Addr {
-	var out []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(in.IP); err == nil {
-			out = append(out, a.Unmap())
-		}
-	}
-	return out
-}
+func (s *allocation) poolOf(addr netip.Addr) string { return config.PoolOf(s.pools, addr) }

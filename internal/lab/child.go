@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
@@ -29,11 +30,11 @@ const childEnv = "FERROLB_LAB_CHILD"
 type childSpec struct {
 	Role       string // "speaker" or "backend"
 	Node       string
-	Kubeconfig string `json:",omitempty"`
-	Datapath   string `json:",omitempty"` // speaker: its --datapath
-	StateDir   string `json:",omitempty"` // speaker: its --state-dir
-	Name       string `json:",omitempty"` // backend: the pod's name
-	Listen     string `json:",omitempty"` // backend: the address to serve on
+	Kubeconfig string        `json:",omitempty"`
+	Datapath   datapath.Kind `json:",omitempty"` // speaker: its --datapath
+	StateDir   string        `json:",omitempty"` // speaker: its --state-dir
+	Name       string        `json:",omitempty"` // backend: the pod's name
+	Listen     string        `json:",omitempty"` // backend: the address to serve on
 }
 
 // IsChild reports whether this process is one of the lab's children.

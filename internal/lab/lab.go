@@ -37,10 +37,10 @@ import (
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/controller"
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/kubetest"
 	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
-	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
 // Namespace is the lab's FerroLB namespace (MD5 Secrets would live there).
@@ -84,7 +84,7 @@ type Lab struct {
 	ctrlCancel context.CancelFunc
 	ctrlDone   chan error
 	namespaces []*netns.NS
-	datapath   string // the speakers' --datapath
+	datapath   datapath.Kind // the speakers' --datapath
 	xdp        []io.Closer
 }
 
@@ -112,7 +112,7 @@ type Options struct {
 	Prefix string
 	// Datapath is the speakers' --datapath: "none" (the default: kube-proxy carries
 	// Service traffic) or "xdp" (FerroLB's XDP load balancer on each node's eth0).
-	Datapath string
+	Datapath datapath.Kind
 }
 
 // Start builds the lab and returns once every Service answers through it. On error it
@@ -144,7 +144,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 	}
 	// Checked here, not only by the speakers: a wrong value would otherwise show as a lab
 	// whose Services never answer.
-	if opts.Datapath, err = speaker.ParseDatapath(opts.Datapath); err != nil {
+	if opts.Datapath, err = datapath.ParseKind(string(opts.Datapath)); err != nil {
 		return nil, err
 	}
 	l = &Lab{Dir: opts.Dir, exe: exe, prefix: opts.Prefix, datapath: opts.Datapath}
@@ -584,7 +584,7 @@ func (l *Lab) StartSpeaker(n *Node) error {
 
 // SetDatapath restarts every node's speaker with --datapath=mode and waits until both
 // Services answer again on every address.
-func (l *Lab) SetDatapath(ctx context.Context, mode string) error {
+func (l *Lab) SetDatapath(ctx context.Context, mode datapath.Kind) error {
 	l.datapath = mode
 	for _, n := range l.Nodes {
 		if p := n.procs["speaker"]; p != nil {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 )
@@ -25,7 +26,7 @@ func (l *Lab) Report(ctx context.Context, down string) string {
 	fmt.Fprintf(w, "API server\t%s (kube-apiserver and etcd; controller in the lab process)\n", host)
 	fmt.Fprintf(w, "router\t%s: FRR, AS %d, LAN %s %s, WAN %s\n", l.Router.Name, RouterASN, RouterLAN4, RouterLAN6, RouterWAN4)
 	carrier := "speaker + kube-proxy (nftables)"
-	if l.datapath == speaker.DatapathXDP {
+	if l.datapath == datapath.XDP {
 		carrier = "speaker with the XDP datapath on eth0 (SNAT) + kube-proxy (nftables)"
 	}
 	for _, n := range l.Nodes {
@@ -69,7 +70,7 @@ func (l *Lab) Report(ctx context.Context, down string) string {
 	fmt.Fprintf(&b, "  sudo ip netns exec %s curl -s http://<%s address>/\n", l.WAN.Name, ServiceBGP)
 	fmt.Fprintf(&b, "  sudo ip netns exec %s ip route           # the ECMP routes FRR installed\n", l.Router.Name)
 	fmt.Fprintf(&b, "  sudo vtysh --vty_socket %s -c 'show bgp summary'\n", l.FRR.Dir)
-	if l.datapath == speaker.DatapathXDP {
+	if l.datapath == datapath.XDP {
 		fmt.Fprintf(&b, "  sudo ip netns exec %s curl -s 127.0.0.1:7474/metrics | grep ferrolb_datapath   # packets per backend\n", l.Nodes[0].NS.Name)
 	}
 	fmt.Fprintf(&b, "  logs: %s\n", l.Dir)

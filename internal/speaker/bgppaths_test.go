@@ -71,7 +71,6 @@ func TestBGPPaths(t *testing.T) {
 		slices.Sort(lines)
 		return strings.Join(lines, "\n")
 	}
-	r := &bgpReconciler{node: "n1", class: config.LoadBalancerClass}
 
 	for _, tt := range []struct {
 		name string
@@ -136,7 +135,9 @@ func TestBGPPaths(t *testing.T) {
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := render(r.paths(tt.svcs, tt.eps, me, tt.ads, pools, peers, byName))
+			snap := config.Snapshot{Pools: pools, BGPAdvertisements: tt.ads}
+			ps, _ := paths(cluster{services: tt.svcs, slices: tt.eps}, me, config.LoadBalancerClass, snap, peers, byName)
+			got := render(ps)
 			if want := strings.Join(tt.want, "\n"); got != want {
 				t.Errorf("paths:\n%s\nwant:\n%s", got, want)
 			}

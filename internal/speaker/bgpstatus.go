@@ -33,10 +33,10 @@ const SessionNotConfigured = "NotConfigured"
 // none rewrites another's entry. Comparing with the objects rather than with what it last
 // wrote, it also puts back an entry someone else removed.
 type bgpStatus struct {
-	client client.Client
-	node   string
-	runner *bgpRunner
-	period time.Duration
+	client  client.Client
+	node    string
+	speaker *bgp.Speaker
+	period  time.Duration
 
 	mu      sync.Mutex
 	serving map[string]peerReport // by BGPPeer name, as the last reconcile decided
@@ -55,8 +55,8 @@ type peerReport struct {
 	why  string     // why the session is not set up; "" when it is
 }
 
-func newBGPStatus(c client.Client, node string, runner *bgpRunner) *bgpStatus {
-	return &bgpStatus{client: c, node: node, runner: runner, period: time.Second,
+func newBGPStatus(c client.Client, node string, sp *bgp.Speaker) *bgpStatus {
+	return &bgpStatus{client: c, node: node, speaker: sp, period: time.Second,
 		serving: map[string]peerReport{}, written: map[string]time.Time{}}
 }
 
@@ -99,7 +99,11 @@ func (s *bgpStatus) sync(ctx context.Context, serving map[string]peerReport) {
 		return
 	}
 	states := map[netip.Addr]bgp.PeerState{}
-	for _, p := range s.runner.PeerStates() {
+	peerStates, err := s.speaker.PeerStates()
+	if err != nil {
+		log.Error(err, "BGPPeer status: session states")
+	}
+	for _, p := range peerStates {
 		states[p.Address] = p
 	}
 	now := metav1.Now()

@@ -22,26 +22,6 @@ import (
 	"github.com/ferrolb/ferrolb/internal/datapath"
 )
 
-// Datapath choices for Options.Datapath.
-const (
-	// DatapathNone leaves Service traffic to kube-proxy (or the CNI): the speaker only
-	// announces, as MetalLB does.
-	DatapathNone = "none"
-	// DatapathXDP programs FerroLB's XDP load balancer on the node's interface.
-	DatapathXDP = "xdp"
-)
-
-// ParseDatapath checks a --datapath value; empty means DatapathNone.
-func ParseDatapath(s string) (string, error) {
-	switch s {
-	case "":
-		return DatapathNone, nil
-	case DatapathNone, DatapathXDP:
-		return s, nil
-	}
-	return "", fmt.Errorf("--datapath=%q: want %q or %q", s, DatapathNone, DatapathXDP)
-}
-
 // defaultAffinityTimeout is Kubernetes' default for ClientIP session affinity (3 hours).
 const defaultAffinityTimeout = 10800 * time.Second
 
@@ -75,7 +55,7 @@ func (r *datapathReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 			return ctrl.Result{}, err
 		}
 	}
-	progs, names, notes := datapathServices(svcs.Items, eps.Items, r.node, r.class, r.mode)
+	progs, names, notes := planDatapath(svcs.Items, eps.Items, r.node, r.class, r.mode)
 	for _, n := range notes {
 		logf.FromContext(ctx).Info(n)
 	}
@@ -88,12 +68,12 @@ func (r *datapathReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 	return ctrl.Result{}, nil
 }
 
-// datapathServices translates Services and their EndpointSlices into the datapath's
-// services: one per (address, port, protocol), with the ready endpoints of the address's
-// family (only this node's with externalTrafficPolicy Local). A Service port without a
-// ready endpoint is left out, so its packets go on to the kernel and kube-proxy answers as
+// planDatapath is the datapath's plan, pure like the others: the Services and their
+// EndpointSlices as the datapath's services, one per (address, port, protocol), with the
+// ready endpoints of the address's family (only this node's with externalTrafficPolicy
+// Local). A Service port without a ready endpoint is left out, so its packets go on to the kernel and kube-proxy answers as
 // it would without FerroLB. notes say what was changed from what was asked.
-func datapathServices(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, class string, mode datapath.Mode) (
+func planDatapath(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, class string, mode datapath.Mode) (
 	[]datapath.Service, map[serviceKey]string, []string) {
 	var (
 		out   []datapath.Service
@@ -114,12 +94,7 @@ func datapathServices(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, no
 			}
 		}
 		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			vip, err := netip.ParseAddr(in.IP)
-			if err != nil {
-				continue
-			}
-			vip = vip.Unmap()
+		for _, vip := range config.Ingress(svc) {
 			for _, sp := range svc.Spec.Ports {
 				proto, ok := protocolOf(sp.Protocol)
 				if !ok || sp.Port <= 0 || sp.Port > 65535 {
@@ -290,21 +265,14 @@ func datapathInterface(node *corev1.Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, na := range node.Status.Addresses {
-		if na.Type != corev1.NodeInternalIP {
-			continue
-		}
-		want, err := netip.ParseAddr(na.Address)
-		if err != nil {
-			continue
-		}
+	for _, want := range config.InternalIPs(node) {
 		for _, ifc := range ifs {
 			addrs, err := ifc.Addrs()
 			if err != nil {
 				continue
 			}
 			for _, a := range addrs {
-				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == want.Unmap() {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == want {
 					return ifc.Name, nil
 				}
 			}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 	"github.com/ferrolb/ferrolb/internal/testrun"
@@ -99,7 +100,7 @@ func TestDatapathXDP(t *testing.T) {
 	}
 	testrun.Background(t, "speaker dp-node", func(ctx context.Context) error {
 		return speaker.Run(ctx, env.Config, speaker.Options{NodeName: "dp-node", MetricsAddr: "0", HealthAddr: "0",
-			Netns: nodeNS.Do, Restartable: true, Datapath: speaker.DatapathXDP})
+			Netns: nodeNS.Do, Restartable: true, Datapath: datapath.XDP})
 	})
 
 	seen := waitBackends(t, client, vip, []string{"backend-1", "backend-2", "backend-3"})

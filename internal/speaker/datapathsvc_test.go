@@ -163,7 +163,7 @@ func TestDatapathServices(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, names, notes := datapathServices(tc.svcs, tc.eps, "n1", config.LoadBalancerClass, tc.mode)
+			got, names, notes := planDatapath(tc.svcs, tc.eps, "n1", config.LoadBalancerClass, tc.mode)
 			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Errorf("services (-want +got):\n%s", diff)
 			}

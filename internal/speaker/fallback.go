@@ -7,6 +7,8 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/ferrolb/ferrolb/internal/bgp"
+	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
@@ -21,7 +23,7 @@ const (
 
 // fallback announces what the state file says while the speaker's caches have not synced,
 // because the API server could not be reached at start. It waits until after; if by then a
-// reconcile has not taken its part over, it gives the BGP runner the file's sessions and
+// reconcile has not taken its part over, it gives the BGP speaker the file's sessions and
 // paths (peers added by a starting speaker carry graceful restart's R bit, so routers keep
 // the stale routes until these arrive), and runs the layer 2 election over the file's peers
 // and entries on every change of the live set or the links, as the online reconcile would.
@@ -40,8 +42,8 @@ type fallback struct {
 	after   time.Time
 	log     logr.Logger
 	tracker *member.Tracker
-	ann     *announcer
-	runner  *bgpRunner
+	ann     *l2.Responders
+	speaker *bgp.Speaker
 
 	kicks chan struct{}
 
@@ -50,8 +52,8 @@ type fallback struct {
 	done   chan struct{}
 }
 
-func newFallback(st state, after time.Time, log logr.Logger, tracker *member.Tracker, ann *announcer, runner *bgpRunner) *fallback {
-	return &fallback{st: st, node: st.Node, after: after, log: log, tracker: tracker, ann: ann, runner: runner,
+func newFallback(st state, after time.Time, log logr.Logger, tracker *member.Tracker, ann *l2.Responders, sp *bgp.Speaker) *fallback {
+	return &fallback{st: st, node: st.Node, after: after, log: log, tracker: tracker, ann: ann, speaker: sp,
 		kicks: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -95,20 +97,13 @@ func (f *fallback) Run(ctx context.Context) error {
 		return nil
 	case <-wait.C:
 	}
-	for _, started := range []<-chan struct{}{f.ann.started, f.runner.started} {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-started:
-		}
-	}
 	f.mu.Lock()
 	f.log.Info("caches not synced (is the API server reachable?): announcing from the state file until they are",
 		"l2Addresses", len(f.st.L2.Entries), "l2Peers", len(f.st.L2.Peers), "bgpPeers", len(f.st.BGP.Peers), "bgpPaths", len(f.st.BGP.Paths),
 		"l2Online", f.online[partL2], "bgpOnline", f.online[partBGP])
 	if !f.online[partBGP] {
 		b := f.st.BGP
-		if err := f.runner.apply(b.RouterID, b.ASN, b.Peers, b.Paths); err != nil {
+		if err := f.speaker.Apply(bgp.Identity{RouterID: b.RouterID, ASN: b.ASN}, b.Peers, b.Paths); err != nil {
 			f.log.Error(err, "BGP from the state file")
 		}
 	}
@@ -135,7 +130,7 @@ func (f *fallback) electL2(ctx context.Context) bool {
 	if f.online[partL2] {
 		return false
 	}
-	_, usable, err := f.ann.interfaces()
+	_, usable, err := f.ann.Interfaces()
 	if err != nil {
 		f.log.Error(err, "layer 2 from the state file: list interfaces")
 		return true

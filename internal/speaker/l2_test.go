@@ -413,6 +413,49 @@ func TestLayer2Eligibility(t *testing.T) {
 	if out, err := probe.Run("arping", "-c", "2", "-C", "1", "-w", "2", "-i", "eth0", "-S", "203.0.113.1", edge.String()); err == nil {
 		t.Errorf("an interface the policy does not select answered for %s:\n%s", edge, out)
 	}
+
+	// When nobody may announce, the condition says why (it kept the last announcer before).
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(eps), eps); err != nil {
+		t.Fatal(err)
+	}
+	eps.Endpoints[0].Conditions.Ready = ptr.To(false)
+	if err := env.Client.Update(ctx, eps); err != nil {
+		t.Fatal(err)
+	}
+	waitAnnouncedReason(t, "l2-elig-local", "web", speaker.ReasonNoReadyEndpoint)
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: names[1]}, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[speaker.LabelExcludeFromLB] = ""
+	if err := env.Client.Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	waitAnnouncedReason(t, "l2-elig-edge", "web", speaker.ReasonExcluded)
+	for _, vip := range []netip.Addr{local, edge} {
+		if got := answering(cl, vip); len(got) > 0 {
+			t.Errorf("%s: answered by %v, which no node may announce", vip, got)
+		}
+	}
+}
+
+// waitAnnouncedReason waits for a False Announced condition with this reason.
+func waitAnnouncedReason(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		svc := &corev1.Service{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, svc); err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(svc.Status.Conditions, speaker.ConditionAnnounced)
+		if c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Announced condition = %+v, want False %s", c, reason)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // answering returns the MACs that answer ARP for vip on the client's eth0.

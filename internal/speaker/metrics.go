@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/ferrolb/ferrolb/internal/bgp"
+	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
@@ -37,7 +39,7 @@ var (
 // l2Collector reads the speaker's state when Prometheus scrapes: the responders keep plain
 // counters and know nothing of Prometheus.
 type l2Collector struct {
-	ann     *announcer
+	ann     *l2.Responders
 	tracker *member.Tracker
 }
 
@@ -58,9 +60,8 @@ func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
 	for name, n := range perIface {
 		ch <- prometheus.MustNewConstMetric(descAnnounced, prometheus.GaugeValue, float64(n), name)
 	}
-	c.ann.mu.Lock()
-	for name, r := range c.ann.ifaces {
-		a, n := r.arp.Stats(), r.ndp.Stats()
+	for _, s := range c.ann.Stats() {
+		name, a, n := s.Name, s.ARP, s.NDP
 		counter := func(d *prometheus.Desc, v uint64, proto string) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), name, proto)
 		}
@@ -75,8 +76,7 @@ func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPanics, a.Panics, "arp")
 		counter(descPanics, n.Panics, "ndp")
 	}
-	takeovers := c.ann.takeovers
-	c.ann.mu.Unlock()
+	takeovers := c.ann.Takeovers()
 	ch <- prometheus.MustNewConstMetric(descTakeovers, prometheus.CounterValue, float64(takeovers))
 	ch <- prometheus.MustNewConstMetric(descAlive, prometheus.GaugeValue, float64(len(c.tracker.Alive())))
 	hb := c.tracker.Stats()
@@ -99,7 +99,7 @@ var (
 )
 
 // bgpCollector reads the BGP speaker's sessions when Prometheus scrapes.
-type bgpCollector struct{ runner *bgpRunner }
+type bgpCollector struct{ speaker *bgp.Speaker }
 
 func (c bgpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessionUp, descAdvertised, descBFDUp, descBFDDown} {
@@ -114,7 +114,8 @@ func (c bgpCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	for _, st := range c.runner.PeerStates() {
+	states, _ := c.speaker.PeerStates() // an error leaves the scrape without the sessions; the status loop logs it
+	for _, st := range states {
 		peer := st.Address.String()
 		ch <- prometheus.MustNewConstMetric(descSessionUp, prometheus.GaugeValue, b2f(st.Established()), peer)
 		ch <- prometheus.MustNewConstMetric(descAdvertised, prometheus.GaugeValue, float64(st.Advertised), peer)

@@ -35,9 +35,11 @@ import (
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
 	"github.com/ferrolb/ferrolb/internal/apischeme"
+	"github.com/ferrolb/ferrolb/internal/bgp"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/eventnote"
+	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 	"github.com/ferrolb/ferrolb/internal/metricsserving"
 )
@@ -72,9 +74,9 @@ type Options struct {
 	// Namespace is where the speaker runs; BGPPeers' MD5 Secrets are read there only (the
 	// speaker caches no other Secrets). Default ferrolb-system.
 	Namespace string
-	// Datapath is DatapathNone (default: kube-proxy carries Service traffic) or DatapathXDP
+	// Datapath is datapath.None (default: kube-proxy carries Service traffic) or datapath.XDP
 	// (FerroLB's XDP load balancer carries it from DatapathInterface).
-	Datapath string
+	Datapath datapath.Kind
 	// DatapathInterface is where the XDP program is attached; default: the interface holding
 	// the node's InternalIP.
 	DatapathInterface string
@@ -116,7 +118,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	fallbackAt := time.Now().Add(opts.FallbackAfter)
 	log := ctrl.Log.WithName("speaker").WithValues("node", opts.NodeName)
 	var err error
-	if opts.Datapath, err = ParseDatapath(opts.Datapath); err != nil {
+	if opts.Datapath, err = datapath.ParseKind(string(opts.Datapath)); err != nil {
 		return err
 	}
 	do := opts.Netns
@@ -195,17 +197,22 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	// before this speaker counts itself alive, also when the API server does not answer.
 	// The reconcile replaces them with the Nodes' once the cache has synced.
 	tracker.SetPeers(saved.L2.Peers)
-	ann := newAnnouncer(opts.Netns)
-	runner := newBGPRunner(slog.New(logr.ToSlogHandler(ctrl.Log.WithName("bgp"))))
+	ann := l2.NewResponders(l2.Config{Do: opts.Netns})
+	// One BGP speaker for the process: it runs a GoBGP server while the node has peers, and
+	// replaces it when the router ID or AS changes (bgp.Speaker.Apply).
+	bgpSpeaker, err := bgp.New(bgp.Config{ListenPort: -1, Logger: slog.New(logr.ToSlogHandler(ctrl.Log.WithName("bgp")))})
+	if err != nil {
+		return errors.Join(err, conn.Close())
+	}
 	store := newStateStore(opts.StateDir, log, saved)
 	var fb *fallback
 	if found {
-		fb = newFallback(saved, fallbackAt, log, tracker, ann, runner)
+		fb = newFallback(saved, fallbackAt, log, tracker, ann, bgpSpeaker)
 	}
 	if err := registerCollector(l2Collector{ann: ann, tracker: tracker}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
-	if err := registerCollector(bgpCollector{runner: runner}); err != nil {
+	if err := registerCollector(bgpCollector{speaker: bgpSpeaker}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
 	changes := make(chan event.GenericEvent, 1)
@@ -218,9 +225,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	runnables := []manager.RunnableFunc{
 		tracker.Run,
-		ann.Start,
-		runner.Start,
-		// The live set changing is an event like any other: recompute.
+		ann.Run,
+		bgpSpeaker.Run,
+		// The live set changing is an event like any other: recompute. So is a link losing
+		// or regaining carrier, or an interface coming or going.
 		func(ctx context.Context) error {
 			for {
 				select {
@@ -228,11 +236,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 					return nil
 				case <-tracker.Changed():
 					recompute()
+				case <-ann.Changed():
+					recompute()
 				}
 			}
 		},
-		// So is a link losing or regaining carrier.
-		func(ctx context.Context) error { return ann.watchLinks(ctx, recompute) },
 	}
 	if fb != nil {
 		runnables = append(runnables, fb.Run)
@@ -243,11 +251,20 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		}
 	}
 
+	recorder := eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker"))
+	reporter := newReporter(log, recorder, opts.NodeName)
+	announced := newAnnouncements(opts.NodeName, log)
+	if err := registerCollector(announced); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	r := &l2Reconciler{
 		client:     mgr.GetClient(),
-		recorder:   eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker")),
+		recorder:   recorder,
 		node:       opts.NodeName,
 		class:      opts.LoadBalancerClass,
+		namespace:  opts.Namespace,
+		reporter:   reporter,
+		announced:  announced,
 		memberPort: opts.MemberPort,
 		tracker:    tracker,
 		announcer:  ann,
@@ -270,7 +287,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("layer2 controller: %w", err)
 	}
-	status := newBGPStatus(mgr.GetClient(), opts.NodeName, runner)
+	status := newBGPStatus(mgr.GetClient(), opts.NodeName, bgpSpeaker)
 	if err := mgr.Add(manager.RunnableFunc(status.Run)); err != nil {
 		return err
 	}
@@ -288,11 +305,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Watches(&corev1.Secret{}, all).
 		Complete(&bgpReconciler{
 			client:    mgr.GetClient(),
-			recorder:  eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker")),
 			node:      opts.NodeName,
+			reporter:  reporter,
+			announced: announced,
 			class:     opts.LoadBalancerClass,
 			namespace: opts.Namespace,
-			runner:    runner,
+			speaker:   bgpSpeaker,
 			status:    status,
 			fallback:  fb,
 			store:     store,
@@ -300,7 +318,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("bgp controller: %w", err)
 	}
-	if opts.Datapath == DatapathXDP {
+	if opts.Datapath == datapath.XDP {
 		if err := setupDatapath(mgr, node, saved.DatapathInterface, store, opts, do, all); err != nil {
 			return err
 		}

@@ -87,7 +87,7 @@ func (e l2Entry) winner(alive []string) (string, bool) {
 	return l2.Announcer(e.Addr, live)
 }
 
-// bgpState is what the BGP runner was given.
+// bgpState is what the BGP speaker was given.
 type bgpState struct {
 	RouterID netip.Addr `json:",omitzero"`
 	ASN      uint32     `json:",omitempty"`

@@ -20,10 +20,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/ferrolb/ferrolb/api/v1alpha1"
+	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/lab"
 	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
-	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
 var (
@@ -373,11 +373,11 @@ func clientKey(name string) client.ObjectKey {
 // to kube-proxy.
 func TestXDPDatapath(t *testing.T) {
 	l := getLab(t)
-	if err := l.SetDatapath(t.Context(), speaker.DatapathXDP); err != nil {
+	if err := l.SetDatapath(t.Context(), datapath.XDP); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := l.SetDatapath(context.Background(), speaker.DatapathNone); err != nil {
+		if err := l.SetDatapath(context.Background(), datapath.None); err != nil {
 			t.Errorf("back to kube-proxy: %v", err)
 		}
 	})

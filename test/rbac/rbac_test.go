@@ -428,14 +428,22 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 		s, _ := peerStatus("rbac-foreign-secret")
 		return s.Session == speaker.SessionNotConfigured && strings.Contains(s.Message, "only in its own namespace")
 	})
-	// Each change to the Service is a reconcile, and each reconcile repeats the refused
-	// peer's Event about the same revision of it: the second and later are a series, patched.
+	// The speaker events a problem when it appears, not on every reconcile. A peer whose
+	// Secret comes and goes (the BGPPeer itself unchanged) has the same problem again each
+	// time the Secret goes: the same Event about the same revision of the BGPPeer, which
+	// client-go sends as a series, patched.
+	toggled := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "rbac-toggle"},
+		Data: map[string][]byte{speaker.PasswordKey: []byte("md5 secret")}}
+	create(&v1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "rbac-secret-comes-and-goes"}, Spec: v1.BGPPeerSpec{
+		PeerAddress: "127.0.0.3", PeerPort: 1, PeerASN: 64512, LocalASN: 64513,
+		PasswordSecretRef: &v1.SecretReference{Name: toggled.Name}}})
 	n := 0
 	poll("the speaker patched a repeated Event", func() bool {
 		n++
-		svc.Labels = map[string]string{"touch": fmt.Sprint(n)}
-		if err := env.Client.Update(ctx, svc); err != nil {
-			_ = env.Client.Get(ctx, key, svc)
+		if n%2 == 1 {
+			_ = env.Client.Create(ctx, toggled.DeepCopy())
+		} else {
+			_ = env.Client.Delete(ctx, toggled.DeepCopy())
 		}
 		return slices.ContainsFunc(spkRec.snapshot(), func(c call) bool {
 			return c.verb == "patch" && c.group == "events.k8s.io" && c.resource == "events" && c.code < 300
