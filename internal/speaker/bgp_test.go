@@ -457,14 +457,9 @@ func createLocalService(t *testing.T, namespace, name, node string, vips ...neti
 	t.Helper()
 	ctx := context.Background()
 	createService(t, namespace, name, vips...)
-	svc := &corev1.Service{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
-		t.Fatal(err)
-	}
-	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
-	if err := env.Client.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	updateService(t, namespace, name, func(svc *corev1.Service) {
+		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
 	eps := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-1",
 			Labels: map[string]string{discoveryv1.LabelServiceName: name}},
