@@ -134,7 +134,7 @@ type IPPoolStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=ippool,categories=ferrolb
+// +kubebuilder:resource:scope=Cluster,shortName=flbpool,categories=ferrolb
 // +kubebuilder:printcolumn:name="Disabled",type=boolean,JSONPath=`.spec.disabled`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="IPv4 used",type=integer,JSONPath=`.status.ipv4.used`

@@ -63,7 +63,7 @@ type PolicyStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=l2policy,categories=ferrolb
+// +kubebuilder:resource:scope=Cluster,shortName=l2policy;flbl2,categories=ferrolb
 // +kubebuilder:printcolumn:name="Valid",type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type L2Policy struct {

@@ -15,7 +15,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
 func main() {
@@ -46,18 +45,22 @@ node (a DaemonSet). See README.md for a quick start.`,
 // kubeFlags are the connection flags every subcommand that talks to the API server shares.
 type kubeFlags struct {
 	kubeconfig string
-	verbose    bool
+	logFlags
 }
 
 func (k *kubeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&k.kubeconfig, "kubeconfig", "",
 		"kubeconfig file; default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config")
-	cmd.Flags().BoolVarP(&k.verbose, "verbose", "v", false, "log at debug level")
+	k.logFlags.register(cmd)
 }
 
 // restConfig sets up logging and returns the API server connection.
 func (k *kubeFlags) restConfig() (*rest.Config, error) {
-	ctrl.SetLogger(zap.New(zap.UseDevMode(k.verbose)))
+	log, err := k.logger(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	ctrl.SetLogger(log)
 	if k.kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", k.kubeconfig)
 		if err != nil {

@@ -304,9 +304,9 @@ func TestBGP(t *testing.T) {
 	t.Logf("IPv4 ECMP route over both nodes %v after the Service", took)
 	waitNexthops(t, router, "2001:db8:100::10/128", v6...)
 	waitMetrics(t, nodeNS["bgp-node-b"],
-		`ferrolb_bgp_session_up{peer="192.0.2.1"} 1`, `ferrolb_bgp_session_up{peer="2001:db8::1"} 1`,
-		`ferrolb_bgp_advertised_prefixes{peer="192.0.2.1"} 1`, `ferrolb_bgp_advertised_prefixes{peer="2001:db8::1"} 1`,
-		`ferrolb_bfd_session_up{peer="192.0.2.1"} 1`)
+		`ferrolb_bgp_session_up{bgppeer="router-v4",peer="192.0.2.1"} 1`, `ferrolb_bgp_session_up{bgppeer="router-v6",peer="2001:db8::1"} 1`,
+		`ferrolb_bgp_advertised_prefixes{bgppeer="router-v4",peer="192.0.2.1"} 1`, `ferrolb_bgp_advertised_prefixes{bgppeer="router-v6",peer="2001:db8::1"} 1`,
+		`ferrolb_bfd_session_up{bgppeer="router-v4",peer="192.0.2.1"} 1`)
 	// Each node reports its sessions in the BGPPeers' status.
 	for _, c := range []struct{ peer, bfd string }{{"router-v4", "Up"}, {"router-v6", ""}} {
 		waitPeerStatus(t, c.peer, func(st map[string]v1.BGPSessionStatus) string {
@@ -344,7 +344,7 @@ func TestBGP(t *testing.T) {
 
 	// FRR may signal BFD Down once at first establishment (before its BFD session is up):
 	// that counts, so the cut below is measured from here.
-	downBefore := metricValue(t, nodeNS["bgp-node-b"], `ferrolb_bfd_session_down_total{peer="192.0.2.1"}`)
+	downBefore := metricValue(t, nodeNS["bgp-node-b"], `ferrolb_bfd_session_down_total{bgppeer="router-v4",peer="192.0.2.1"}`)
 	rs, err := frr.Routes("198.51.100.10/32")
 	if err != nil || len(rs) != 2 || rs[0].Community.String != "64513:100" || rs[1].Community.String != "64513:100" {
 		t.Errorf("FRR's paths for 198.51.100.10/32: %+v %v; want two, each with community 64513:100", rs, err)
@@ -392,8 +392,8 @@ func TestBGP(t *testing.T) {
 	}
 	uncut(t, nodeNS["bgp-node-b"])
 	waitNexthops(t, router, "198.51.100.10/32", v4...)
-	waitMetrics(t, nodeNS["bgp-node-b"], `ferrolb_bfd_session_up{peer="192.0.2.1"} 1`,
-		fmt.Sprintf(`ferrolb_bfd_session_down_total{peer="192.0.2.1"} %d`, downBefore+1))
+	waitMetrics(t, nodeNS["bgp-node-b"], `ferrolb_bfd_session_up{bgppeer="router-v4",peer="192.0.2.1"} 1`,
+		fmt.Sprintf(`ferrolb_bfd_session_down_total{bgppeer="router-v4",peer="192.0.2.1"} %d`, downBefore+1))
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "bgp", Name: "web"}}
 	if err := env.Client.Delete(ctx, svc); err != nil {
@@ -457,14 +457,9 @@ func createLocalService(t *testing.T, namespace, name, node string, vips ...neti
 	t.Helper()
 	ctx := context.Background()
 	createService(t, namespace, name, vips...)
-	svc := &corev1.Service{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
-		t.Fatal(err)
-	}
-	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
-	if err := env.Client.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	updateService(t, namespace, name, func(svc *corev1.Service) {
+		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
 	eps := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-1",
 			Labels: map[string]string{discoveryv1.LabelServiceName: name}},

@@ -67,6 +67,19 @@ func (s *bgpStatus) set(serving map[string]peerReport) {
 	s.mu.Unlock()
 }
 
+// names are the BGPPeers this node has sessions with, by peer address (for the metrics).
+func (s *bgpStatus) names() map[netip.Addr]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[netip.Addr]string, len(s.serving))
+	for name, r := range s.serving {
+		if r.why == "" {
+			out[r.addr] = name
+		}
+	}
+	return out
+}
+
 // Run writes entries each period until ctx ends, then removes this node's entries: a
 // speaker that stops opens no sessions.
 func (s *bgpStatus) Run(ctx context.Context) error {

@@ -56,7 +56,6 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 	}
 	// From here on the cache decides: the state file's view steps aside for good.
 	r.fallback.takeOver(partL2)
-	r.reporter.report("layer2", configProblems(problems, "IPPool", "L2Policy"))
 	all, usable, err := r.announcer.Interfaces()
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("list interfaces: %w", err)
@@ -66,6 +65,14 @@ func (r *l2Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 		names = append(names, ifi.Name)
 	}
 	plan := planL2(snap, cl, l2Input{node: r.node, class: r.class, memberPort: r.memberPort, interfaces: names})
+	found := configProblems(problems, "IPPool", "L2Policy")
+	if me := cl.node(r.node); me != nil {
+		for _, p := range plan.unmatched {
+			found = append(found, nodeProblem{obj: me, kind: "Node", event: true, reason: ReasonNoInterfaceMatched,
+				msg: fmt.Sprintf("L2Policy %s selects this node and none of its interfaces (%s): it cannot answer for the policy's addresses", p, strings.Join(names, ", "))})
+		}
+	}
+	r.reporter.report("layer2", found)
 	r.tracker.SetPeers(plan.state.Peers)
 	// A node that cannot announce (no carrier on any interface a policy selects) stops
 	// heartbeating and counts itself out, so the others take its addresses over within the

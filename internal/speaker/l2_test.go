@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -373,15 +374,10 @@ func TestLayer2Eligibility(t *testing.T) {
 	}
 
 	createService(t, "l2-elig-local", "web", local)
-	svc := &corev1.Service{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "l2-elig-local", Name: "web"}, svc); err != nil {
-		t.Fatal(err)
-	}
-	svc.Labels = map[string]string{"app": "local"}
-	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
-	if err := env.Client.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	updateService(t, "l2-elig-local", "web", func(svc *corev1.Service) {
+		svc.Labels = map[string]string{"app": "local"}
+		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
 	eps := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "l2-elig-local", Name: "web-1",
 			Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
@@ -396,14 +392,7 @@ func TestLayer2Eligibility(t *testing.T) {
 	}
 
 	createService(t, "l2-elig-edge", "web", edge)
-	svc = &corev1.Service{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "l2-elig-edge", Name: "web"}, svc); err != nil {
-		t.Fatal(err)
-	}
-	svc.Labels = map[string]string{"app": "edge"}
-	if err := env.Client.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	updateService(t, "l2-elig-edge", "web", func(svc *corev1.Service) { svc.Labels = map[string]string{"app": "edge"} })
 
 	for _, vip := range []netip.Addr{local, edge} {
 		waitNeighbour(t, cl, vip, mac(t, nodeNS[names[1]]), true)
@@ -544,15 +533,10 @@ func TestLayer2ExternalIPs(t *testing.T) {
 		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
 	}
 	createService(t, "l2-ext", "web")
-	svc := &corev1.Service{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "l2-ext", Name: "web"}, svc); err != nil {
-		t.Fatal(err)
-	}
-	svc.Labels = map[string]string{"app": "ext"}
-	svc.Spec.ExternalIPs = []string{"192.0.2.254", "192.0.2.150"}
-	if err := env.Client.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	updateService(t, "l2-ext", "web", func(svc *corev1.Service) {
+		svc.Labels = map[string]string{"app": "ext"}
+		svc.Spec.ExternalIPs = []string{"192.0.2.254", "192.0.2.150"}
+	})
 
 	inPool := netip.MustParseAddr("192.0.2.150")
 	waitNeighbour(t, cl, inPool, mac(t, n), true)
@@ -584,5 +568,23 @@ func warningEvent(t *testing.T, namespace, name, s string) bool {
 			return false
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// updateService changes a Service as mutate says, on its latest version: the controller and
+// the speakers write its status meanwhile (the Announced condition as soon as it has an
+// address), so an update of an older read can conflict.
+func updateService(t *testing.T, namespace, name string, mutate func(*corev1.Service)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc := &corev1.Service{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil {
+			return err
+		}
+		mutate(svc)
+		return env.Client.Update(context.Background(), svc)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

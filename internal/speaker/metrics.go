@@ -88,18 +88,23 @@ func (c l2Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var (
+	// Labels peer (the peer's address) and bgppeer (the BGPPeer that asks for the session).
 	descSessionUp = prometheus.NewDesc("ferrolb_bgp_session_up",
-		"1 when the BGP session with the peer is Established, else 0.", []string{"peer"}, nil)
+		"1 when the BGP session with the peer is Established, else 0.", []string{"peer", "bgppeer"}, nil)
 	descAdvertised = prometheus.NewDesc("ferrolb_bgp_advertised_prefixes",
-		"Prefixes this node sends the peer.", []string{"peer"}, nil)
+		"Prefixes this node sends the peer.", []string{"peer", "bgppeer"}, nil)
 	descBFDUp = prometheus.NewDesc("ferrolb_bfd_session_up",
-		"1 when the BFD session with the peer is Up, else 0 (peers with a BFD profile only).", []string{"peer"}, nil)
+		"1 when the BFD session with the peer is Up, else 0 (peers with a BFD profile only).", []string{"peer", "bgppeer"}, nil)
 	descBFDDown = prometheus.NewDesc("ferrolb_bfd_session_down_total",
-		"Times the BFD session with the peer went from Up to Down (each took the BGP session down).", []string{"peer"}, nil)
+		"Times the BFD session with the peer went from Up to Down (each took the BGP session down).", []string{"peer", "bgppeer"}, nil)
 )
 
-// bgpCollector reads the BGP speaker's sessions when Prometheus scrapes.
-type bgpCollector struct{ speaker *bgp.Speaker }
+// bgpCollector reads the BGP speaker's sessions when Prometheus scrapes, named by the
+// BGPPeers the last reconcile set them up for.
+type bgpCollector struct {
+	speaker *bgp.Speaker
+	status  *bgpStatus
+}
 
 func (c bgpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessionUp, descAdvertised, descBFDUp, descBFDDown} {
@@ -115,13 +120,14 @@ func (c bgpCollector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	states, _ := c.speaker.PeerStates() // an error leaves the scrape without the sessions; the status loop logs it
+	names := c.status.names()
 	for _, st := range states {
-		peer := st.Address.String()
-		ch <- prometheus.MustNewConstMetric(descSessionUp, prometheus.GaugeValue, b2f(st.Established()), peer)
-		ch <- prometheus.MustNewConstMetric(descAdvertised, prometheus.GaugeValue, float64(st.Advertised), peer)
+		peer := []string{st.Address.String(), names[st.Address]}
+		ch <- prometheus.MustNewConstMetric(descSessionUp, prometheus.GaugeValue, b2f(st.Established()), peer...)
+		ch <- prometheus.MustNewConstMetric(descAdvertised, prometheus.GaugeValue, float64(st.Advertised), peer...)
 		if st.BFD != "" {
-			ch <- prometheus.MustNewConstMetric(descBFDUp, prometheus.GaugeValue, b2f(st.BFD == "Up"), peer)
-			ch <- prometheus.MustNewConstMetric(descBFDDown, prometheus.CounterValue, float64(st.BFDFailures), peer)
+			ch <- prometheus.MustNewConstMetric(descBFDUp, prometheus.GaugeValue, b2f(st.BFD == "Up"), peer...)
+			ch <- prometheus.MustNewConstMetric(descBFDDown, prometheus.CounterValue, float64(st.BFDFailures), peer...)
 		}
 	}
 }

@@ -38,7 +38,7 @@ func planBGP(snap config.Snapshot, problems []config.Problem, cl cluster, in bgp
 	me := in.node
 	plan := bgpPlan{reports: map[string]peerReport{}, problems: configProblems(problems, "IPPool", "BGPAdvertisement", "BFDProfile")}
 	reject := func(obj *v1.BGPPeer, name string, err error) {
-		plan.problems = append(plan.problems, nodeProblem{obj: obj, event: true, reason: "InvalidConfiguration",
+		plan.problems = append(plan.problems, nodeProblem{obj: obj, kind: "BGPPeer", event: true, reason: "InvalidConfiguration",
 			msg: fmt.Sprintf("BGPPeer %s not set up: %v", name, err)})
 		plan.reports[name] = peerReport{why: err.Error()}
 	}
@@ -88,7 +88,7 @@ func planBGP(snap config.Snapshot, problems []config.Problem, cl cluster, in bgp
 	}
 	if !routerID.IsValid() {
 		err := errors.New("no BGP router ID: the node has no IPv4 InternalIP; set spec.routerID on its BGPPeers")
-		plan.problems = append(plan.problems, nodeProblem{obj: me, event: true, reason: "InvalidConfiguration", msg: err.Error()})
+		plan.problems = append(plan.problems, nodeProblem{obj: me, kind: "Node", event: true, reason: "InvalidConfiguration", msg: err.Error()})
 		for name := range byName {
 			plan.reports[name] = peerReport{why: err.Error()}
 		}

@@ -30,6 +30,9 @@ type l2Input struct {
 type l2Plan struct {
 	state    l2State
 	services []l2Service
+	// unmatched are the L2Policies that select this node and none of its interfaces: the
+	// node is eligible for their addresses and cannot answer for them.
+	unmatched []string
 }
 
 // l2Service is one served Service's part of the plan: its addresses under each policy that
@@ -85,6 +88,7 @@ func planL2(snap config.Snapshot, cl cluster, in l2Input) l2Plan {
 	// Each policy's interfaces on this node, up or not (the state file keeps them all: one
 	// may come up while the speaker runs from it).
 	polIfs := make([][]string, len(snap.L2Policies))
+	me := cl.node(in.node)
 	for i, p := range snap.L2Policies {
 		for _, name := range in.interfaces {
 			if p.MatchesInterface(name) {
@@ -93,6 +97,9 @@ func planL2(snap config.Snapshot, cl cluster, in l2Input) l2Plan {
 					plan.state.Interfaces = append(plan.state.Interfaces, name)
 				}
 			}
+		}
+		if len(polIfs[i]) == 0 && me != nil && p.MatchesNode(me.Labels) {
+			plan.unmatched = append(plan.unmatched, p.Name)
 		}
 	}
 	for i := range cl.services {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -347,18 +349,60 @@ func TestReporterOncePerProblem(t *testing.T) {
 	var lines []string
 	r := newReporter(funcLogger(func(msg string) { lines = append(lines, msg) }), nil, "n1")
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "broken"}}
-	bad := nodeProblem{obj: pool, reason: "InvalidConfiguration", msg: "IPPool broken: spec.blocks: a pool needs at least one block: ignored"}
+	bad := nodeProblem{obj: pool, kind: "IPPool", reason: "InvalidConfiguration", msg: "IPPool broken: spec.blocks: a pool needs at least one block: ignored"}
 	r.report("layer2", []nodeProblem{bad})
 	r.report("bgp", []nodeProblem{bad})
 	r.report("layer2", []nodeProblem{bad})
 	if len(lines) != 1 {
 		t.Fatalf("logged %d times while it lasted, want once: %q", len(lines), lines)
 	}
+	if got := problemCounts(t, r)["IPPool"]; got != 1 {
+		t.Errorf("ferrolb_speaker_config_problems{kind=IPPool} = %v while both reconciles have it, want 1", got)
+	}
 	r.report("layer2", nil)
 	r.report("bgp", nil)
+	if got := problemCounts(t, r)["IPPool"]; got != 0 {
+		t.Errorf("ferrolb_speaker_config_problems{kind=IPPool} = %v once fixed, want 0", got)
+	}
 	r.report("layer2", []nodeProblem{bad})
 	if len(lines) != 2 {
 		t.Fatalf("a problem that went away and came back is logged %d times in all, want 2", len(lines))
+	}
+}
+
+// problemCounts reads ferrolb_speaker_config_problems by kind.
+func problemCounts(t *testing.T, r *reporter) map[string]float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, len(configKinds))
+	r.Collect(ch)
+	close(ch)
+	out := map[string]float64{}
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		out[pb.GetLabel()[0].GetValue()] = pb.GetGauge().GetValue()
+	}
+	if len(out) != len(configKinds) {
+		t.Errorf("series for %v, want one per kind of %v", out, configKinds)
+	}
+	return out
+}
+
+// TestPlanL2Unmatched: a policy that selects this node and none of its interfaces is named,
+// so that the node says so (an Event on it); one whose nodeSelector leaves the node out is not.
+func TestPlanL2Unmatched(t *testing.T) {
+	snap := mustSnapshot(t, config.Resources{L2Policies: []v1.L2Policy{
+		{ObjectMeta: metav1.ObjectMeta{Name: "bonds"}, Spec: v1.L2PolicySpec{Interfaces: []string{"bond[0-9]+"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "ens"}, Spec: v1.L2PolicySpec{Interfaces: []string{"en[a-z0-9]+"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}, Spec: v1.L2PolicySpec{Interfaces: []string{"bond[0-9]+"},
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "b"}}}},
+	}})
+	nodes := []corev1.Node{planNode("n1", "10.0.0.1", map[string]string{"rack": "a"})}
+	plan := planL2(snap, cluster{nodes: nodes}, l2Input{node: "n1", class: config.LoadBalancerClass, interfaces: []string{"enp3s0", "veth1a2b"}})
+	if !slices.Equal(plan.unmatched, []string{"bonds"}) {
+		t.Errorf("unmatched policies %v, want [bonds]", plan.unmatched)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/tools/events"
@@ -80,7 +81,8 @@ func list(ctx context.Context, c client.Reader, namespace string) (config.Snapsh
 
 // nodeProblem is a problem a plan found with an object on this node.
 type nodeProblem struct {
-	obj client.Object
+	obj  client.Object
+	kind string // obj's kind, for the metric
 	// event: also an Event on the object. Problems of the whole cluster's configuration (an
 	// invalid IPPool, L2Policy, BGPAdvertisement or BFDProfile) are the controller's to
 	// report, once, in the object's condition and an Event; every node would say the same.
@@ -100,11 +102,11 @@ type reporter struct {
 	node     string
 
 	mu   sync.Mutex
-	seen map[string]map[string]bool // by source (one per reconciler): problems reported
+	seen map[string]map[string]string // by source (one per reconciler): problems reported, and their kind
 }
 
 func newReporter(log logr.Logger, recorder events.EventRecorder, node string) *reporter {
-	return &reporter{log: log, recorder: recorder, node: node, seen: map[string]map[string]bool{}}
+	return &reporter{log: log, recorder: recorder, node: node, seen: map[string]map[string]string{}}
 }
 
 // configProblems are config.For's problems with objects of these kinds, as node problems,
@@ -113,7 +115,7 @@ func configProblems(problems []config.Problem, kinds ...string) []nodeProblem {
 	var out []nodeProblem
 	for _, p := range problems {
 		if slices.Contains(kinds, p.Kind) {
-			out = append(out, nodeProblem{obj: p.Object, reason: "InvalidConfiguration", msg: p.Error() + ": ignored"})
+			out = append(out, nodeProblem{obj: p.Object, kind: p.Kind, reason: "InvalidConfiguration", msg: p.Error() + ": ignored"})
 		}
 	}
 	return out
@@ -124,14 +126,14 @@ func configProblems(problems []config.Problem, kinds ...string) []nodeProblem {
 func (r *reporter) report(source string, problems []nodeProblem) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := make(map[string]bool, len(problems))
+	now := make(map[string]string, len(problems))
 	for _, p := range problems {
 		key := p.reason + "\x00" + p.msg
-		if now[key] {
+		if _, dup := now[key]; dup {
 			continue
 		}
-		now[key] = true
-		if slices.ContainsFunc(slices.Collect(maps.Values(r.seen)), func(seen map[string]bool) bool { return seen[key] }) {
+		now[key] = p.kind
+		if slices.ContainsFunc(slices.Collect(maps.Values(r.seen)), func(seen map[string]string) bool { _, ok := seen[key]; return ok }) {
 			continue
 		}
 		r.log.Info("configuration problem", "reconciler", source, "reason", p.reason, "problem", p.msg)
@@ -140,4 +142,34 @@ func (r *reporter) report(source string, problems []nodeProblem) {
 		}
 	}
 	r.seen[source] = now
+}
+
+var descConfigProblems = prometheus.NewDesc("ferrolb_speaker_config_problems",
+	"Configuration problems this speaker has now, by kind of object: objects it ignores (IPPool, L2Policy, BGPAdvertisement, "+
+		"BFDProfile), BGPPeers it cannot set up, and problems with its Node (no router ID, no interface an L2Policy selects). "+
+		"Should be 0; the log and Events say which and why.",
+	[]string{"kind"}, nil)
+
+// configKinds are the kinds ferrolb_speaker_config_problems always reports, 0 included.
+var configKinds = []string{"IPPool", "L2Policy", "BGPPeer", "BGPAdvertisement", "BFDProfile", "Node"}
+
+func (r *reporter) Describe(ch chan<- *prometheus.Desc) { ch <- descConfigProblems }
+
+// Collect counts the problems every reconcile has now, each once.
+func (r *reporter) Collect(ch chan<- prometheus.Metric) {
+	r.mu.Lock()
+	byKind := map[string]int{}
+	counted := map[string]bool{}
+	for _, seen := range r.seen {
+		for key, kind := range seen {
+			if !counted[key] {
+				counted[key] = true
+				byKind[kind]++
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, k := range configKinds {
+		ch <- prometheus.MustNewConstMetric(descConfigProblems, prometheus.GaugeValue, float64(byKind[k]), k)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -212,7 +213,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := registerCollector(l2Collector{ann: ann, tracker: tracker}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
-	if err := registerCollector(bgpCollector{speaker: bgpSpeaker}); err != nil {
+	status := newBGPStatus(mgr.GetClient(), opts.NodeName, bgpSpeaker)
+	if err := registerCollector(bgpCollector{speaker: bgpSpeaker, status: status}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
 	changes := make(chan event.GenericEvent, 1)
@@ -254,8 +256,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	recorder := eventnote.Recorder(mgr.GetEventRecorder("ferrolb-speaker"))
 	reporter := newReporter(log, recorder, opts.NodeName)
 	announced := newAnnouncements(opts.NodeName, log)
-	if err := registerCollector(announced); err != nil {
-		return fmt.Errorf("register metrics: %w", err)
+	for _, c := range []prometheus.Collector{announced, reporter} {
+		if err := registerCollector(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
 	}
 	r := &l2Reconciler{
 		client:     mgr.GetClient(),
@@ -287,7 +291,6 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("layer2 controller: %w", err)
 	}
-	status := newBGPStatus(mgr.GetClient(), opts.NodeName, bgpSpeaker)
 	if err := mgr.Add(manager.RunnableFunc(status.Run)); err != nil {
 		return err
 	}

@@ -326,7 +326,7 @@ func constString(e ast.Expr, consts map[string]ast.Expr, depth int) (string, boo
 func TestExportedMetrics(t *testing.T) {
 	got := exported(t)
 	for name, want := range map[string][]string{
-		"ferrolb_bgp_session_up":         {"peer"}, // NewDesc, internal/speaker
+		"ferrolb_bgp_session_up":         {"bgppeer", "peer"}, // NewDesc, internal/speaker
 		"ferrolb_datapath_packets_total": {"address", "backend", "port", "protocol", "service"},
 		"ferrolb_speakers_alive":         nil,                                // NewDesc without labels
 		"ferrolb_pool_used_addresses":    {"family", "pool"},                 // NewGaugeVec, internal/controller

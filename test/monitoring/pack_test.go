@@ -242,7 +242,7 @@ func TestPrometheusRule(t *testing.T) {
 		}
 	}
 	// The pack's alerts (issue 19): a rename here is a change for whoever routes them.
-	want := []string{"FerroLBPoolNearlyExhausted", "FerroLBServicesPending", "FerroLBConfigurationInvalid",
+	want := []string{"FerroLBPoolNearlyExhausted", "FerroLBServicesPending", "FerroLBConfigurationInvalid", "FerroLBSpeakerConfigurationProblem",
 		"FerroLBBGPSessionDown", "FerroLBBFDFlapping", "FerroLBSpeakerMissesPeers", "FerroLBSpeakersFewerThanNodes"}
 	if got := slices.Sorted(maps.Keys(alerts)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Errorf("alerts %v, want %v", got, want)
@@ -436,7 +436,7 @@ func TestQueryCheck(t *testing.T) {
 	}{
 		{`max by (pool, family) (ferrolb_pool_used_addresses) / max by (pool, family) (ferrolb_pool_capacity_addresses) > 0.9`, ""},
 		{`max by (pool, family) (ferrolb_pool_addresses{state="used"}) > 0.9`, "FerroLB exports no metric ferrolb_pool_addresses"},
-		{`ferrolb_bgp_session_up{bgppeer="r1"} == 0`, `has no label "bgppeer"`},
+		{`ferrolb_bgp_session_up{bgp_peer="r1"} == 0`, `has no label "bgp_peer"`},
 		{`sum by (node) (ferrolb_speakers_alive)`, `label "node" is on none`},
 		{`ferrolb_speakers_alive < on (node) group_left () count(ferrolb_speakers_alive)`, `label "node" is on none`},
 		{`{job="ferrolb"}`, "without a metric name"},
