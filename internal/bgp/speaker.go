@@ -648,9 +648,21 @@ func normalisePeer(p Peer) (Peer, error) {
 	return p, nil
 }
 
-// carries reports whether the session with p carries pfx's family.
+// carries reports whether the session with p carries pfx's family (p normalised).
 func (p Peer) carries(pfx netip.Prefix) bool {
 	if pfx.Addr().Is4() {
+		return p.IPv4
+	}
+	return p.IPv6
+}
+
+// Carries reports whether the session with p carries addr's family: the families it names,
+// or without any, its address's.
+func (p Peer) Carries(addr netip.Addr) bool {
+	if !p.IPv4 && !p.IPv6 {
+		return addr.Is4() == p.Address.Unmap().Is4()
+	}
+	if addr.Unmap().Is4() {
 		return p.IPv4
 	}
 	return p.IPv6

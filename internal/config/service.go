@@ -23,6 +23,11 @@ const (
 // it with its own when it stops serving a Service.
 const ConditionAnnounced = "ferrolb.io/Announced"
 
+// ConditionAdvertised is the Service condition in which the speakers say which nodes
+// advertise each address over BGP, to which BGPPeers. Like Announced, the controller removes
+// it when it stops serving a Service.
+const ConditionAdvertised = "ferrolb.io/Advertised"
+
 // LoadBalancerClass is the spec.loadBalancerClass FerroLB serves by default (besides none).
 const LoadBalancerClass = "ferrolb.io/ferrolb"
 

@@ -192,6 +192,12 @@ func TestAllocateAndRelease(t *testing.T) {
 	if err := env.Client.Status().Apply(context.Background(), announced, client.FieldOwner("ferrolb-speaker"), client.ForceOwnership); err != nil {
 		t.Fatal(err)
 	}
+	advertised := corev1ac.Service("a", ns).WithStatus(corev1ac.ServiceStatus().WithConditions(
+		metav1ac.Condition().WithType(config.ConditionAdvertised).WithStatus(metav1.ConditionTrue).WithReason("BGP").
+			WithMessage("advertised: 10.10.0.0 by n1 to r1").WithLastTransitionTime(metav1.Now())))
+	if err := env.Client.Status().Apply(context.Background(), advertised, client.FieldOwner("ferrolb-speaker-bgp"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
 	// A Service that stops being a LoadBalancer releases its address and its status.
 	svc = getService(t, ns, "a")
 	svc.Spec.Type = corev1.ServiceTypeClusterIP
@@ -206,7 +212,7 @@ func TestAllocateAndRelease(t *testing.T) {
 	// removes its condition.)
 	waitIngress(t, ns, "a")
 	poll(t, func() string {
-		for _, typ := range []string{controller.ConditionAllocated, config.ConditionAnnounced} {
+		for _, typ := range []string{controller.ConditionAllocated, config.ConditionAnnounced, config.ConditionAdvertised} {
 			if c := meta.FindStatusCondition(getService(t, ns, "a").Status.Conditions, typ); c != nil {
 				return fmt.Sprintf("condition %+v left on a ClusterIP Service", c)
 			}

@@ -238,6 +238,7 @@ func (r *serviceReconciler) clearStatus(ctx context.Context, svc *corev1.Service
 	svc.Status.LoadBalancer.Ingress = nil
 	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionAllocated)
 	meta.RemoveStatusCondition(&svc.Status.Conditions, config.ConditionAnnounced)
+	meta.RemoveStatusCondition(&svc.Status.Conditions, config.ConditionAdvertised)
 	if err := r.client.Status().Update(ctx, svc); err != nil {
 		return fmt.Errorf("clear status of %s/%s: %w", svc.Namespace, svc.Name, err)
 	}

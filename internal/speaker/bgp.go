@@ -9,6 +9,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ferrolb/ferrolb/internal/bgp"
+	"github.com/ferrolb/ferrolb/internal/l2/member"
 )
 
 // PasswordKey is the key of a BGPPeer's Secret that holds the MD5 password.
@@ -28,6 +29,8 @@ type bgpReconciler struct {
 	store     *stateStore
 	reporter  *reporter
 	announced *announcements
+	// tracker's live set picks the one node that writes the Advertised conditions.
+	tracker *member.Tracker
 }
 
 func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -46,7 +49,17 @@ func (r *bgpReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Res
 	r.reporter.report("bgp", plan.problems)
 	r.status.set(plan.reports)
 	r.store.setBGP(plan.state)
-	r.announced.set(protocolBGP, plan.advertised)
+	r.announced.set(protocolBGP, plan.sends.byAddress())
+	// One writer for the cluster, the first live node by name, the same on every node.
+	if alive := r.tracker.Alive(); len(alive) > 0 && alive[0] == r.node {
+		in := bgpInput{node: me, class: r.class, namespace: r.namespace}
+		bgpInUse := len(snap.BGPAdvertisements) > 0 && len(snap.BGPPeers) > 0
+		for _, w := range advertisedConditions(cl, r.class, advertisedSends(snap, problems, cl, in, plan), bgpInUse) {
+			if err := applyAdvertised(ctx, r.client, w.svc, w.cond); err != nil {
+				return ctrl.Result{}, fmt.Errorf("status of %s/%s: %w", w.svc.Namespace, w.svc.Name, err)
+			}
+		}
+	}
 	if err := r.speaker.Apply(bgp.Identity{RouterID: plan.state.RouterID, ASN: plan.state.ASN}, plan.state.Peers, plan.state.Paths); err != nil {
 		// GoBGP refused part of it; what it refused is retried on the next event, and
 		// the error is the log's, not a reason to hammer the API server with requeues.

@@ -20,6 +20,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -307,6 +308,10 @@ func TestBGP(t *testing.T) {
 		`ferrolb_bgp_session_up{bgppeer="router-v4",peer="192.0.2.1"} 1`, `ferrolb_bgp_session_up{bgppeer="router-v6",peer="2001:db8::1"} 1`,
 		`ferrolb_bgp_advertised_prefixes{bgppeer="router-v4",peer="192.0.2.1"} 1`, `ferrolb_bgp_advertised_prefixes{bgppeer="router-v6",peer="2001:db8::1"} 1`,
 		`ferrolb_bfd_session_up{bgppeer="router-v4",peer="192.0.2.1"} 1`)
+	// One node says in the Service's Advertised condition which nodes send each address to
+	// which BGPPeers (router-nosecret cannot be set up: nobody sends to it).
+	waitCondition(t, "bgp", "web", speaker.ConditionAdvertised, metav1.ConditionTrue,
+		"198.51.100.10 by bgp-node-a, bgp-node-b to router-v4", "2001:db8:100::10 by bgp-node-a, bgp-node-b to router-v6")
 	// Each node reports its sessions in the BGPPeers' status.
 	for _, c := range []struct{ peer, bfd string }{{"router-v4", "Up"}, {"router-v6", ""}} {
 		waitPeerStatus(t, c.peer, func(st map[string]v1.BGPSessionStatus) string {
@@ -354,6 +359,8 @@ func TestBGP(t *testing.T) {
 	createLocalService(t, "bgp-local", "web", "bgp-node-a", netip.MustParseAddr("198.51.100.11"), netip.MustParseAddr("2001:db8:100::11"))
 	waitNexthops(t, router, "198.51.100.11/32", v4[0])
 	waitNexthops(t, router, "2001:db8:100::11/128", v6[0])
+	waitCondition(t, "bgp-local", "web", speaker.ConditionAdvertised, metav1.ConditionTrue,
+		"advertised: 198.51.100.11 by bgp-node-a to router-v4; 2001:db8:100::11 by bgp-node-a to router-v6")
 
 	// Node a's speaker crashes. The IPv6 session negotiated graceful restart: the router
 	// keeps a's route, marked stale, until the speaker is back. The IPv4 session runs BFD,
@@ -469,5 +476,26 @@ func createLocalService(t *testing.T, namespace, name, node string, vips ...neti
 	}
 	if err := env.Client.Create(ctx, eps); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitCondition waits for a Service condition of this type and status whose message holds
+// every one of want.
+func waitCondition(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		svc := &corev1.Service{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, svc); err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(svc.Status.Conditions, typ)
+		if c != nil && c.Status == status && !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(c.Message, w) }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s condition = %+v, want %s with %q", typ, c, status, want)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -25,10 +25,10 @@ type bgpInput struct {
 // problems found on the way.
 type bgpPlan struct {
 	state bgpState
-	// advertised are the Services (keys) of each address sent to at least one peer.
-	advertised map[netip.Addr][]string
-	reports    map[string]peerReport
-	problems   []nodeProblem
+	// sends are, per Service (key) and address, the BGPPeers (names) this node sends it to.
+	sends    serviceSends
+	reports  map[string]peerReport
+	problems []nodeProblem
 }
 
 // planBGP works out which sessions this node opens (the BGPPeers that select it and can be
@@ -101,7 +101,7 @@ func planBGP(snap config.Snapshot, problems []config.Problem, cl cluster, in bgp
 	plan.state = bgpState{RouterID: routerID, ASN: asn, Peers: peers}
 	// An excluded node keeps its sessions (routers see it healthy) but sends no paths.
 	if _, excluded := me.Labels[LabelExcludeFromLB]; !excluded {
-		plan.state.Paths, plan.advertised = paths(cl, me, in.class, snap, peers, byName)
+		plan.state.Paths, plan.sends = paths(cl, me, in.class, snap, peers, byName)
 	}
 	return plan
 }
@@ -147,9 +147,18 @@ func (a attrSet) key() string {
 // paths are what this node advertises: every address of every Service it is eligible for
 // (with externalTrafficPolicy Local, only if it has a ready endpoint), under every
 // advertisement that selects the address's pool, the Service and this node, to the peers
-// the advertisement names (all when it names none); and the Services of each address sent.
-func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peers []bgp.Peer, byName map[string]netip.Addr) ([]bgp.Path, map[netip.Addr][]string) {
-	advertised := map[netip.Addr][]string{}
+// the advertisement names (all when it names none); and per Service and address the BGPPeers
+// it goes to.
+func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peers []bgp.Peer, byName map[string]netip.Addr) ([]bgp.Path, serviceSends) {
+	sends := serviceSends{}
+	nameOf := make(map[netip.Addr]string, len(byName))
+	for name, a := range byName {
+		nameOf[a] = name
+	}
+	peerAt := make(map[netip.Addr]bgp.Peer, len(peers))
+	for _, p := range peers {
+		peerAt[p.Address] = p
+	}
 	all := make([]netip.Addr, 0, len(peers))
 	for _, p := range peers {
 		all = append(all, p.Address)
@@ -180,8 +189,11 @@ func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peer
 					}
 				}
 				p := ad.Path(addr)
-				if len(targets) > 0 && !slices.Contains(advertised[addr], config.Key(svc)) {
-					advertised[addr] = append(advertised[addr], config.Key(svc))
+				for _, t := range targets {
+					// The speaker sends a prefix only on sessions of its family.
+					if peerAt[t].Carries(addr) {
+						sends.add(config.Key(svc), addr, nameOf[t])
+					}
 				}
 				for _, t := range targets {
 					if merged[p.Prefix] == nil {
@@ -229,7 +241,7 @@ func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peer
 			out = append(out, *g)
 		}
 	}
-	return out, advertised
+	return out, sends
 }
 
 // nodeIPv4 is the node's first IPv4 InternalIP, the router ID when no BGPPeer sets one.
@@ -240,4 +252,30 @@ func nodeIPv4(n *corev1.Node) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// serviceSends are, per Service (key) and address, the BGPPeers (names) a node sends it to.
+type serviceSends map[string]map[netip.Addr][]string
+
+func (s serviceSends) add(svc string, addr netip.Addr, peer string) {
+	if s[svc] == nil {
+		s[svc] = map[netip.Addr][]string{}
+	}
+	if !slices.Contains(s[svc][addr], peer) {
+		s[svc][addr] = append(s[svc][addr], peer)
+	}
+}
+
+// byAddress are the Services of each address sent (for the metrics).
+func (s serviceSends) byAddress() map[netip.Addr][]string {
+	out := map[netip.Addr][]string{}
+	for svc, addrs := range s {
+		for a := range addrs {
+			out[a] = append(out[a], svc)
+		}
+	}
+	for a := range out {
+		slices.Sort(out[a])
+	}
+	return out
 }

@@ -314,8 +314,8 @@ func TestPlanBGP(t *testing.T) {
 				t.Errorf("%d paths, want %d: %v", len(plan.state.Paths), tt.paths, plan.state.Paths)
 			}
 			// Each path here carries the one address of default/web: the metric's view.
-			if got := plan.advertised[netip.MustParseAddr("192.0.2.10")]; tt.paths > 0 && !slices.Equal(got, []string{"default/web"}) || tt.paths == 0 && len(plan.advertised) > 0 {
-				t.Errorf("advertised %v, want default/web's address only with paths", plan.advertised)
+			if got := plan.sends.byAddress()[netip.MustParseAddr("192.0.2.10")]; tt.paths > 0 && !slices.Equal(got, []string{"default/web"}) || tt.paths == 0 && len(plan.sends) > 0 {
+				t.Errorf("sends %v, want default/web's address only with paths", plan.sends)
 			}
 			got := map[string]string{}
 			for name, r := range plan.reports {
@@ -486,5 +486,51 @@ func TestPlanL2Reasons(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAdvertisedConditions: from every node's plan, which nodes send each address to which
+// BGPPeers, grouped by peers; False when BGP is in use and nobody sends it; nothing without BGP.
+func TestAdvertisedConditions(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")
+	web := planService("web", false, []string{v4.String(), v6.String()})
+	lonely := planService("lonely", false, []string{"192.0.2.11"})
+	sends := map[string]serviceSends{"n1": {}, "n2": {}, "n3": {}}
+	sends["n1"].add("default/web", v4, "tor")
+	sends["n2"].add("default/web", v4, "tor")
+	sends["n3"].add("default/web", v4, "spine")
+	sends["n3"].add("default/web", v4, "tor")
+	sends["n1"].add("default/web", v6, "tor6")
+	cl := cluster{services: []corev1.Service{web, lonely}}
+	writes := advertisedConditions(cl, config.LoadBalancerClass, sends, true)
+	if len(writes) != 2 {
+		t.Fatalf("%d writes, want one per Service", len(writes))
+	}
+	for _, w := range writes {
+		c := w.cond
+		switch w.svc.Name {
+		case "web":
+			want := "advertised: 192.0.2.10 by n1, n2 to tor; 192.0.2.10 by n3 to spine, tor; 2001:db8::10 by n1 to tor6"
+			if c.Status != metav1.ConditionTrue || c.Reason != ReasonBGP || c.Message != want {
+				t.Errorf("web: %s %s %q, want True BGP %q", c.Status, c.Reason, c.Message, want)
+			}
+		case "lonely":
+			if c.Status != metav1.ConditionFalse || c.Reason != ReasonNotAdvertised {
+				t.Errorf("lonely: %s %s %q, want False NotAdvertised", c.Status, c.Reason, c.Message)
+			}
+		}
+	}
+	// Written already: nothing to write.
+	cl.services[0].Status.Conditions = []metav1.Condition{*writes[0].cond}
+	cl.services[1].Status.Conditions = []metav1.Condition{*writes[1].cond}
+	if again := advertisedConditions(cl, config.LoadBalancerClass, sends, true); len(again) != 0 {
+		t.Errorf("unchanged conditions written again: %+v", again[0].cond)
+	}
+	// Without BGP a Service gets no Advertised condition; one that has it is told it is not.
+	if got := advertisedConditions(cluster{services: []corev1.Service{planService("web", false, []string{"192.0.2.10"})}}, config.LoadBalancerClass, nil, false); len(got) != 0 {
+		t.Errorf("without BGP: %+v", got[0].cond)
+	}
+	if got := advertisedConditions(cl, config.LoadBalancerClass, nil, false); len(got) != 1 || got[0].cond.Reason != ReasonNotAdvertised {
+		t.Errorf("BGP gone: %d writes, want web's to say NotAdvertised", len(got))
 	}
 }

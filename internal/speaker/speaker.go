@@ -217,12 +217,16 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := registerCollector(bgpCollector{speaker: bgpSpeaker, status: status}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
-	changes := make(chan event.GenericEvent, 1)
+	// The live set or a link changing recomputes layer 2; the live set also picks the node
+	// that writes the Advertised conditions, so BGP recomputes too.
+	changes, bgpChanges := make(chan event.GenericEvent, 1), make(chan event.GenericEvent, 1)
 	recompute := func() {
 		fb.kick()
-		select {
-		case changes <- event.GenericEvent{Object: &corev1.Node{}}:
-		default: // one pending recompute covers any number of changes
+		for _, ch := range []chan event.GenericEvent{changes, bgpChanges} {
+			select {
+			case ch <- event.GenericEvent{Object: &corev1.Node{}}:
+			default: // one pending recompute covers any number of changes
+			}
 		}
 	}
 	runnables := []manager.RunnableFunc{
@@ -306,7 +310,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Watches(&v1.BFDProfile{}, all).
 		Watches(&v1.IPPool{}, all).
 		Watches(&corev1.Secret{}, all).
+		WatchesRawSource(source.Channel(bgpChanges, all)).
 		Complete(&bgpReconciler{
+			tracker:   tracker,
 			client:    mgr.GetClient(),
 			node:      opts.NodeName,
 			reporter:  reporter,
