@@ -384,6 +384,7 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 			PeerAddress: "127.0.0.2", PeerPort: 1, PeerASN: 64512, LocalASN: 64513,
 			PasswordSecretRef: &v1.SecretReference{Namespace: "kube-system", Name: "rbac-md5"}}},
 		&v1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "rbac"}, Spec: v1.BGPAdvertisementSpec{Pools: []string{"rbac"}}},
+		&v1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "rbac"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rbac-demo"}},
 	)
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "rbac-demo", Name: "web"}, Spec: corev1.ServiceSpec{
@@ -448,6 +449,19 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 		return slices.ContainsFunc(spkRec.snapshot(), func(c call) bool {
 			return c.verb == "patch" && c.group == "events.k8s.io" && c.resource == "events" && c.code < 300
 		})
+	})
+	poll("the controller wrote the Valid condition of the L2Policy, the BGPAdvertisement and the BFDProfile", func() bool {
+		var (
+			l2  v1.L2Policy
+			adv v1.BGPAdvertisement
+			bfd v1.BFDProfile
+		)
+		return env.Client.Get(ctx, client.ObjectKey{Name: "rbac"}, &l2) == nil &&
+			env.Client.Get(ctx, client.ObjectKey{Name: "rbac"}, &adv) == nil &&
+			env.Client.Get(ctx, client.ObjectKey{Name: "rbac"}, &bfd) == nil &&
+			meta.IsStatusConditionTrue(l2.Status.Conditions, controller.ConditionValid) &&
+			meta.IsStatusConditionTrue(adv.Status.Conditions, controller.ConditionValid) &&
+			meta.IsStatusConditionTrue(bfd.Status.Conditions, controller.ConditionValid)
 	})
 	lease := &coordinationv1.Lease{}
 	poll("the controller holds its Lease", func() bool {
