@@ -222,9 +222,10 @@ func (r *policyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	cond := metav1.Condition{Type: ConditionValid, Status: metav1.ConditionTrue, Reason: ReasonValid,
 		Message: "the speakers use it", ObservedGeneration: obj.GetGeneration()}
+	cause := "" // why it is invalid: a change of it, not of its users, is an Event
 	if v.err != nil {
-		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonInvalid
-		cond.Message = "ignored by the speakers: " + v.err.Error()
+		cause = "ignored by the speakers: " + v.err.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonInvalid, cause
 	}
 	if v.about != "" {
 		cond.Message += "; " + v.about
@@ -243,7 +244,7 @@ func (r *policyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("%s %s status: %w", r.kind.name, obj.GetName(), err))
 	}
 	switch {
-	case v.err != nil && (prev == nil || prev.Status != metav1.ConditionFalse || prev.Message != cond.Message):
+	case v.err != nil && (prev == nil || prev.Status != metav1.ConditionFalse || !strings.HasPrefix(prev.Message, cause)):
 		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "InvalidConfiguration", "Validate", "%s",
 			eventNote("", []string{cond.Message}))
 	case v.err == nil && prev != nil && prev.Status == metav1.ConditionFalse:
