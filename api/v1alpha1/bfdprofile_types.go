@@ -61,19 +61,41 @@ type BFDProfileSpec struct {
 	MinimumTTL int32 `json:"minimumTTL,omitempty"`
 }
 
+// BFDProfileStatus is what the controller found of a BFDProfile.
+type BFDProfileStatus struct {
+	// Conditions: Valid, True when the speakers can use the profile (its message names
+	// the BGPPeers that name it, the first 10 by name), False when they cannot (its
+	// message names the field at fault and says why; the BGPPeers that name it then open
+	// no session).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Peers is how many BGPPeers name the profile in spec.bfdProfile.
+	// +optional
+	Peers *int32 `json:"peers,omitempty"`
+}
+
 // BFDProfile is a set of BFD timers that BGPPeers refer to by name.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=bfdprofile,categories=ferrolb
 // +kubebuilder:printcolumn:name="Rx",type=integer,JSONPath=`.spec.receiveInterval`
 // +kubebuilder:printcolumn:name="Tx",type=integer,JSONPath=`.spec.transmitInterval`
 // +kubebuilder:printcolumn:name="Multiplier",type=integer,JSONPath=`.spec.detectMultiplier`
+// +kubebuilder:printcolumn:name="Valid",type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`
+// +kubebuilder:printcolumn:name="Peers",type=integer,JSONPath=`.status.peers`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BFDProfile struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec BFDProfileSpec `json:"spec,omitempty"`
+	// +optional
+	Status BFDProfileStatus `json:"status,omitempty"`
 }
 
 // BFDProfileList is a list of BFDProfiles.

@@ -49,13 +49,20 @@ type L2PolicySpec struct {
 
 // PolicyStatus is what the controller found of an L2Policy or a BGPAdvertisement.
 type PolicyStatus struct {
-	// Conditions: Valid, True when the speakers use the policy, False when they ignore it
-	// all (its message names the field at fault and says why).
+	// Conditions: Valid, True when the speakers use the policy (its message names the
+	// nodes it selects, the first 10 by name), False when they ignore it all (its message
+	// names the field at fault and says why).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Nodes is how many nodes the policy's nodeSelector selects, less those labelled
+	// node.kubernetes.io/exclude-from-external-load-balancers: the nodes whose speakers
+	// announce under it. Unset while the policy is invalid.
+	// +optional
+	Nodes *int32 `json:"nodes,omitempty"`
 }
 
 // L2Policy announces Service addresses by answering ARP (IPv4) and NDP (IPv6): for each
@@ -65,6 +72,7 @@ type PolicyStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=l2policy;flbl2,categories=ferrolb
 // +kubebuilder:printcolumn:name="Valid",type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`
+// +kubebuilder:printcolumn:name="Nodes",type=integer,JSONPath=`.status.nodes`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type L2Policy struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -21,7 +21,8 @@ func newControllerCommand() *cobra.Command {
 		Long: `The controller watches Services of type LoadBalancer and IPPools, gives each Service
 addresses from the pools that match it, and writes them to status.loadBalancer.ingress.
 Refusals are reported as Events on the Service. Several replicas may run: a Lease picks
-the one that works.`,
+the one that works. The one that works also creates the speakers' heartbeat key Secret
+(--member-secret) when it does not exist.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := kf.restConfig()
@@ -40,6 +41,10 @@ the one that works.`,
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "take turns with other replicas through a Lease")
 	f.StringVar(&opts.LeaseNamespace, "lease-namespace", envOr("POD_NAMESPACE", "ferrolb-system"),
 		"namespace of the leader-election Lease (default: $POD_NAMESPACE)")
+	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "ferrolb-system"),
+		"the controller's namespace, where it makes the heartbeat Secret (default: $POD_NAMESPACE, else ferrolb-system)")
+	f.StringVar(&opts.MemberSecret, "member-secret", "ferrolb-memberlist",
+		`the Secret with the key the speakers sign heartbeats with (key "key"): created in --namespace with a random key when absent, never changed when present; "" makes none`)
 	f.StringVar(&opts.LoadBalancerClass, "load-balancer-class", config.LoadBalancerClass,
 		"serve Services with this spec.loadBalancerClass, and those with none")
 	// API Priority and Fairness protects the API server; the client-side limit only has to keep

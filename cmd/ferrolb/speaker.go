@@ -78,7 +78,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 
 // readMemberKey reads the heartbeat key from path, without surrounding whitespace (a
 // Secret written with echo ends in a newline). No path means unsigned heartbeats. A path
-// with no file there (the DaemonSet mounts the Secret as optional) fails closed: unsigned
+// with no file there (a Secret without the key "key", or mounted as optional) fails closed: unsigned
 // heartbeats let anyone on the node network keep a dead node alive, so they are no silent
 // fallback; acceptUnsigned (--member-accept-unsigned) allows them, and the log says so.
 func readMemberKey(path string, acceptUnsigned bool) ([]byte, error) {
@@ -88,7 +88,8 @@ func readMemberKey(path string, acceptUnsigned bool) ([]byte, error) {
 	b, err := os.ReadFile(path) //nolint:gosec // the operator's own flag
 	if errors.Is(err, fs.ErrNotExist) {
 		if !acceptUnsigned {
-			return nil, fmt.Errorf("--member-key-file %s: no such file; create the Secret ferrolb-memberlist "+
+			return nil, fmt.Errorf("--member-key-file %s: no such file: the Secret ferrolb-memberlist (made by the chart, or by "+
+				"the controller when absent) is missing or has no key \"key\"; create it "+
 				"(kubectl -n ferrolb-system create secret generic ferrolb-memberlist --from-literal=key=\"$(openssl rand -base64 32)\") "+
 				"or pass --member-accept-unsigned to run with unsigned heartbeats", path)
 		}

@@ -19,7 +19,7 @@ func TestReadMemberKey(t *testing.T) {
 	if k, err := readMemberKey("", false); k != nil || err != nil {
 		t.Errorf("no flag: %q, %v; want no key", k, err)
 	}
-	// The optional Secret is not there: fail closed, saying how to fix it, unless unsigned
+	// The Secret or its key is not there: fail closed, saying how to fix it, unless unsigned
 	// heartbeats are allowed.
 	if k, err := readMemberKey(filepath.Join(dir, "absent"), false); k != nil || err == nil ||
 		!strings.Contains(err.Error(), "ferrolb-memberlist") || !strings.Contains(err.Error(), "--member-accept-unsigned") {

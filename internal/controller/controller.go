@@ -43,6 +43,12 @@ type Options struct {
 	LeaderElection bool
 	// LeaseNamespace holds the Lease.
 	LeaseNamespace string
+	// Namespace is the controller's own namespace, where it makes MemberSecret.
+	Namespace string
+	// MemberSecret names the Secret holding the key the speakers sign heartbeats with (key
+	// "key"): when it does not exist in Namespace, the leader creates it with a random key.
+	// One that exists is never changed. Empty: none is made.
+	MemberSecret string
 	// LoadBalancerClass is the spec.loadBalancerClass served besides none; default
 	// ferrolb.io/ferrolb.
 	LoadBalancerClass string
@@ -108,6 +114,16 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if err := setupPolicyStatus(mgr, invalid); err != nil {
 		return err
+	}
+	if opts.MemberSecret != "" {
+		if opts.Namespace == "" {
+			return fmt.Errorf("the heartbeat Secret %s needs the controller's namespace", opts.MemberSecret)
+		}
+		err := mgr.Add(&memberSecret{reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
+			namespace: opts.Namespace, name: opts.MemberSecret, retry: time.Second})
+		if err != nil {
+			return err
+		}
 	}
 	return mgr.Start(ctx)
 }

@@ -88,7 +88,7 @@ func (m *ipamMetrics) poolDeleted(name string) {
 
 var descInvalid = prometheus.NewDesc("ferrolb_config_invalid_objects",
 	"Objects of a kind that FerroLB cannot use as they are: IPPools whose Ready condition is False for reason Invalid, "+
-		"L2Policies and BGPAdvertisements whose Valid condition is False (the speakers ignore them). Counted by the replica that leads; 0 on the others.",
+		"L2Policies, BGPAdvertisements and BFDProfiles whose Valid condition is False (the speakers ignore them). Counted by the replica that leads; 0 on the others.",
 	[]string{"kind"}, nil)
 
 // invalidObjects is the collector of ferrolb_config_invalid_objects: the names of the objects

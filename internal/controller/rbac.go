@@ -3,7 +3,8 @@ package controller
 // The controller's permissions; `make generate` turns these markers into
 // config/rbac/controller/role.yaml: a ClusterRole for what it does across the cluster, and a
 // Role in ferrolb-system (the namespace the manifests run it in and --lease-namespace's
-// default) for its Lease and the Events leader election records about that Lease. Each verb
+// default) for its Lease, the Events leader election records about that Lease, and the
+// heartbeat Secret. Each verb
 // is one the code uses; test/rbac runs the controller against these roles and fails on a
 // request they refuse and on a verb nothing uses.
 //
@@ -28,6 +29,16 @@ package controller
 //
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=ferrolb-system,resources=leases,verbs=get;create;update
 // +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=events,verbs=create
+//
+// The heartbeat Secret (memberkey.go): the leader gets it by name and creates it when it is
+// absent; no list or watch, so the controller reads no other Secret (the speakers' BGP MD5
+// passwords live in the same namespace). Create cannot be limited to a name (the API server
+// authorizes a create before the object's name is settled), so it is granted on Secrets in
+// ferrolb-system; get only on ferrolb-memberlist (the chart puts its
+// speaker.memberlist.secretName there).
+//
+// +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=secrets,verbs=create
+// +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=secrets,resourceNames=ferrolb-memberlist,verbs=get
 //
 // Authenticated metrics serving (--metrics-secure; internal/metricsserving) reviews the
 // scraper's bearer token (TokenReview) and its right to GET /metrics (SubjectAccessReview).

@@ -47,6 +47,8 @@ const (
 	namespace    = "ferrolb-system"
 	controllerSA = "ferrolb-controller"
 	speakerSA    = "ferrolb-speaker"
+	// memberSecret holds the speakers' heartbeat key; the controller creates it when absent.
+	memberSecret = "ferrolb-memberlist"
 )
 
 var env *kubetest.Env
@@ -328,9 +330,9 @@ func (g grant) uses(c call) bool {
 // TestRolesSufficientAndMinimal runs the controller (leader-elected, with --compat) and a
 // speaker (layer 2 and BGP with an MD5 Secret) as their ServiceAccounts, bound only to the
 // roles in deploy/ferrolb.yaml, through the usual flows: a pool, a Service given an address
-// and announced, pool and BGPPeer status, Events, the Lease taken and given back. The API
-// server must refuse none of their requests, and each verb the roles grant must have been
-// used (or be listed in unexercised with its reason).
+// and announced, pool, BGPPeer and policy status, Events, the heartbeat Secret created, the
+// Lease taken and given back. The API server must refuse none of their requests, and each
+// verb the roles grant must have been used (or be listed in unexercised with its reason).
 func TestRolesSufficientAndMinimal(t *testing.T) {
 	grants := setup(t)
 	ctx := context.Background()
@@ -384,6 +386,7 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 			PeerAddress: "127.0.0.2", PeerPort: 1, PeerASN: 64512, LocalASN: 64513,
 			PasswordSecretRef: &v1.SecretReference{Namespace: "kube-system", Name: "rbac-md5"}}},
 		&v1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "rbac"}, Spec: v1.BGPAdvertisementSpec{Pools: []string{"rbac"}}},
+		&v1.BFDProfile{ObjectMeta: metav1.ObjectMeta{Name: "rbac"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rbac-demo"}},
 	)
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "rbac-demo", Name: "web"}, Spec: corev1.ServiceSpec{
@@ -394,7 +397,8 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 
 	stopController := testrun.Background(t, "controller", func(ctx context.Context) error {
 		return controller.Run(ctx, ctrlRec.config(), controller.Options{MetricsAddr: "0", HealthAddr: "0",
-			LeaderElection: true, LeaseNamespace: namespace, Compat: controller.CompatSystems(), Restartable: true})
+			LeaderElection: true, LeaseNamespace: namespace, Compat: controller.CompatSystems(), Restartable: true,
+			Namespace: namespace, MemberSecret: memberSecret})
 	})
 	stopSpeaker := testrun.Background(t, "speaker", func(ctx context.Context) error {
 		return speaker.Run(ctx, spkRec.config(), speaker.Options{NodeName: node.Name, MetricsAddr: "0", HealthAddr: "0",
@@ -449,6 +453,24 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 			return c.verb == "patch" && c.group == "events.k8s.io" && c.resource == "events" && c.code < 300
 		})
 	})
+	poll("the controller wrote the Valid condition of the L2Policy, the BGPAdvertisement and the BFDProfile", func() bool {
+		var (
+			l2  v1.L2Policy
+			adv v1.BGPAdvertisement
+			bfd v1.BFDProfile
+		)
+		return env.Client.Get(ctx, client.ObjectKey{Name: "rbac"}, &l2) == nil &&
+			env.Client.Get(ctx, client.ObjectKey{Name: "rbac"}, &adv) == nil &&
+			env.Client.Get(ctx, client.ObjectKey{Name: "rbac"}, &bfd) == nil &&
+			meta.IsStatusConditionTrue(l2.Status.Conditions, controller.ConditionValid) &&
+			meta.IsStatusConditionTrue(adv.Status.Conditions, controller.ConditionValid) &&
+			meta.IsStatusConditionTrue(bfd.Status.Conditions, controller.ConditionValid)
+	})
+	poll("the controller created the heartbeat Secret (read by name, absent, then created)", func() bool {
+		var sec corev1.Secret
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: memberSecret}, &sec) == nil &&
+			len(sec.Data[controller.MemberKey]) == 44
+	})
 	lease := &coordinationv1.Lease{}
 	poll("the controller holds its Lease", func() bool {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "ferrolb-controller"}, lease)
@@ -500,7 +522,8 @@ func summary(calls []call) string {
 
 // TestServiceAccountAccess asks the API server what the ServiceAccounts may do where it
 // matters most: the speaker reads Secrets in its own namespace only, and neither Endpoints
-// nor Namespaces; the controller touches Leases in its own namespace only (not
+// nor Namespaces; the controller reads the heartbeat Secret alone, by name, and may create
+// Secrets in its own namespace only; the controller touches Leases in its own namespace only (not
 // kube-node-lease, where kubelets renew theirs); neither may rewrite a Service, only its
 // status, the speaker by patch alone.
 func TestServiceAccountAccess(t *testing.T) {
@@ -538,11 +561,26 @@ func TestServiceAccountAccess(t *testing.T) {
 		{controllerSA, attrs{Verb: "update", Resource: "services", Namespace: "default"}, false},
 		{controllerSA, attrs{Verb: "patch", Resource: "services", Namespace: "default"}, false},
 		{controllerSA, attrs{Verb: "get", Resource: "secrets", Namespace: namespace}, false},
+		// The heartbeat Secret: read by name and created, nothing else; no other Secret read.
+		{controllerSA, attrs{Verb: "get", Resource: "secrets", Namespace: namespace, Name: memberSecret}, true},
+		{controllerSA, attrs{Verb: "create", Resource: "secrets", Namespace: namespace}, true},
+		{controllerSA, attrs{Verb: "get", Resource: "secrets", Namespace: namespace, Name: "rbac-md5"}, false},
+		{controllerSA, attrs{Verb: "list", Resource: "secrets", Namespace: namespace}, false},
+		{controllerSA, attrs{Verb: "watch", Resource: "secrets", Namespace: namespace}, false},
+		{controllerSA, attrs{Verb: "update", Resource: "secrets", Namespace: namespace, Name: memberSecret}, false},
+		{controllerSA, attrs{Verb: "patch", Resource: "secrets", Namespace: namespace, Name: memberSecret}, false},
+		{controllerSA, attrs{Verb: "delete", Resource: "secrets", Namespace: namespace, Name: memberSecret}, false},
+		{controllerSA, attrs{Verb: "get", Resource: "secrets", Namespace: "kube-system", Name: memberSecret}, false},
+		{controllerSA, attrs{Verb: "create", Resource: "secrets", Namespace: "kube-system"}, false},
+		{controllerSA, attrs{Verb: "list", Resource: "secrets"}, false},
 	} {
 		a := tt.attr
 		name := fmt.Sprintf("%s %s %s", tt.sa, a.Verb, groupResource(a.Group, a.Resource))
 		if a.Subresource != "" {
 			name += "/" + a.Subresource
+		}
+		if a.Name != "" {
+			name += " " + a.Name
 		}
 		if a.Namespace != "" {
 			name += " in " + a.Namespace
