@@ -289,9 +289,11 @@ func (p BGPPeer) MatchesNode(l map[string]string) bool {
 	return p.NodeSelector == nil || p.NodeSelector.Matches(labels.Set(l))
 }
 
-// MatchesService reports whether the advertisement covers a Service with these labels.
-func (a BGPAdvertisement) MatchesService(l map[string]string) bool {
-	return a.ServiceSelector == nil || a.ServiceSelector.Matches(labels.Set(l))
+// MatchesService reports whether the advertisement covers a Service. The pseudo-labels
+// io.kubernetes.service.namespace and io.kubernetes.service.name match its namespace and
+// name, as in an IPPool's and an L2Policy's serviceSelector (Cilium's BGP examples use them).
+func (a BGPAdvertisement) MatchesService(namespace, name string, svcLabels map[string]string) bool {
+	return a.ServiceSelector == nil || a.ServiceSelector.Matches(serviceLabels{namespace: namespace, name: name, labels: svcLabels})
 }
 
 // MatchesNode reports whether a node with these labels advertises under it.

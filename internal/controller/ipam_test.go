@@ -575,3 +575,30 @@ func TestPoolDeletedKeepsAddress(t *testing.T) {
 	waitIngress(t, ns, "a", "10.19.0.0")
 	waitCondition(t, ns, "a", func(c *metav1.Condition) bool { return c.Message == "10.19.0.0 from pool orphan-pool-2" })
 }
+
+// TestDisabledPoolBlocksNothing: Cilium's seed keeps a disabled "informational" pool beside
+// the live one over the same addresses. The live pool keeps handing them out, and both pools'
+// Conflict conditions say how they relate.
+func TestDisabledPoolBlocksNothing(t *testing.T) {
+	ns := newNamespace(t, "disabled")
+	startController(t)
+	createPool(t, "disabled-live", v1.IPPoolSpec{Blocks: blocks("10.61.0.0/30"), Namespaces: onlyNamespace(ns)})
+	createPool(t, "disabled-info", v1.IPPoolSpec{Blocks: blocks("10.61.0.0/29"), Disabled: true, Namespaces: onlyNamespace(ns)})
+	createService(t, ns, "a", nil)
+	waitIngress(t, ns, "a", "10.61.0.0")
+	for name, want := range map[string]string{
+		"disabled-live": "overlaps only disabled pool disabled-info, which does not block it",
+		"disabled-info": "overlaps enabled pool disabled-live, which owns the overlapping addresses",
+	} {
+		st := waitPool(t, name, func(st v1.IPPoolStatus) bool {
+			c := meta.FindStatusCondition(st.Conditions, controller.ConditionConflict)
+			return c != nil && strings.Contains(c.Message, want)
+		})
+		if meta.IsStatusConditionTrue(st.Conditions, controller.ConditionConflict) {
+			t.Errorf("%s: Conflict is True: %+v; a disabled pool blocks nothing", name, st.Conditions)
+		}
+	}
+	if st := waitPool(t, "disabled-live", func(st v1.IPPoolStatus) bool { return st.IPv4 != nil && st.IPv4.Used == 1 }); st.IPv4.Total != "4" {
+		t.Errorf("the live pool can hand out %s addresses, want all 4", st.IPv4.Total)
+	}
+}

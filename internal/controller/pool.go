@@ -84,6 +84,23 @@ func (r *poolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		conflict.Message = fmt.Sprintf("overlaps pool %s: the overlapping addresses are handed out by neither",
 			strings.Join(st.Conflicts, ", "))
 	}
+	// A disabled pool blocks no enabled one (Cilium's users keep an informational disabled
+	// pool beside the live one): the enabled pool owns what they share.
+	switch yields := strings.Join(st.Yields, ", "); {
+	case yields == "":
+	case pool.Spec.Disabled:
+		conflict.Reason = "YieldsToEnabled"
+		conflict.Message = fmt.Sprintf("overlaps enabled pool %s, which owns the overlapping addresses: a disabled pool blocks no other", yields)
+		if len(st.Conflicts) > 0 {
+			conflict.Reason = "Overlap"
+			conflict.Message = fmt.Sprintf("overlaps disabled pool %s (the overlapping addresses are neither's) and enabled pool %s, which owns what it shares with this one",
+				strings.Join(st.Conflicts, ", "), yields)
+		}
+	case len(st.Conflicts) > 0:
+		conflict.Message += fmt.Sprintf("; it also overlaps disabled pool %s, which does not block it", yields)
+	default:
+		conflict.Message = fmt.Sprintf("overlaps only disabled pool %s, which does not block it", yields)
+	}
 	meta.SetStatusCondition(&status.Conditions, conflict)
 	status.IPv4 = count(st, ipam.IPv4)
 	status.IPv6 = count(st, ipam.IPv6)

@@ -38,8 +38,12 @@ type PoolStatus struct {
 	// Err says why the pool is invalid and hands out nothing.
 	Err error
 	// Conflicts names the pools this one overlaps; the overlapping addresses are handed out by
-	// neither.
+	// neither. A disabled pool conflicts with no enabled one (see Yields).
 	Conflicts []string
+	// Yields: of a disabled pool, the enabled pools it overlaps, which own the overlapping
+	// addresses (a disabled pool blocks nothing: Cilium's users keep an "informational"
+	// disabled pool beside the live one); of an enabled pool, the disabled pools it overlaps.
+	Yields []string
 	// Total is the number of addresses the pool can hand out, per family (after leaving out
 	// conflicts and, with AvoidBuggyIPs, .0 and .255); Used the number held by Services.
 	Total map[Family]*big.Int
@@ -51,6 +55,7 @@ type pool struct {
 	Pool
 	err       error
 	conflicts []string
+	yields    []string
 	usable    map[Family][]Range // own ranges minus conflicts, sorted, disjoint
 	spaces    map[Family]*space
 	used      map[Family]int
@@ -151,10 +156,23 @@ func (a *Allocator) buildFamily(fam Family, pools []*pool) {
 	slices.SortFunc(all, func(x, y owned) int { return x.From.Compare(y.From) })
 
 	// Pairwise overlaps between ranges of different pools (a pool's own ranges are merged).
-	var conflicts []indexEntry
+	// An enabled pool and a disabled one do not conflict: the enabled one owns the overlap.
+	var conflicts, disabledConflicts, enabled []indexEntry
 	for i := range all {
+		if !all[i].pool.Disabled {
+			enabled = append(enabled, indexEntry{Range: all[i].Range})
+		}
 		for j := i + 1; j < len(all) && all[j].From.Compare(all[i].To) <= 0; j++ {
 			if all[i].pool == all[j].pool {
+				continue
+			}
+			if all[i].pool.Disabled != all[j].pool.Disabled {
+				if !slices.Contains(all[i].pool.yields, all[j].pool.Name) {
+					all[i].pool.yields = append(all[i].pool.yields, all[j].pool.Name)
+				}
+				if !slices.Contains(all[j].pool.yields, all[i].pool.Name) {
+					all[j].pool.yields = append(all[j].pool.yields, all[i].pool.Name)
+				}
 				continue
 			}
 			to := all[i].To
@@ -162,14 +180,28 @@ func (a *Allocator) buildFamily(fam Family, pools []*pool) {
 				to = all[j].To
 			}
 			names := []string{all[i].pool.Name, all[j].pool.Name}
-			conflicts = append(conflicts, indexEntry{Range: Range{all[j].From, to}, conflicts: names})
+			c := indexEntry{Range: Range{all[j].From, to}, conflicts: names}
+			if all[i].pool.Disabled {
+				disabledConflicts = append(disabledConflicts, c)
+			} else {
+				conflicts = append(conflicts, c)
+			}
 			all[i].pool.conflicts = append(all[i].pool.conflicts, all[j].pool.Name)
 			all[j].pool.conflicts = append(all[j].pool.conflicts, all[i].pool.Name)
 		}
 	}
 	conflicts = mergeConflicts(conflicts)
+	// Where disabled pools conflict and an enabled pool holds the addresses, they are the
+	// enabled pool's: the index keeps one entry per address.
+	enabledRanges := mergeHoles(enabled)
+	var shadowed []indexEntry
+	for _, c := range mergeConflicts(disabledConflicts) {
+		for _, r := range subtract([]Range{c.Range}, enabledRanges) {
+			shadowed = append(shadowed, indexEntry{Range: r, conflicts: c.conflicts})
+		}
+	}
 
-	index := slices.Clone(conflicts)
+	index := append(slices.Clone(conflicts), shadowed...)
 	for _, p := range pools {
 		var own []Range
 		for _, o := range all {
@@ -178,6 +210,11 @@ func (a *Allocator) buildFamily(fam Family, pools []*pool) {
 			}
 		}
 		usable := subtract(own, conflicts)
+		if p.Disabled {
+			// What an enabled pool owns is not this pool's, also for telling whose a held
+			// address is; where disabled pools overlap, neither's.
+			usable = subtract(subtract(own, enabledRanges), mergeHoles(disabledConflicts))
+		}
 		if len(usable) > 0 {
 			p.usable[fam] = usable
 		}
@@ -297,7 +334,7 @@ func (a *Allocator) Pool(name string) (PoolStatus, bool) {
 }
 
 func (a *Allocator) poolStatus(p *pool) PoolStatus {
-	st := PoolStatus{Name: p.Name, Err: p.err, Conflicts: slices.Clone(p.conflicts),
+	st := PoolStatus{Name: p.Name, Err: p.err, Conflicts: slices.Clone(p.conflicts), Yields: slices.Clone(p.yields),
 		Total: map[Family]*big.Int{}, Used: map[Family]int{}}
 	for _, fam := range []Family{IPv4, IPv6} {
 		total := new(big.Int)
@@ -311,4 +348,17 @@ func (a *Allocator) poolStatus(p *pool) PoolStatus {
 		}
 	}
 	return st
+}
+
+// mergeHoles sorts ranges by start and merges those that overlap or touch, as subtract needs.
+func mergeHoles(es []indexEntry) []indexEntry {
+	rs := make([]Range, 0, len(es))
+	for _, e := range es {
+		rs = append(rs, e.Range)
+	}
+	var out []indexEntry
+	for _, r := range mergeRanges(rs) {
+		out = append(out, indexEntry{Range: r})
+	}
+	return out
 }

@@ -81,7 +81,7 @@ type model struct {
 	valids    []ipam.Pool               // valid pools by priority, then name
 	owners    map[netip.Addr]*ipam.Pool // the one valid pool that hands out an address
 	usables   map[string][]netip.Addr   // pool/family -> what it may hand out, ascending
-	conflicts map[string][]string       // pool -> the valid pools it overlaps
+	conflicts map[string][]string       // pool -> the valid pools it overlaps, both enabled or both disabled
 }
 
 func (m *model) setPools(ps []ipam.Pool) {
@@ -101,16 +101,23 @@ func (m *model) setPools(ps []ipam.Pool) {
 	m.owners = map[netip.Addr]*ipam.Pool{}
 	for _, u := range [][]netip.Addr{v4Universe, v6Universe} {
 		for _, addr := range u {
-			var owner *ipam.Pool
-			n := 0
-			for i := range m.valids {
-				if inPool(m.valids[i], addr) {
-					owner = &m.valids[i]
-					n++
+			// The one enabled pool that holds it; with none, the one disabled pool (a
+			// disabled pool yields to enabled ones and conflicts only with disabled ones).
+			for _, disabled := range []bool{false, true} {
+				var owner *ipam.Pool
+				n := 0
+				for i := range m.valids {
+					if inPool(m.valids[i], addr) && m.valids[i].Disabled == disabled {
+						owner = &m.valids[i]
+						n++
+					}
 				}
-			}
-			if n == 1 {
-				m.owners[addr] = owner
+				if n == 1 {
+					m.owners[addr] = owner
+				}
+				if n > 0 {
+					break
+				}
 			}
 		}
 	}
@@ -125,7 +132,7 @@ func (m *model) setPools(ps []ipam.Pool) {
 			}
 		}
 		for _, q := range m.valids {
-			if q.Name != p.Name && overlaps(p, q) {
+			if q.Name != p.Name && p.Disabled == q.Disabled && overlaps(p, q) {
 				m.conflicts[p.Name] = append(m.conflicts[p.Name], q.Name)
 			}
 		}

@@ -123,6 +123,15 @@ func TestBGPPaths(t *testing.T) {
 			want: []string{"203.0.113.10/32 -> [192.0.2.1 192.0.2.254] []"},
 		},
 		{
+			name: "the pseudo-labels select a Service by namespace and name (Cilium's BGP examples)",
+			svcs: []corev1.Service{svc("web", nil, false, "203.0.113.10"), svc("db", nil, false, "203.0.113.11")},
+			ads: []config.BGPAdvertisement{ad("by-name", func(s *v1.BGPAdvertisementSpec) {
+				s.ServiceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{
+					config.LabelServiceNamespace: "default", config.LabelServiceName: "web"}}
+			})},
+			want: []string{"203.0.113.10/32 -> [192.0.2.1 192.0.2.254] []"},
+		},
+		{
 			name: "Local: only with a ready endpoint on this node",
 			svcs: []corev1.Service{svc("here", nil, true, "203.0.113.10"), svc("elsewhere", nil, true, "203.0.113.11"), svc("none", nil, true, "203.0.113.12")},
 			eps:  []discoveryv1.EndpointSlice{endpointOn("here", "n1"), endpointOn("elsewhere", "n2")},

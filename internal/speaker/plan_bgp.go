@@ -176,7 +176,7 @@ func paths(cl cluster, me *corev1.Node, class string, snap config.Snapshot, peer
 		for _, addr := range config.Ingress(svc) {
 			pool := snap.PoolOf(addr)
 			for _, ad := range snap.BGPAdvertisements {
-				if (len(ad.Pools) > 0 && !slices.Contains(ad.Pools, pool)) || !ad.MatchesService(svc.Labels) || !ad.MatchesNode(me.Labels) {
+				if (len(ad.Pools) > 0 && !slices.Contains(ad.Pools, pool)) || !ad.MatchesService(svc.Namespace, svc.Name, svc.Labels) || !ad.MatchesNode(me.Labels) {
 					continue
 				}
 				targets := all

@@ -279,6 +279,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		fallback:   fb,
 		store:      store,
 	}
+	// FerroLB's objects carry status the controller and the speakers write (counts,
+	// conditions, sessions): only a change of spec is worth a recompute on every node.
+	specOnly := builder.WithPredicates(predicate.GenerationChangedPredicate{})
 	// Every event maps to one key: the reconcile is a full recomputation.
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "layer2"}}}
@@ -288,8 +291,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Watches(&corev1.Service{}, all).
 		Watches(&corev1.Node{}, all).
 		Watches(&discoveryv1.EndpointSlice{}, all).
-		Watches(&v1.L2Policy{}, all).
-		Watches(&v1.IPPool{}, all).
+		Watches(&v1.L2Policy{}, all, specOnly).
+		Watches(&v1.IPPool{}, all, specOnly).
 		WatchesRawSource(source.Channel(changes, all)).
 		Complete(r)
 	if err != nil {
@@ -305,10 +308,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Watches(&corev1.Service{}, all).
 		Watches(&corev1.Node{}, all).
 		Watches(&discoveryv1.EndpointSlice{}, all).
-		Watches(&v1.BGPPeer{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1.BGPAdvertisement{}, all).
-		Watches(&v1.BFDProfile{}, all).
-		Watches(&v1.IPPool{}, all).
+		Watches(&v1.BGPPeer{}, all, specOnly).
+		Watches(&v1.BGPAdvertisement{}, all, specOnly).
+		Watches(&v1.BFDProfile{}, all, specOnly).
+		Watches(&v1.IPPool{}, all, specOnly).
 		Watches(&corev1.Secret{}, all).
 		WatchesRawSource(source.Channel(bgpChanges, all)).
 		Complete(&bgpReconciler{
