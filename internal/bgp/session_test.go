@@ -1,0 +1,160 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	labfrr "github.com/ferrolb/ferrolb/internal/lab/frr"
+	"github.com/ferrolb/ferrolb/internal/lab/netns"
+)
+
+// Session-level tests of the Peer fields a BGPPeer sets besides address and AS: Port
+// (spec.peerPort), Source (spec.sourceAddress), EBGPMultihop (spec.ebgpMultihop) and
+// ConnectRetry (spec.connectTime). Each lab is built so that the field decides: without
+// it the speaker's connection attempts, counted by nft where they arrive, get nowhere;
+// with it the session establishes and the route arrives.
+
+// frrConfFor is a bgpd configuration with a single eBGP neighbour, the node at neighbor,
+// plus extra lines for it.
+func frrConfFor(routerID, neighbor string, extra ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "frr defaults traditional\nhostname router\nlog stdout\n!\n")
+	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n", routerASN, routerID)
+	fmt.Fprintf(&b, " neighbor %s remote-as %d\n", neighbor, nodeASN)
+	for _, l := range extra {
+		fmt.Fprintf(&b, " neighbor %s %s\n", neighbor, l)
+	}
+	fmt.Fprintf(&b, " address-family ipv4 unicast\n  neighbor %s activate\n exit-address-family\n", neighbor)
+	return b.String()
+}
+
+var (
+	counterSeq atomic.Int64
+	packetsRe  = regexp.MustCompile(`packets (\d+)`)
+)
+
+// synCounter counts the TCP connection attempts (SYN without ACK) matching match (an nft
+// expression) as they arrive in ns, before routing: those ns forwards as well as its own.
+// A retransmitted SYN counts again.
+func synCounter(t testing.TB, ns *netns.NS, match string) func() int {
+	t.Helper()
+	name := fmt.Sprintf("syn%d", counterSeq.Add(1))
+	ns.MustRun(t, "nft", "add table inet syns")
+	ns.MustRun(t, "nft", "add chain inet syns pre { type filter hook prerouting priority -300 ; }")
+	ns.MustRun(t, "nft", "add counter inet syns "+name)
+	ns.MustRun(t, "nft", "add rule inet syns pre "+match+" tcp flags & (syn | ack) == syn counter name "+name)
+	return func() int {
+		t.Helper()
+		out := ns.MustRun(t, "nft", "list counter inet syns "+name)
+		m := packetsRe.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no packet count in %q", out)
+		}
+		n, err := strconv.Atoi(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
+// dialsGetNowhere waits until attempts (a synCounter's count of the speaker's connection
+// attempts) reaches n, failing the test if meanwhile FRR's session with addr (the node's
+// address as FRR knows it) came up, or the speaker reports its one session established.
+// A second attempt is only made once the first has failed.
+func dialsGetNowhere(f *frr, sp *remoteSpeaker, addr string, attempts func() int, n int) {
+	f.t.Helper()
+	start := time.Now()
+	var got int
+	check := func() {
+		f.t.Helper()
+		nb, err := f.Neighbor(addr)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if nb.BGPState == "Established" || nb.ConnectionsEstablished != 0 {
+			f.t.Fatalf("FRR's session with %s came up (%+v): the lab does not depend on the field under test", addr, nb)
+		}
+		if st := sp.PeerStates(); len(st) != 1 || st[0].Established() {
+			f.t.Fatalf("speaker's sessions %+v: want one, not established", st)
+		}
+	}
+	f.waitFor(fmt.Sprintf("%d connection attempts", n), func() (bool, string) {
+		check()
+		got = attempts()
+		return got >= n, fmt.Sprintf("%d attempts", got)
+	})
+	check()
+	f.t.Logf("%d connection attempts in %v, none got through", got, time.Since(start).Round(time.Millisecond))
+}
+
+// waitUp waits until FRR's session with addr is established, the speaker says so too,
+// and FRR holds a valid path for prefix from addr with next hop nh.
+func waitUp(f *frr, sp *remoteSpeaker, addr, prefix, nh string) {
+	f.t.Helper()
+	f.waitEstablished(addr)
+	waitPath(f, prefix, addr, func(r route, ok bool) string {
+		if !ok || !r.Valid || !hasNexthop(r, nh) {
+			return fmt.Sprintf("want a valid path via %s, got %+v (present %v)", nh, r, ok)
+		}
+		return ""
+	})
+	f.waitFor("speaker reports the session established", func() (bool, string) {
+		st := sp.PeerStates()
+		return len(st) == 1 && st[0].Established(), fmt.Sprintf("%+v", st)
+	})
+}
+
+// spec.peerPort: FRR listens on another port than 179. Dialled on 179 the router refuses
+// (the attempts reach it); with Port set the session establishes and the route arrives.
+func TestPeerPort(t *testing.T) {
+	t.Parallel()
+	const (
+		vip  = "198.51.100.30/32"
+		port = 1179
+	)
+	router, node := labLink(t)
+	f := startFRRWith(t, router, frrConf(""), labfrr.Options{BGPPort: port})
+	to179 := synCounter(t, router, "ip saddr "+nodeV4+" tcp dport 179")
+	sp := startRemoteSpeaker(t, node)
+	peer := routerPeer(routerV4)
+	peer.ConnectRetry = 2 * time.Second // several attempts within the test
+	sp.Apply(nodeIdentity, []Peer{peer}, []Path{{Prefix: netip.MustParsePrefix(vip)}})
+	dialsGetNowhere(f, sp, nodeV4, to179, 2)
+
+	peer.Port = port
+	sp.SetPeers(peer)
+	waitUp(f, sp, nodeV4, vip, nodeV4)
+}
+
+// spec.sourceAddress: the node has two addresses on the link and FRR knows it by the
+// second only (its neighbor statement names that one). Left to the kernel, the speaker
+// connects from the first (the primary) and FRR closes each connection from an address
+// it has no neighbour for; bound to the second, the session establishes, and the route's
+// next hop (next-hop self) is the second address.
+func TestSourceAddress(t *testing.T) {
+	t.Parallel()
+	const (
+		vip    = "198.51.100.31/32"
+		second = "192.0.2.3"
+	)
+	router, node := labLink(t)
+	node.MustRun(t, "ip", "addr", "add", second+"/24", "dev", "n0") // a secondary address: the kernel prefers nodeV4
+	f := startFRR(t, router, frrConfFor(routerV4, second))
+	fromFirst := synCounter(t, router, "ip saddr "+nodeV4+" tcp dport 179")
+	sp := startRemoteSpeaker(t, node)
+	peer := routerPeer(routerV4)
+	peer.ConnectRetry = 2 * time.Second
+	sp.Apply(nodeIdentity, []Peer{peer}, []Path{{Prefix: netip.MustParsePrefix(vip)}})
+	dialsGetNowhere(f, sp, second, fromFirst, 2)
+
+	peer.Source = netip.MustParseAddr(second)
+	sp.SetPeers(peer)
+	waitUp(f, sp, second, vip, second)
+}
