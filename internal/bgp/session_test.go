@@ -158,3 +158,54 @@ func TestSourceAddress(t *testing.T) {
 	sp.SetPeers(peer)
 	waitUp(f, sp, second, vip, second)
 }
+
+// spec.ebgpMultihop: the router is two hops away, behind a middle namespace that routes
+// between two links (ip_forward on inside it only), and FRR has `ebgp-multihop 2` for the
+// node. GoBGP sends eBGP with TTL 1 by default: the middle drops each SYN (the attempts
+// reach it with TTL 1, none reaches the router), while a ping (TTL 64) goes through. With
+// EBGPMultihop (TTL 255) the session establishes and the route arrives, with the node's
+// address as next hop, which FRR resolves through its route to the node's link.
+func TestEBGPMultihop(t *testing.T) {
+	t.Parallel()
+	const (
+		vip      = "198.51.100.32/32"
+		gateway  = "192.0.2.1" // the middle, on the node's link
+		midFar   = "198.18.0.1"
+		farRoute = "198.18.0.2" // the router, on the other link
+	)
+	node := netns.ForTest(t, "bgpn")
+	middle := netns.ForTest(t, "bgpm")
+	router := netns.ForTest(t, "bgpr")
+	if err := netns.Veth(node, "n0", middle, "m0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Veth(middle, "m1", router, "r0"); err != nil {
+		t.Fatal(err)
+	}
+	node.MustRun(t, "ip", "addr", "add", nodeV4+"/24", "dev", "n0")
+	node.MustRun(t, "ip", "route", "add", "198.18.0.0/24", "via", gateway)
+	middle.MustRun(t, "ip", "addr", "add", gateway+"/24", "dev", "m0")
+	middle.MustRun(t, "ip", "addr", "add", midFar+"/24", "dev", "m1")
+	middle.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	router.MustRun(t, "ip", "addr", "add", farRoute+"/24", "dev", "r0")
+	router.MustRun(t, "ip", "route", "add", "192.0.2.0/24", "via", midFar)
+	node.MustRun(t, "ping", "-c", "1", "-W", "2", farRoute)
+
+	f := startFRR(t, router, frrConfFor(farRoute, nodeV4, "ebgp-multihop 2"))
+	expired := synCounter(t, middle, "ip saddr "+nodeV4+" ip daddr "+farRoute+" ip ttl 1 tcp dport 179")
+	arrived := synCounter(t, router, "ip saddr "+nodeV4+" tcp dport 179")
+	sp := startRemoteSpeaker(t, node)
+	peer := Peer{Address: netip.MustParseAddr(farRoute), ASN: routerASN, HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second,
+		ConnectRetry: 2 * time.Second}
+	sp.Apply(nodeIdentity, []Peer{peer}, []Path{{Prefix: netip.MustParsePrefix(vip)}})
+	dialsGetNowhere(f, sp, nodeV4, func() int {
+		if n := arrived(); n != 0 {
+			t.Fatalf("%d SYNs from the node reached the router without multihop: GoBGP did not send TTL 1", n)
+		}
+		return expired()
+	}, 2)
+
+	peer.EBGPMultihop = true
+	sp.SetPeers(peer)
+	waitUp(f, sp, nodeV4, vip, nodeV4)
+}
