@@ -209,3 +209,71 @@ func TestEBGPMultihop(t *testing.T) {
 	sp.SetPeers(peer)
 	waitUp(f, sp, nodeV4, vip, nodeV4)
 }
+
+// spec.connectTime: the router comes up after the speaker's first connection attempt was
+// refused. With ConnectRetry 2 s the speaker tries again soon and the session is up within
+// a few seconds of bgpd starting; a second session to the same router, over IPv6, with
+// GoBGP's default (120 s: its next attempt 90 to 120 s after the first), is still down well
+// after that. The bound between the two is loose on purpose: the tests share the machine.
+func TestConnectRetry(t *testing.T) {
+	t.Parallel()
+	const (
+		vip   = "198.51.100.33/32"
+		bound = 15 * time.Second
+	)
+	router, node := labLink(t)
+	v4 := synCounter(t, router, "ip saddr "+nodeV4+" tcp dport 179")
+	v6 := synCounter(t, router, "ip6 saddr "+nodeV6+" tcp dport 179")
+	sp := startRemoteSpeaker(t, node)
+	fast := routerPeer(routerV4)
+	fast.ConnectRetry = 2 * time.Second
+	slow := routerPeer(routerV6) // ConnectRetry zero: GoBGP's default
+	sp.Apply(nodeIdentity, []Peer{fast, slow}, []Path{{Prefix: netip.MustParsePrefix(vip)}})
+
+	// No bgpd yet: the router's kernel refuses both first attempts (RST).
+	deadline := time.Now().Add(waitTimeout)
+	for v4() < 1 || v6() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no first connection attempts after %v: IPv4 %d, IPv6 %d", waitTimeout, v4(), v6())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	refused := time.Now()
+
+	f := startFRR(t, router, frrConf(""))
+	ready := time.Now()
+	var up time.Duration
+	for {
+		n, err := f.Neighbor(nodeV4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.BGPState == "Established" {
+			up = time.Since(ready)
+			break
+		}
+		if time.Since(ready) > bound {
+			t.Fatalf("IPv4 session with ConnectRetry 2s not established %v after bgpd started: %+v (attempts %d)", bound, n, v4())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("ConnectRetry 2s: first attempt refused, bgpd up %v later, session established %v after that (%d attempts)",
+		ready.Sub(refused).Round(time.Millisecond), up.Round(time.Millisecond), v4())
+	waitPath(f, vip, nodeV4, func(r route, ok bool) string {
+		if !ok || !r.Valid {
+			return fmt.Sprintf("want a valid path, got %+v (present %v)", r, ok)
+		}
+		return ""
+	})
+
+	// The control: the default's session, refused at the same time, is still waiting.
+	time.Sleep(time.Until(ready.Add(bound)))
+	n, err := f.Neighbor(nodeV6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.BGPState == "Established" || n.ConnectionsEstablished != 0 || v6() != 1 {
+		t.Errorf("IPv6 session with GoBGP's default connect retry %v after bgpd started: %+v, %d attempts; want down after its one refused attempt (the bound does not tell the two apart)",
+			bound, n, v6())
+	}
+}
