@@ -24,7 +24,12 @@ type (
 
 func startFRR(t testing.TB, ns *netns.NS, conf string) *frr {
 	t.Helper()
-	return &frr{Router: labfrr.ForTest(t, ns, conf), t: t}
+	return startFRRWith(t, ns, conf, labfrr.Options{})
+}
+
+func startFRRWith(t testing.TB, ns *netns.NS, conf string, opts labfrr.Options) *frr {
+	t.Helper()
+	return &frr{Router: labfrr.ForTestWith(t, ns, conf, opts), t: t}
 }
 
 // waitFor polls cond until it holds, failing the test after waitTimeout with cond's last

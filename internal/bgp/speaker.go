@@ -70,7 +70,10 @@ type Peer struct {
 	// Password enables TCP MD5 signatures (RFC 2385) when not empty.
 	Password string
 	// HoldTime, KeepaliveTime and ConnectRetry are whole seconds; zero keeps GoBGP's
-	// defaults (90 s, 30 s, 120 s).
+	// defaults (90 s, 30 s, 120 s). GoBGP makes its first connection attempt 1.5 to 2 s
+	// after the peer is added, gives each attempt ConnectRetry less 1 s (at least 2 s) to
+	// connect, and after a failed one waits 0.75 to 1 times ConnectRetry (2 s if that is
+	// less): with 2 s, TestConnectRetry sees the session up 0.6 to 1.7 s after the router.
 	HoldTime      time.Duration
 	KeepaliveTime time.Duration
 	ConnectRetry  time.Duration

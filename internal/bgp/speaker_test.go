@@ -63,6 +63,13 @@ func labConf(t testing.TB, conf string) (*frr, *remoteSpeaker, *netns.NS, *netns
 // labNamespaces is labConf without the speaker.
 func labNamespaces(t testing.TB, conf string) (f *frr, router, node *netns.NS) {
 	t.Helper()
+	router, node = labLink(t)
+	return startFRR(t, router, conf), router, node
+}
+
+// labLink is labNamespaces without FRR: the two namespaces, linked, with their addresses.
+func labLink(t testing.TB) (router, node *netns.NS) {
+	t.Helper()
 	router = netns.ForTest(t, "bgpr")
 	node = netns.ForTest(t, "bgpn")
 	if err := netns.Veth(router, "r0", node, "n0"); err != nil {
@@ -73,7 +80,7 @@ func labNamespaces(t testing.TB, conf string) (f *frr, router, node *netns.NS) {
 	router.MustRun(t, "ip", "addr", "add", routerV6+"/64", "dev", "r0", "nodad")
 	node.MustRun(t, "ip", "addr", "add", nodeV4+"/24", "dev", "n0")
 	node.MustRun(t, "ip", "addr", "add", nodeV6+"/64", "dev", "n0", "nodad")
-	return startFRR(t, router, conf), router, node
+	return router, node
 }
 
 var nodeIdentity = Identity{RouterID: netip.MustParseAddr(nodeV4), ASN: nodeASN}

@@ -44,6 +44,8 @@ type Options struct {
 	// again (zebra -K): a Linux router's forwarding state kept across a restart, as graceful
 	// restart (RFC 4724) assumes. Zero: zebra removes its routes when it stops.
 	KeepRoutes time.Duration
+	// BGPPort is the TCP port bgpd listens on (bgpd -p); zero means BGP's own, 179.
+	BGPPort int
 }
 
 // Installed reports why FRR cannot run here, or nil.
@@ -62,6 +64,11 @@ func Installed() error {
 // Start writes bgpdConf and starts zebra (bgpd needs it to resolve next hops; without it
 // every route is invalid), bfdd and bgpd in ns.
 func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
+	return StartWith(ns, bgpdConf, Options{})
+}
+
+// StartWith is Start with opts.
+func StartWith(ns *netns.NS, bgpdConf string, opts Options) (*Router, error) {
 	if err := Installed(); err != nil {
 		return nil, err
 	}
@@ -81,7 +88,7 @@ func Start(ns *netns.NS, bgpdConf string) (*Router, error) {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return fail(err)
 	}
-	if err := r.start(bgpdConf, Options{}); err != nil {
+	if err := r.start(bgpdConf, opts); err != nil {
 		return fail(err)
 	}
 	return r, nil
@@ -108,7 +115,11 @@ func (r *Router) start(bgpdConf string, opts Options) error {
 				args = append(args, "-r", "-K", strconv.Itoa(int(opts.KeepRoutes/time.Second)))
 			}
 		case "bgpd":
-			args = append(args, "-p", "179")
+			port := 179
+			if opts.BGPPort != 0 {
+				port = opts.BGPPort
+			}
+			args = append(args, "-p", strconv.Itoa(port))
 		case "bfdd":
 			// Its control socket defaults to one path for the whole machine.
 			args = append(args, "--bfdctl", filepath.Join(dir, "bfdd.sock"))
@@ -166,10 +177,16 @@ func (r *Router) Restart(bgpdConf string, down time.Duration, opts Options) erro
 // if the test failed. It skips the test when FRR is not installed (CI installs it).
 func ForTest(t testing.TB, ns *netns.NS, bgpdConf string) *Router {
 	t.Helper()
+	return ForTestWith(t, ns, bgpdConf, Options{})
+}
+
+// ForTestWith is ForTest with opts.
+func ForTestWith(t testing.TB, ns *netns.NS, bgpdConf string, opts Options) *Router {
+	t.Helper()
 	if err := Installed(); err != nil {
 		t.Skipf("%v (hack/deps.sh installs it; CI runs it)", err)
 	}
-	r, err := Start(ns, bgpdConf)
+	r, err := StartWith(ns, bgpdConf, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
