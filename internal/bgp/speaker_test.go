@@ -265,8 +265,9 @@ func TestMD5(t *testing.T) {
 	wrong.Password = "wrong"
 	sp.SetPeers(wrong)
 
-	// GoBGP dials every 1.5-2 s (its minimum connect-retry); 8 s covers several attempts,
-	// each of which the kernel drops for the bad signature.
+	// GoBGP's first attempt comes 1.5-2 s after the peer is added, and with this peer's
+	// connect-retry (0: GoBGP's 120 s) there is no second one in 8 s: the router's kernel drops
+	// that attempt's SYNs, each of them, for the bad signature, and the session must not come up.
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) {
 		n, err := f.Neighbor(nodeV4)
