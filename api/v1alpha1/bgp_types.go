@@ -94,7 +94,9 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="must be at least 1s"
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 
-	// ConnectTime is the wait between connection attempts. Default 5s.
+	// ConnectTime is the wait between connection attempts. Default 5s. The speaker waits a
+	// random 0.75 to 1 times it after a failed attempt, and at least 2s (GoBGP's minimum):
+	// 1s behaves as 2s.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
