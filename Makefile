@@ -99,12 +99,13 @@ manifests:
 helm-check:
 	$(HELM) lint --strict charts/ferrolb
 	$(HELM) lint --strict charts/ferrolb --set speaker.datapath=xdp --set metrics.serviceMonitor.enabled=true \
-	  --set metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true
+	  --set metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true --set controller.statusPage.enabled=true
 	$(HELM) template t charts/ferrolb --set speaker.datapath=xdp,speaker.datapathDSR=true,controller.compat=metallb \
 	  --set metrics.serviceMonitor.enabled=true,speaker.priorityClassName=system-node-critical \
 	  --set metrics.prometheusRule.enabled=true,metrics.prometheusRule.labels.release=kps \
 	  --set metrics.grafanaDashboard.enabled=true,metrics.grafanaDashboard.namespace=monitoring \
-	  --set metrics.grafanaDashboard.annotations.grafana_folder=FerroLB >/dev/null
+	  --set metrics.grafanaDashboard.annotations.grafana_folder=FerroLB \
+	  --set controller.statusPage.enabled=true,controller.statusPage.port=8080 >/dev/null
 	$(HELM) template t charts/ferrolb --set speaker.enabled=false,metrics.enabled=false >/dev/null
 	! $(HELM) template t charts/ferrolb --set speaker.datapath=tc >/dev/null 2>&1
 

@@ -4,7 +4,8 @@
 #   - The production binary (cmd/ferrolb, what the image ships) carries no test scaffolding:
 #     neither the testing package nor controller-runtime's envtest (which creates
 #     /tmp/kubebuilder-envtest when the binary starts). The lab, which needs both, is a
-#     developer binary of its own: cmd/ferrolb-lab.
+#     developer binary of its own: cmd/ferrolb-lab. Nor chromedp, with which a test drives
+#     Chromium.
 #   - The speaker does not depend on the controller: what both use (the API scheme, metrics
 #     serving) lives in packages of its own.
 set -euo pipefail
@@ -45,6 +46,7 @@ deny() { # deny PKG TARGET WHY
 
 deny ./cmd/ferrolb testing "test scaffolding in the production binary"
 deny ./cmd/ferrolb sigs.k8s.io/controller-runtime/pkg/envtest "test scaffolding in the production binary"
+deny ./cmd/ferrolb github.com/chromedp/chromedp "the status page's browser test drives Chromium with it; the binary must not"
 deny ./internal/speaker "$mod/internal/controller" "the speaker must not depend on the controller"
 
 if [ "$failed" = 0 ]; then

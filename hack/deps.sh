@@ -28,6 +28,8 @@ declare -A need=(
   [/usr/lib/cni/bridge]=containernetworking-plugins
   [openssl]=openssl
   [nsenter]=util-linux
+  # The status page's browser test (internal/controller) drives headless Chromium.
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -53,6 +53,7 @@ the one that works. The one that works also creates the speakers' heartbeat key 
 	f.Float32Var(&opts.QPS, "kube-api-qps", 500, "requests per second to the API server")
 	f.IntVar(&opts.Burst, "kube-api-burst", 1000, "burst of requests to the API server")
 	f.IntVar(&opts.Workers, "workers", 4, "Services reconciled at once")
+	f.StringVar(&opts.StatusAddr, "status-bind-address", "0", statusHelp)
 	f.StringSliceVar(&opts.Compat, "compat", nil,
 		"also read the pools of other systems in the cluster, as they are: metallb (IPAddressPool), cilium "+
 			"(CiliumLoadBalancerIPPool); their CRDs stay theirs. See docs/migration.md")
@@ -66,6 +67,7 @@ the one that works. The one that works also creates the speakers' heartbeat key 
 const (
 	metricsHelp = `address for Prometheus /metrics, plain HTTP (default $POD_IP, else 127.0.0.1; ":PORT" for every interface; "0": off)`
 	healthHelp  = `address for /healthz and /readyz (default $POD_IP, else 127.0.0.1; "0": off)`
+	statusHelp  = `address for the read-only status page, e.g. ":7476" ("0": off): what "ferrolb status" shows, as HTML that refreshes itself, and as JSON at /status.json`
 	// The scraper needs a bearer token and a ClusterRole with nonResourceURLs ["/metrics"], verbs ["get"].
 	metricsSecureHelp = "serve metrics over HTTPS to callers with a bearer token that may GET /metrics (TokenReview and SubjectAccessReview); self-signed certificate"
 )

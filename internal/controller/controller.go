@@ -61,6 +61,12 @@ type Options struct {
 	// Compat lists other systems whose pools are read besides IPPools: "metallb"
 	// (IPAddressPool), "cilium" (CiliumLoadBalancerIPPool). Off by default.
 	Compat []string
+	// StatusAddr serves the status page (the same as `ferrolb status`, as HTML, and as JSON
+	// at /status.json), read-only; "" or "0" turns it off (the default).
+	StatusAddr string
+	// SpeakerNamespace is where the status page looks for the speaker DaemonSet; default
+	// LeaseNamespace (both are the release's namespace in the chart).
+	SpeakerNamespace string
 	// Restartable lets one process run the controller more than once (tests do);
 	// controller-runtime otherwise refuses a second controller of the same name, whose
 	// metrics would collide.
@@ -124,6 +130,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		if err != nil {
 			return err
 		}
+	}
+	if err := addStatusPage(mgr, opts); err != nil {
+		return err
 	}
 	return mgr.Start(ctx)
 }

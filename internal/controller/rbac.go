@@ -39,6 +39,13 @@ package controller
 //
 // +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=secrets,resourceNames=ferrolb-memberlist,verbs=get
+
+// The status page (--status-bind-address, off by default; internal/status) shows the speaker
+// DaemonSet's readiness and its pods, read from the API server in the controller's own
+// namespace only (the rest of the page comes from the cache above).
+//
+// +kubebuilder:rbac:groups=apps,namespace=ferrolb-system,resources=daemonsets,verbs=get
+// +kubebuilder:rbac:groups="",namespace=ferrolb-system,resources=pods,verbs=list
 //
 // Authenticated metrics serving (--metrics-secure; internal/metricsserving) reviews the
 // scraper's bearer token (TokenReview) and its right to GET /metrics (SubjectAccessReview).

@@ -48,7 +48,12 @@ type Env struct {
 
 // Start builds (or reuses) the binaries, starts etcd and kube-apiserver, and installs the CRDs
 // from config/crd/bases. Stop it with Stop.
-func Start() (*Env, error) {
+func Start() (*Env, error) { return start(true) }
+
+// StartWithoutCRDs is Start without FerroLB's CRDs: a cluster FerroLB is not installed in.
+func StartWithoutCRDs() (*Env, error) { return start(false) }
+
+func start(crds bool) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -64,11 +69,10 @@ func Start() (*Env, error) {
 	if err := ferrolbv1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
+	env := &envtest.Environment{BinaryAssetsDirectory: assets, Scheme: scheme}
+	if crds {
+		env.CRDDirectoryPaths = []string{filepath.Join(root, "config", "crd", "bases")}
+		env.ErrorIfCRDPathMissing = true
 	}
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
 	cfg, err := env.Start()

@@ -8,7 +8,9 @@ package rbac
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,6 +40,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/kubetest"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
 	"github.com/ferrolb/ferrolb/internal/speaker"
+	"github.com/ferrolb/ferrolb/internal/status"
 	"github.com/ferrolb/ferrolb/internal/testrun"
 )
 
@@ -331,8 +334,9 @@ func (g grant) uses(c call) bool {
 // speaker (layer 2 and BGP with an MD5 Secret) as their ServiceAccounts, bound only to the
 // roles in deploy/ferrolb.yaml, through the usual flows: a pool, a Service given an address
 // and announced, pool, BGPPeer and policy status, Events, the heartbeat Secret created, the
-// Lease taken and given back. The API server must refuse none of their requests, and each
-// verb the roles grant must have been used (or be listed in unexercised with its reason).
+// status page read, the Lease taken and given back. The API server must refuse none of their
+// requests, and each verb the roles grant must have been used (or be listed in unexercised
+// with its reason).
 func TestRolesSufficientAndMinimal(t *testing.T) {
 	grants := setup(t)
 	ctx := context.Background()
@@ -395,10 +399,18 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 	}}
 	create(svc)
 
+	// The controller serves its status page too (off by default), which reads the speaker
+	// DaemonSet and its pods in its namespace.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusAddr := l.Addr().String()
+	l.Close()
 	stopController := testrun.Background(t, "controller", func(ctx context.Context) error {
 		return controller.Run(ctx, ctrlRec.config(), controller.Options{MetricsAddr: "0", HealthAddr: "0",
 			LeaderElection: true, LeaseNamespace: namespace, Compat: controller.CompatSystems(), Restartable: true,
-			Namespace: namespace, MemberSecret: memberSecret})
+			Namespace: namespace, MemberSecret: memberSecret, StatusAddr: statusAddr})
 	})
 	stopSpeaker := testrun.Background(t, "speaker", func(ctx context.Context) error {
 		return speaker.Run(ctx, spkRec.config(), speaker.Options{NodeName: node.Name, MetricsAddr: "0", HealthAddr: "0",
@@ -470,6 +482,21 @@ func TestRolesSufficientAndMinimal(t *testing.T) {
 		var sec corev1.Secret
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: memberSecret}, &sec) == nil &&
 			len(sec.Data[controller.MemberKey]) == 44
+	})
+	poll("the status page shows the Service and the peer's session, and has read the speakers' namespace", func() bool {
+		resp, err := http.Get("http://" + statusAddr + "/status.json")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r status.Report
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&r) != nil {
+			return false
+		}
+		// Nothing runs the speaker DaemonSet here: the page says it is missing, and lists
+		// no pod (after listing them).
+		return len(r.Services) == 1 && len(r.Peers) > 0 && len(r.Peers[0].Sessions) == 1 &&
+			len(r.Speakers.Problems) == 1 && strings.HasPrefix(r.Speakers.Problems[0], "no DaemonSet ferrolb-speaker in namespace "+namespace)
 	})
 	lease := &coordinationv1.Lease{}
 	poll("the controller holds its Lease", func() bool {
@@ -573,6 +600,11 @@ func TestServiceAccountAccess(t *testing.T) {
 		{controllerSA, attrs{Verb: "get", Resource: "secrets", Namespace: "kube-system", Name: memberSecret}, false},
 		{controllerSA, attrs{Verb: "create", Resource: "secrets", Namespace: "kube-system"}, false},
 		{controllerSA, attrs{Verb: "list", Resource: "secrets"}, false},
+		// The status page reads the speaker pods in its own namespace only.
+		{controllerSA, attrs{Verb: "list", Resource: "pods", Namespace: namespace}, true},
+		{controllerSA, attrs{Verb: "list", Resource: "pods"}, false},
+		{controllerSA, attrs{Verb: "list", Resource: "pods", Namespace: "kube-system"}, false},
+		{controllerSA, attrs{Verb: "get", Group: "apps", Resource: "daemonsets", Namespace: "kube-system"}, false},
 	} {
 		a := tt.attr
 		name := fmt.Sprintf("%s %s %s", tt.sa, a.Verb, groupResource(a.Group, a.Resource))
