@@ -36,8 +36,8 @@ const (
 	// ConditionAllocated is the controller's: which address from which pool, or why none.
 	ConditionAllocated = "ferrolb.io/Allocated"
 	// ConditionAdvertised is the speakers': which nodes advertise the Service's addresses
-	// to which BGPPeers.
-	ConditionAdvertised = "ferrolb.io/Advertised"
+	// to which BGPPeers (internal/speaker writes it under this name).
+	ConditionAdvertised = config.ConditionAdvertised
 )
 
 // speakerLabels select the speaker pods when the DaemonSet itself cannot be read: the
