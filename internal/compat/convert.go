@@ -56,6 +56,18 @@ type converter struct {
 
 	pools []poolInfo
 	l2    []l2Info
+
+	// bfdProfiles are the BFDProfiles of the input, by name: true when converted. bfdUsers are
+	// the converted BGPPeers that name a profile (see checkBFDProfiles).
+	bfdProfiles map[string]bool
+	bfdUsers    []bfdUser
+}
+
+// bfdUser is a converted BGPPeer that names a BFDProfile.
+type bfdUser struct {
+	src     Source
+	peer    string
+	profile string
 }
 
 // Convert translates the source objects into FerroLB's. Objects of kinds it does not convert
@@ -68,6 +80,7 @@ func Convert(srcs []Source) Result {
 		communities: map[string]string{},
 		peerConfigs: map[string]item{},
 		peerNames:   map[string]int{},
+		bfdProfiles: map[string]bool{},
 
 		usedPeerConfigs: map[string]bool{},
 	}
@@ -107,6 +120,7 @@ func Convert(srcs []Source) Result {
 	c.ciliumAdvertisements()
 	c.checkPoolOverlaps()
 	c.checkL2Overlaps()
+	c.checkBFDProfiles()
 	c.checkNames()
 
 	order := map[string]int{}
@@ -417,6 +431,26 @@ func (c *converter) checkL2Overlaps() {
 				"announcing node over the union of both; FerroLB elects one per L2Policy, so two nodes could answer "+
 				"for one address: merge them into one L2Policy, or make their pools or Services disjoint",
 				b.src.Kind, b.out.Name, a.system)
+		}
+	}
+}
+
+// checkBFDProfiles warns about converted BGPPeers whose BFDProfile is not converted: FerroLB's
+// speaker opens no session to a peer whose profile is missing or invalid (its status says
+// NotConfigured on every node), where MetalLB refuses the configuration as a whole. The peer
+// is still written, as MetalLB's is, so that once the profile exists it comes up with BFD.
+func (c *converter) checkBFDProfiles() {
+	for _, u := range c.bfdUsers {
+		converted, inInput := c.bfdProfiles[u.profile]
+		switch {
+		case !inInput:
+			c.warn(u.src, "spec.bfdProfile", "BFDProfile %q is not in this input: FerroLB's speaker opens no session "+
+				"to BGPPeer %q (NotConfigured on every node) until a BFDProfile of that name exists; convert the "+
+				"BFDProfiles together with the peers", u.profile, u.peer)
+		case !converted:
+			c.warn(u.src, "spec.bfdProfile", "BFDProfile %q was not converted (see its errors): FerroLB's speaker "+
+				"opens no session to BGPPeer %q (NotConfigured on every node) until it is; fix the BFDProfile and "+
+				"convert again, or remove bfdProfile to peer without BFD", u.profile, u.peer)
 		}
 	}
 }

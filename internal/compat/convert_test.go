@@ -838,6 +838,38 @@ spec:
 	}
 }
 
+// TestBFDProfileNotConverted: a converted BGPPeer whose BFDProfile is not converted would come
+// up NotConfigured on every node: a warning names both.
+func TestBFDProfileNotConverted(t *testing.T) {
+	const profile = "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\nspec:\n"
+	tests := []struct{ name, in, text string }{
+		{"invalid", profile + "  receiveInterval: 5", `BFDProfile "fast" was not converted (see its errors): FerroLB's speaker opens no session to BGPPeer "peer"`},
+		{"mistyped", profile + "  receiveInterval: 5ms", `BFDProfile "fast" was not converted`},
+		{"missing", "", `BFDProfile "fast" is not in this input`},
+		{"converted", profile + "  receiveInterval: 50", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := convert(t, mlbPeer+"  peerASN: 64513\n  bfdProfile: fast\n"+tt.in)
+			var peer *v1.BGPPeer
+			for _, o := range res.Outputs {
+				if p, ok := o.Object.(*v1.BGPPeer); ok {
+					peer = p
+				}
+			}
+			if peer == nil || peer.Spec.BFDProfile != "fast" {
+				t.Fatalf("the peer is converted with its profile, as in MetalLB; got outputs %v", res.Outputs)
+			}
+			switch {
+			case tt.text == "" && hasWarning(res, "spec.bfdProfile", ""):
+				t.Errorf("warnings %v", res.Warnings)
+			case tt.text != "" && !hasWarning(res, "spec.bfdProfile", tt.text):
+				t.Errorf("no warning on spec.bfdProfile containing %q; got %v", tt.text, res.Warnings)
+			}
+		})
+	}
+}
+
 func TestCiliumV2BrokenPeerConfig(t *testing.T) {
 	in := `apiVersion: cilium.io/v2
 kind: CiliumBGPClusterConfig

@@ -375,7 +375,9 @@ func (c *converter) metallbBGPPeer(src Source, p *metallbBGPPeer) {
 		c.reject(src, out)
 		return
 	}
-	c.emit(src, out)
+	if c.emit(src, out) && out.Spec.BFDProfile != "" {
+		c.bfdUsers = append(c.bfdUsers, bfdUser{src: src, peer: out.Name, profile: out.Spec.BFDProfile})
+	}
 }
 
 // timers converts MetalLB's BGP timers. MetalLB derives a missing holdTime or keepaliveTime
@@ -459,7 +461,6 @@ func (c *converter) metallbBFDProfile(src Source, p *metallbBFDProfile) {
 	}
 	if !good {
 		c.reject(src, out)
-		return
 	}
-	c.emit(src, out)
+	c.bfdProfiles[out.Name] = good && c.emit(src, out)
 }
