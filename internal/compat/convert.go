@@ -169,6 +169,12 @@ func (c *converter) decode(src Source) (item, bool) {
 		v = &ciliumBGPAdvertisement{}
 	case "/Service":
 		v = &service{}
+	case "/ConfigMap":
+		if src.Name != ciliumConfigName {
+			c.notConverted(src)
+			return item{}, false
+		}
+		v = &ciliumConfigMap{}
 	default:
 		c.notConverted(src)
 		return item{}, false
@@ -192,7 +198,7 @@ func (c *converter) notConverted(src Source) {
 	why := "kind not converted: ferrolb convert reads MetalLB's IPAddressPool, L2Advertisement, " +
 		"BGPAdvertisement, BGPPeer, BFDProfile and Community, Cilium's CiliumLoadBalancerIPPool, " +
 		"CiliumL2AnnouncementPolicy, CiliumBGPPeeringPolicy, CiliumBGPClusterConfig, CiliumBGPPeerConfig " +
-		"and CiliumBGPAdvertisement, and checks Services"
+		"and CiliumBGPAdvertisement, checks Services, and reads Cilium's ConfigMap cilium-config for hints"
 	switch src.Group() + "/" + src.Kind {
 	case "metallb.io/AddressPool":
 		why = "MetalLB's AddressPool was replaced by IPAddressPool in MetalLB 0.13: convert it to IPAddressPool " +
@@ -238,6 +244,8 @@ func (c *converter) convert(it item) {
 		// Converted through the CiliumBGPClusterConfigs that use them (ciliumAdvertisements).
 	case *service:
 		c.checkService(it.src, v)
+	case *ciliumConfigMap:
+		c.ciliumConfig(it.src, v)
 	}
 }
 

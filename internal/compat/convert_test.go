@@ -900,6 +900,57 @@ spec:
 	}
 }
 
+func TestCiliumConfig(t *testing.T) {
+	const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cilium-config, namespace: kube-system}\ndata:\n"
+	tests := []struct {
+		name, data string
+		want       map[string]string // field: text
+	}{
+		{"defaults", "  kube-proxy-replacement: 'false'\n  bpf-lb-mode: snat\n  bpf-lb-algorithm: random\n  bpf-lb-acceleration: disabled\n  debug: 'false'", nil},
+		{"dsr and maglev", "  kube-proxy-replacement: 'true'\n  bpf-lb-mode: dsr\n  bpf-lb-algorithm: maglev\n  bpf-lb-maglev-table-size: '65521'", map[string]string{
+			"data.kube-proxy-replacement":   "keep Cilium's kube-proxy replacement running",
+			"data.bpf-lb-mode":              "--datapath=xdp (the chart's speaker.datapath=xdp) and --datapath-dsr (speaker.datapathDSR=true)",
+			"data.bpf-lb-algorithm":         "ferrolb speaker --datapath=xdp",
+			"data.bpf-lb-maglev-table-size": "not converted",
+		}},
+		{"as guides write it", "  loadbalancer-mode: dsr\n  loadbalancer-algorithm: maglev", map[string]string{
+			"data.loadbalancer-mode":      "loadbalancer-mode is read here as bpf-lb-mode",
+			"data.loadbalancer-algorithm": "--datapath=xdp",
+		}},
+		{"before Cilium 1.10", "  node-port-mode: hybrid\n  node-port-acceleration: native\n  devices: eth0", map[string]string{
+			"data.node-port-mode":         "one mode for both",
+			"data.node-port-acceleration": "(Cilium's devices: eth0)",
+		}},
+		{"L2, BGP and LB IPAM", "  enable-l2-announcements: true\n  l2-announcements-lease-duration: 3s\n  enable-bgp-control-plane: 'true'\n  enable-lb-ipam: 'true'", map[string]string{
+			"data.enable-l2-announcements":  "--member-interval",
+			"data.enable-bgp-control-plane": "bgpControlPlane.enabled=false",
+			"data.enable-lb-ipam":           "enableLBIPAM=false",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := "---\n" + mlbPool + "  addresses: [10.0.0.0/24]\n"
+			res := convert(t, cm+tt.data+"\n"+pool)
+			if len(res.Errors) != 0 || len(res.Outputs) != 1 {
+				t.Errorf("errors %v, outputs %d; want none, and the pool", res.Errors, len(res.Outputs))
+			}
+			if len(res.Warnings) != len(tt.want) {
+				t.Errorf("warnings %v, want %d", res.Warnings, len(tt.want))
+			}
+			for f, text := range tt.want {
+				if !hasWarning(res, f, text) {
+					t.Errorf("no warning on %s containing %q; got %v", f, text, res.Warnings)
+				}
+			}
+		})
+	}
+	// Other ConfigMaps are not read.
+	res := convert(t, strings.Replace(cm, "cilium-config", "kube-proxy", 1)+"  mode: ipvs\n")
+	if !hasWarning(res, "kind", "kind not converted") {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+}
+
 // TestLiveObject: objects read from the API server (ferrolb controller --compat) hold int64
 // numbers, not float64 as decoded YAML does.
 func TestLiveObject(t *testing.T) {
