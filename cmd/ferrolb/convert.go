@@ -32,14 +32,17 @@ Read: MetalLB IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer, BFDProf
 Community; Cilium CiliumLoadBalancerIPPool, CiliumL2AnnouncementPolicy,
 CiliumBGPPeeringPolicy, CiliumBGPClusterConfig, CiliumBGPPeerConfig, CiliumBGPAdvertisement.
 Services are checked (not written): FerroLB honours MetalLB's and Cilium's address
-annotations as they are, and a warning names anything it would not. Other kinds are reported
-and skipped. Convert objects that refer to each other (pools and advertisements, peers and
-their configs) in one run. See docs/migration.md for the field-by-field mapping.
+annotations as they are, and a warning names anything it would not. Cilium's ConfigMap
+cilium-config is read for hints (not written): its load-balancing settings (DSR, Maglev, XDP
+acceleration, kube-proxy replacement) become warnings naming the speaker's --datapath flags.
+Other kinds are reported and skipped. One run reports every problem of every object.
+Convert objects that refer to each other (pools and advertisements, peers and their
+configs and BFD profiles) in one run. See docs/migration.md for the field-by-field mapping.
 
 Exit status:
   0  everything mapped exactly
-  1  an error: an input could not be read, or an object could not be converted (the
-     output holds the others)
+  1  an error: an input or a document of one could not be read, or an object could not
+     be converted (the output holds the others)
   2  converted with warnings: read them before applying the output`,
 		Example: `  kubectl get ipaddresspools,l2advertisements,bgpadvertisements,bgppeers,bfdprofiles,communities \
       -n metallb-system -o yaml | ferrolb convert -f - > ferrolb.yaml
@@ -61,14 +64,19 @@ Exit status:
 	return cmd
 }
 
-// runConvert converts the files and returns the exit status.
+// runConvert converts the files and returns the exit status. An input that cannot be read,
+// or a document of one that holds no objects, is reported and the rest is converted all the
+// same, so that one run reports everything.
 func runConvert(files []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var srcs []compat.Source
+	unread := false
 	for _, f := range files {
 		objs, err := readSources(f, stdin)
 		if err != nil {
-			fmt.Fprintf(stderr, "error: %v\n", err)
-			return convertError
+			unread = true
+			for _, e := range splitErrors(err) {
+				fmt.Fprintf(stderr, "error: %v\n", e)
+			}
 		}
 		srcs = append(srcs, objs...)
 	}
@@ -81,7 +89,7 @@ func runConvert(files []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return convertError
 	}
 	switch {
-	case len(res.Errors) > 0:
+	case unread || len(res.Errors) > 0:
 		return convertError
 	case len(res.Warnings) > 0:
 		return convertWarnings
@@ -89,22 +97,33 @@ func runConvert(files []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return convertClean
 }
 
+// readSources decodes one input; with an error, the objects are those of the documents that
+// could be read, and the error names the input and joins one error per other document.
 func readSources(name string, stdin io.Reader) ([]compat.Source, error) {
-	if name == "-" {
-		objs, err := compat.Decode(stdin)
+	r, label := stdin, "standard input"
+	if name != "-" {
+		f, err := os.Open(name) //nolint:gosec // reading the file the user names is the point
 		if err != nil {
-			return nil, fmt.Errorf("standard input: %w", err)
+			return nil, err
 		}
-		return objs, nil
+		defer f.Close()
+		r, label = f, name
 	}
-	f, err := os.Open(name) //nolint:gosec // reading the file the user names is the point
+	objs, err := compat.Decode(r)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	objs, err := compat.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		var wrapped []error
+		for _, e := range splitErrors(err) {
+			wrapped = append(wrapped, fmt.Errorf("%s: %w", label, e))
+		}
+		return objs, errors.Join(wrapped...)
 	}
 	return objs, nil
+}
+
+// splitErrors undoes errors.Join, one line of the report per error.
+func splitErrors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

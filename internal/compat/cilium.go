@@ -22,22 +22,24 @@ func (c *converter) ciliumPool(src Source, p *ciliumLoadBalancerIPPool) {
 	// network's broadcast address can break clients.
 	reserve := s.AllowFirstLastIPs == "No" || (s.AllowFirstLastIPs == "" && src.APIVersion == "cilium.io/v2alpha1")
 	ambiguous := s.AllowFirstLastIPs == "" && reserve
+	good := true // nothing failed so far; the rest is checked either way, to report all at once
 	switch s.AllowFirstLastIPs {
 	case "", "Yes", "No":
 	default:
 		c.fail(src, "spec.allowFirstLastIPs", "%q is neither Yes nor No; pool not converted", s.AllowFirstLastIPs)
-		return
+		good = false
 	}
 
 	var blocks []block
 	reserved := false
-	add := func(field string, b ciliumIPBlock) bool {
+	add := func(field string, b ciliumIPBlock) {
 		var out block
 		var err error
 		switch {
 		case b.Cidr != "" && (b.Start != "" || b.Stop != ""):
 			c.fail(src, field, "a block is a cidr or a start/stop range, not both; pool not converted")
-			return false
+			good = false
+			return
 		case b.Cidr != "":
 			out, err = prefixBlock(b.Cidr)
 			if err == nil && reserve {
@@ -53,29 +55,26 @@ func (c *converter) ciliumPool(src Source, p *ciliumLoadBalancerIPPool) {
 			out, err = rangeBlock(b.Start, b.Stop)
 		default:
 			c.fail(src, field, "a block needs a cidr or a start; pool not converted")
-			return false
+			good = false
+			return
 		}
 		if err != nil {
 			c.fail(src, field, "%v; pool not converted", err)
-			return false
+			good = false
+			return
 		}
 		out.field = field
 		blocks = append(blocks, out)
-		return true
 	}
 	for i, b := range s.Cidrs {
-		if !add(fieldPath("spec", "cidrs", i), b) {
-			return
-		}
+		add(fieldPath("spec", "cidrs", i), b)
 	}
 	for i, b := range s.Blocks {
-		if !add(fieldPath("spec", "blocks", i), b) {
-			return
-		}
+		add(fieldPath("spec", "blocks", i), b)
 	}
-	if len(blocks) == 0 {
+	if len(s.Cidrs)+len(s.Blocks) == 0 {
 		c.fail(src, "spec.blocks", "a pool needs at least one block; not converted")
-		return
+		good = false
 	}
 	for _, b := range blocks {
 		out.Spec.Blocks = append(out.Spec.Blocks, b.out)
@@ -84,6 +83,10 @@ func (c *converter) ciliumPool(src Source, p *ciliumLoadBalancerIPPool) {
 		c.warn(src, "spec.allowFirstLastIPs", "unset: Cilium 1.15 reserves the first and last address of each CIDR, "+
 			"Cilium 1.16 and later hand them out; converted as reserved (CIDRs written as start/stop ranges without "+
 			"them). On Cilium 1.16 or later, set allowFirstLastIPs: \"Yes\" in the input and convert again")
+	}
+	if !good {
+		c.reject(src, out)
+		return
 	}
 	field := "spec.blocks"
 	if len(s.Blocks) == 0 {

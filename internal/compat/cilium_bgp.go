@@ -37,9 +37,10 @@ type peerSettings struct {
 }
 
 // ciliumPeerSpec fills a BGPPeer's session settings from Cilium's; ok is false when the peer
-// cannot be converted (after an error).
-func (c *converter) ciliumPeerSpec(ps peerSettings, out *v1.BGPPeerSpec) bool {
+// cannot be converted (after an error on each setting that is wrong).
+func (c *converter) ciliumPeerSpec(ps peerSettings, out *v1.BGPPeerSpec) (ok bool) {
 	src, f := ps.src, ps.prefix
+	ok = true
 	if p := ps.port; p != nil && *p != 0 && *p != 179 {
 		out.PeerPort = *p
 	}
@@ -61,15 +62,15 @@ func (c *converter) ciliumPeerSpec(ps peerSettings, out *v1.BGPPeerSpec) bool {
 	if h := ps.hold; h != nil {
 		if (*h != 0 && *h < 3) || *h > 65535 {
 			c.fail(src, fieldPath(tf, "holdTimeSeconds"), "%d: must be 0 or 3 to 65535; not converted", *h)
-			return false
+			ok = false
+		} else {
+			out.HoldTime = seconds(*h)
 		}
-		out.HoldTime = seconds(*h)
 	}
-	if k := ps.keepalive; k != nil {
-		if *k < 1 || *k > 65535 {
-			c.fail(src, fieldPath(tf, "keepAliveTimeSeconds"), "%d: must be 1 to 65535; not converted", *k)
-			return false
-		}
+	if k := ps.keepalive; k != nil && (*k < 1 || *k > 65535) {
+		c.fail(src, fieldPath(tf, "keepAliveTimeSeconds"), "%d: must be 1 to 65535; not converted", *k)
+		ok = false
+	} else if k != nil {
 		out.KeepaliveTime = seconds(*k)
 		hold := 90 * time.Second // Cilium's and FerroLB's default
 		if out.HoldTime != nil {
@@ -86,7 +87,7 @@ func (c *converter) ciliumPeerSpec(ps peerSettings, out *v1.BGPPeerSpec) bool {
 		switch {
 		case *ct < 1:
 			c.fail(src, fieldPath(tf, "connectRetryTimeSeconds"), "%d: must be at least 1; not converted", *ct)
-			return false
+			ok = false
 		case *ct > 65535:
 			c.warn(src, fieldPath(tf, "connectRetryTimeSeconds"), "%d is above FerroLB's largest, 65535; converted as 65535", *ct)
 			out.ConnectTime = seconds(65535)
@@ -99,9 +100,10 @@ func (c *converter) ciliumPeerSpec(ps peerSettings, out *v1.BGPPeerSpec) bool {
 		if rt := gr.RestartTimeSeconds; rt != nil {
 			if *rt < 1 || *rt > 4095 {
 				c.fail(src, fieldPath(f, "gracefulRestart", "restartTimeSeconds"), "%d: must be 1 to 4095; not converted", *rt)
-				return false
+				ok = false
+			} else {
+				out.GracefulRestart.RestartTime = seconds(*rt)
 			}
-			out.GracefulRestart.RestartTime = seconds(*rt)
 		}
 	}
 	for i, fam := range ps.families {
@@ -122,9 +124,9 @@ func (c *converter) ciliumPeerSpec(ps peerSettings, out *v1.BGPPeerSpec) bool {
 	}
 	if len(ps.families) > 0 && len(out.Families) == 0 {
 		c.fail(src, fieldPath(f, "families"), "lists no unicast family FerroLB carries; peer not converted")
-		return false
+		ok = false
 	}
-	return true
+	return ok
 }
 
 func seconds(n int32) *metav1.Duration {
@@ -150,9 +152,12 @@ func peerName(parts ...string) string {
 func (c *converter) ciliumPeeringPolicy(src Source, p *ciliumBGPPeeringPolicy) {
 	for i, vr := range p.Spec.VirtualRouters {
 		f := fieldPath("spec", "virtualRouters", i)
+		// A virtual router or neighbor that fails is still checked to the end, so that every
+		// error is reported in one run; it is then left out (reject).
+		vrGood := true
 		if vr.LocalASN < 1 || vr.LocalASN > 4294967295 {
 			c.fail(src, fieldPath(f, "localASN"), "%d is not an AS number; virtual router not converted", vr.LocalASN)
-			continue
+			vrGood = false
 		}
 		if ptr.Deref(vr.ExportPodCIDR, false) {
 			c.warn(src, fieldPath(f, "exportPodCIDR"), "FerroLB advertises Service addresses only, not Pod CIDRs; not converted")
@@ -163,15 +168,20 @@ func (c *converter) ciliumPeeringPolicy(src Source, p *ciliumBGPPeeringPolicy) {
 		var peers []string
 		for j, n := range vr.Neighbors {
 			nf := fieldPath(f, "neighbors", j)
+			good := vrGood
 			addr, err := neighborAddress(n.PeerAddress)
 			if err != nil {
 				c.fail(src, fieldPath(nf, "peerAddress"), "%v; neighbor not converted", err)
-				continue
+				good = false
 			}
 			name := peerName(src.Name, strconv.FormatInt(vr.LocalASN, 10), addr.String())
 			out := &v1.BGPPeer{ObjectMeta: meta(p.Metadata, name)}
-			out.Spec.PeerAddress = addr.String()
-			out.Spec.LocalASN = vr.LocalASN
+			if addr.IsValid() {
+				out.Spec.PeerAddress = addr.String()
+			}
+			if vrGood {
+				out.Spec.LocalASN = vr.LocalASN
+			}
 			out.Spec.PeerASN = n.PeerASN
 			out.Spec.NodeSelector = p.Spec.NodeSelector
 			ok := c.ciliumPeerSpec(peerSettings{
@@ -180,7 +190,8 @@ func (c *converter) ciliumPeeringPolicy(src Source, p *ciliumBGPPeeringPolicy) {
 				connect: n.ConnectRetryTimeSeconds, hold: n.HoldTimeSeconds, keepalive: n.KeepAliveTimeSeconds,
 				timersPrefix: nf, gracefulRestart: n.GracefulRestart, families: n.Families,
 			}, &out.Spec)
-			if !ok {
+			if !ok || !good {
+				c.reject(src, out)
 				continue
 			}
 			for k := range n.AdvertisedPathAttributes {
@@ -191,7 +202,9 @@ func (c *converter) ciliumPeeringPolicy(src Source, p *ciliumBGPPeeringPolicy) {
 				peers = append(peers, name)
 			}
 		}
-		c.peeringPolicyAdvertisement(src, p, f, vr, peers)
+		if vrGood {
+			c.peeringPolicyAdvertisement(src, p, f, vr, peers)
+		}
 	}
 }
 
@@ -208,8 +221,10 @@ func (c *converter) peeringPolicyAdvertisement(src Source, p *ciliumBGPPeeringPo
 	case !lb:
 		return
 	case len(peers) == 0:
-		c.warn(src, fieldPath(f, "serviceSelector"), "no neighbor of this virtual router was converted: its "+
-			"advertisement is not converted either")
+		if !c.isBroken(src) { // a broken policy converts nothing: its errors say why
+			c.warn(src, fieldPath(f, "serviceSelector"), "no neighbor of this virtual router was converted: its "+
+				"advertisement is not converted either")
+		}
 		return
 	}
 	name := peerName(src.Name, strconv.FormatInt(vr.LocalASN, 10))
@@ -268,9 +283,11 @@ type v2Peer struct {
 func (c *converter) ciliumClusterConfig(src Source, cc *ciliumBGPClusterConfig) {
 	for i, inst := range cc.Spec.BGPInstances {
 		f := fieldPath("spec", "bgpInstances", i)
+		// As for v1: an instance or peer that fails is still checked to the end.
+		instGood := true
 		if inst.LocalASN == nil || *inst.LocalASN < 1 || *inst.LocalASN > 4294967295 {
 			c.fail(src, fieldPath(f, "localASN"), "missing or not an AS number; instance %q not converted", inst.Name)
-			continue
+			instGood = false
 		}
 		if inst.LocalPort != nil {
 			c.warn(src, fieldPath(f, "localPort"), "%d: FerroLB's speaker connects to its peers and takes no listening "+
@@ -282,23 +299,28 @@ func (c *converter) ciliumClusterConfig(src Source, cc *ciliumBGPClusterConfig) 
 				c.warn(src, pf, "peer %q has no peerAddress (auto-discovery): FerroLB peers by address; not converted", peer.Name)
 				continue
 			}
+			good := instGood
 			addr, err := parseAddr(*peer.PeerAddress)
 			if err != nil {
 				c.fail(src, fieldPath(pf, "peerAddress"), "%q is not an address; peer not converted", *peer.PeerAddress)
-				continue
+				good = false
 			}
 			if peer.PeerASN == nil || *peer.PeerASN == 0 {
 				c.fail(src, fieldPath(pf, "peerASN"), "0 or unset (any AS): FerroLB needs the peer's AS number; peer %q not converted", peer.Name)
-				continue
+				good = false
 			}
 			name := peer.Name
 			if c.peerNames[peer.Name] > 1 {
 				name = peerName(src.Name, inst.Name, peer.Name)
 			}
 			out := &v1.BGPPeer{ObjectMeta: meta(cc.Metadata, peerName(name))}
-			out.Spec.PeerAddress = addr.String()
-			out.Spec.LocalASN = *inst.LocalASN
-			out.Spec.PeerASN = *peer.PeerASN
+			if err == nil {
+				out.Spec.PeerAddress = addr.String()
+			}
+			if instGood {
+				out.Spec.LocalASN = *inst.LocalASN
+			}
+			out.Spec.PeerASN = ptr.Deref(peer.PeerASN, 0)
 			out.Spec.NodeSelector = cc.Spec.NodeSelector
 			var families []ciliumFamily
 			if ref := peer.PeerConfigRef; ref != nil && ref.Name != "" {
@@ -319,12 +341,23 @@ func (c *converter) ciliumClusterConfig(src Source, cc *ciliumBGPClusterConfig) 
 						ps.connect, ps.hold, ps.keepalive = t.ConnectRetryTimeSeconds, t.HoldTimeSeconds, t.KeepAliveTimeSeconds
 					}
 					if !c.ciliumPeerSpec(ps, &out.Spec) {
-						continue
+						good = false
+					}
+					if c.isBroken(pc.src) {
+						// Some of its settings could not be read: a BGPPeer without them would be
+						// another session than Cilium's.
+						c.fail(src, fieldPath(pf, "peerConfigRef"), "CiliumBGPPeerConfig %q could not be read (see its "+
+							"errors); peer %q not converted", ref.Name, peer.Name)
+						good = false
 					}
 					// Without families, Cilium's defaults carry no advertisement selector:
 					// nothing is advertised to the peer.
 					families = s.Families
 				}
+			}
+			if !good {
+				c.reject(src, out)
+				continue
 			}
 			if c.emit(src, out) {
 				c.v2Peers = append(c.v2Peers, v2Peer{name: out.Name, families: families})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -55,6 +56,18 @@ type converter struct {
 
 	pools []poolInfo
 	l2    []l2Info
+
+	// bfdProfiles are the BFDProfiles of the input, by name: true when converted. bfdUsers are
+	// the converted BGPPeers that name a profile (see checkBFDProfiles).
+	bfdProfiles map[string]bool
+	bfdUsers    []bfdUser
+}
+
+// bfdUser is a converted BGPPeer that names a BFDProfile.
+type bfdUser struct {
+	src     Source
+	peer    string
+	profile string
 }
 
 // Convert translates the source objects into FerroLB's. Objects of kinds it does not convert
@@ -63,10 +76,11 @@ type converter struct {
 func Convert(srcs []Source) Result {
 	res := &Result{}
 	c := &converter{
-		warnings:    warnings{res},
+		warnings:    warnings{res: res, broken: map[string][]*ObjectError{}},
 		communities: map[string]string{},
 		peerConfigs: map[string]item{},
 		peerNames:   map[string]int{},
+		bfdProfiles: map[string]bool{},
 
 		usedPeerConfigs: map[string]bool{},
 	}
@@ -106,20 +120,26 @@ func Convert(srcs []Source) Result {
 	c.ciliumAdvertisements()
 	c.checkPoolOverlaps()
 	c.checkL2Overlaps()
+	c.checkBFDProfiles()
 	c.checkNames()
 
 	order := map[string]int{}
 	for i, s := range srcs {
-		if _, ok := order[s.Ref()]; !ok {
-			order[s.Ref()] = i
+		for _, name := range []string{s.Ref(), s.APIVersion + " " + s.Ref()} { // as Output.From
+			if _, ok := order[name]; !ok {
+				order[name] = i
+			}
 		}
 	}
 	sortWarnings(res.Warnings, order)
+	sortErrors(res.Errors, order)
 	return *res
 }
 
 // decode decodes a source into the struct of its kind; ok is false for kinds that produce
-// nothing (after a warning) and for objects that failed to decode (after an error).
+// nothing (after a warning). An object with fields of the wrong type is reported (every such
+// field) and marked broken: it is decoded without them and converted for its other errors and
+// warnings, but produces nothing.
 func (c *converter) decode(src Source) (item, bool) {
 	var v any
 	switch src.Group() + "/" + src.Kind {
@@ -149,23 +169,26 @@ func (c *converter) decode(src Source) (item, bool) {
 		v = &ciliumBGPAdvertisement{}
 	case "/Service":
 		v = &service{}
+	case "/ConfigMap":
+		if src.Name != ciliumConfigName {
+			c.notConverted(src)
+			return item{}, false
+		}
+		v = &ciliumConfigMap{}
 	default:
 		c.notConverted(src)
 		return item{}, false
 	}
-	if src.Name == "" {
-		c.fail(src, "metadata.name", "missing: every object needs a name; not converted")
-		return item{}, false
+	errs := decodeInto(src, v, c.warnings)
+	if src.Name == "" && !slices.ContainsFunc(errs, func(e *ObjectError) bool { return related(e.Field, "metadata.name") }) {
+		errs = append(errs, &ObjectError{Object: src.Ref(), Field: "metadata.name",
+			Message: "missing: every object needs a name; not converted"})
 	}
-	if err := decodeInto(src, v, c.warnings); err != nil {
-		var oe *ObjectError
-		if e, ok := err.(*ObjectError); ok {
-			oe = e
-		} else {
-			oe = &ObjectError{Object: src.Ref(), Message: err.Error()}
-		}
-		c.res.Errors = append(c.res.Errors, oe)
-		return item{}, false
+	if len(errs) > 0 {
+		// The object is not converted, but it is still read as far as it decoded: what else
+		// is wrong with it is reported now, not after the user fixed these and ran again.
+		c.res.Errors = append(c.res.Errors, errs...)
+		c.broken[src.Ref()] = errs
 	}
 	return item{src, v}, true
 }
@@ -175,7 +198,7 @@ func (c *converter) notConverted(src Source) {
 	why := "kind not converted: ferrolb convert reads MetalLB's IPAddressPool, L2Advertisement, " +
 		"BGPAdvertisement, BGPPeer, BFDProfile and Community, Cilium's CiliumLoadBalancerIPPool, " +
 		"CiliumL2AnnouncementPolicy, CiliumBGPPeeringPolicy, CiliumBGPClusterConfig, CiliumBGPPeerConfig " +
-		"and CiliumBGPAdvertisement, and checks Services"
+		"and CiliumBGPAdvertisement, checks Services, and reads Cilium's ConfigMap cilium-config for hints"
 	switch src.Group() + "/" + src.Kind {
 	case "metallb.io/AddressPool":
 		why = "MetalLB's AddressPool was replaced by IPAddressPool in MetalLB 0.13: convert it to IPAddressPool " +
@@ -221,32 +244,101 @@ func (c *converter) convert(it item) {
 		// Converted through the CiliumBGPClusterConfigs that use them (ciliumAdvertisements).
 	case *service:
 		c.checkService(it.src, v)
+	case *ciliumConfigMap:
+		c.ciliumConfig(it.src, v)
 	}
 }
 
 // emit validates a converted object the way the controller and the speaker will read it
 // (internal/config) and adds it to the output; an object they would refuse is an error
-// instead, naming the field.
+// instead, naming the field. An object whose source is broken (see decode) is only checked
+// (see reject).
 func (c *converter) emit(src Source, obj client.Object) bool {
+	setTypeMeta(obj)
+	if c.isBroken(src) {
+		c.reject(src, obj)
+		return false
+	}
+	if err := validate(obj); err != nil {
+		c.fail(src, "", "the converted %s %q would be refused: %v; not converted",
+			obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+		return false
+	}
+	c.res.Outputs = append(c.res.Outputs, Output{From: src.APIVersion + " " + src.Ref(), Object: obj})
+	return true
+}
+
+// reject checks an object that is not converted, because its source has errors already
+// reported, as emit would, so that what else is wrong is reported in the same run. The
+// fields those errors left empty that FerroLB requires (a peer's address and AS numbers, a
+// pool's blocks, the name) are filled with placeholders first, so that they are not reported
+// a second time as missing, and the checks go on past them.
+func (c *converter) reject(src Source, obj client.Object) {
+	setTypeMeta(obj)
+	obj = obj.DeepCopyObject().(client.Object)
+	name := obj.GetName()
+	if name == "" {
+		obj.SetName("placeholder")
+	}
+	switch o := obj.(type) {
+	case *v1.IPPool:
+		if len(o.Spec.Blocks) == 0 {
+			o.Spec.Blocks = []v1.IPBlock{{CIDR: "192.0.2.1/32"}}
+		}
+	case *v1.BGPPeer:
+		if o.Spec.PeerAddress == "" {
+			o.Spec.PeerAddress = "192.0.2.1"
+			if strings.Contains(o.Spec.SourceAddress, ":") {
+				o.Spec.PeerAddress = "2001:db8::1"
+			}
+		}
+		if o.Spec.PeerASN == 0 {
+			o.Spec.PeerASN = 64512
+		}
+		if o.Spec.LocalASN == 0 {
+			o.Spec.LocalASN = 64512
+		}
+	}
+	if err := validate(obj); err != nil {
+		c.fail(src, "", "the converted %s %q would be refused: %v; not converted",
+			obj.GetObjectKind().GroupVersionKind().Kind, name, err)
+	}
+}
+
+// setTypeMeta sets the apiVersion and kind of a converted object.
+func setTypeMeta(obj client.Object) {
+	var kind string
+	switch obj.(type) {
+	case *v1.IPPool:
+		kind = "IPPool"
+	case *v1.L2Policy:
+		kind = "L2Policy"
+	case *v1.BGPPeer:
+		kind = "BGPPeer"
+	case *v1.BGPAdvertisement:
+		kind = "BGPAdvertisement"
+	case *v1.BFDProfile:
+		kind = "BFDProfile"
+	}
+	obj.GetObjectKind().SetGroupVersionKind(v1.GroupVersion.WithKind(kind))
+}
+
+// validate checks a converted object as the controller and the speaker will read it.
+func validate(obj client.Object) error {
 	var err error
 	switch o := obj.(type) {
 	case *v1.IPPool:
-		o.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "IPPool"}
 		_, err = config.ParsePool(o)
 		if err == nil {
 			err = checkNamespaces(o.Spec.Namespaces)
 		}
 	case *v1.L2Policy:
-		o.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "L2Policy"}
 		_, err = config.ParseL2Policy(o)
 	case *v1.BGPPeer:
-		o.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "BGPPeer"}
 		_, err = config.ParseBGPPeer(o)
 	case *v1.BGPAdvertisement:
-		o.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "BGPAdvertisement"}
 		_, err = config.ParseBGPAdvertisement(o)
 	case *v1.BFDProfile:
-		o.TypeMeta = metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "BFDProfile"}
 		_, err = config.ParseBFDProfile(o)
 	}
 	if err == nil {
@@ -254,13 +346,7 @@ func (c *converter) emit(src Source, obj client.Object) bool {
 			err = fmt.Errorf("metadata.name: %q is not a valid name for a FerroLB object: %s", obj.GetName(), msgs[0])
 		}
 	}
-	if err != nil {
-		c.fail(src, "", "the converted %s %q would be refused: %v; not converted",
-			obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
-		return false
-	}
-	c.res.Outputs = append(c.res.Outputs, Output{From: src.APIVersion + " " + src.Ref(), Object: obj})
-	return true
+	return err
 }
 
 func checkNamespaces(nss []string) error {
@@ -353,6 +439,26 @@ func (c *converter) checkL2Overlaps() {
 				"announcing node over the union of both; FerroLB elects one per L2Policy, so two nodes could answer "+
 				"for one address: merge them into one L2Policy, or make their pools or Services disjoint",
 				b.src.Kind, b.out.Name, a.system)
+		}
+	}
+}
+
+// checkBFDProfiles warns about converted BGPPeers whose BFDProfile is not converted: FerroLB's
+// speaker opens no session to a peer whose profile is missing or invalid (its status says
+// NotConfigured on every node), where MetalLB refuses the configuration as a whole. The peer
+// is still written, as MetalLB's is, so that once the profile exists it comes up with BFD.
+func (c *converter) checkBFDProfiles() {
+	for _, u := range c.bfdUsers {
+		converted, inInput := c.bfdProfiles[u.profile]
+		switch {
+		case !inInput:
+			c.warn(u.src, "spec.bfdProfile", "BFDProfile %q is not in this input: FerroLB's speaker opens no session "+
+				"to BGPPeer %q (NotConfigured on every node) until a BFDProfile of that name exists; convert the "+
+				"BFDProfiles together with the peers", u.profile, u.peer)
+		case !converted:
+			c.warn(u.src, "spec.bfdProfile", "BFDProfile %q was not converted (see its errors): FerroLB's speaker "+
+				"opens no session to BGPPeer %q (NotConfigured on every node) until it is; fix the BFDProfile and "+
+				"convert again, or remove bfdProfile to peer without BFD", u.profile, u.peer)
 		}
 	}
 }

@@ -162,7 +162,7 @@ func TestMetalLBPoolErrors(t *testing.T) {
 		{"bare address", "  addresses: [10.0.0.1]", "spec.addresses[0]", "not a CIDR"},
 		{"no addresses", "  addresses: []", "spec.addresses", "at least one"},
 		{"IPv4-mapped CIDR beyond the mapped range", "  addresses: ['::ffff:0.0.0.0/95']", "spec.addresses[0]", "IPv4-mapped CIDR shorter than /96"},
-		{"wrong type", "  addresses: [10.0.0.0/24]\n  autoAssign: 'no'", "spec.autoAssign", "want a bool"},
+		{"wrong type", "  addresses: [10.0.0.0/24]\n  autoAssign: 'no'", "spec.autoAssign", `is the string "no", want true or false`},
 		{"bad namespace", "  addresses: [10.0.0.0/24]\n  serviceAllocation: {namespaces: [Not_OK]}", "", "spec.namespaces[0]"},
 	}
 	for _, tt := range tests {
@@ -683,5 +683,291 @@ spec:
 	res := convert(t, in)
 	if len(res.Outputs) != 2 || !hasWarning(res, "spec.virtualRouters[0].serviceSelector", "pseudo-labels") {
 		t.Errorf("outputs %d, warnings %v", len(res.Outputs), res.Warnings)
+	}
+}
+
+// errorFields lists the fields of the errors, to compare against a want.
+func errorFields(res compat.Result) []string {
+	var out []string
+	for _, e := range res.Errors {
+		out = append(out, e.Field)
+	}
+	return out
+}
+
+// TestEveryTypeError: every field of the wrong type is reported in one run, and the fields
+// of the right type are still checked (issue 18: fix echoInterval, run again, then learn about
+// receiveInterval).
+func TestEveryTypeError(t *testing.T) {
+	in := `apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: fast}
+spec:
+  echoInterval: {ms: 50}
+  receiveInterval: "300"
+  transmitInterval: [270]
+  detectMultiplier: 1
+  passiveMode: true
+`
+	res := convert(t, in)
+	if len(res.Outputs) != 0 {
+		t.Fatalf("outputs %v, want none", res.Outputs)
+	}
+	want := []string{"spec.detectMultiplier", "spec.echoInterval", "spec.receiveInterval", "spec.transmitInterval"}
+	if diff := cmp.Diff(want, errorFields(res)); diff != "" {
+		t.Errorf("error fields (-want +got):\n%s\n%v", diff, res.Errors)
+	}
+	for field, text := range map[string]string{
+		"spec.echoInterval":     "is an object, want a number of milliseconds, such as 300; not converted",
+		"spec.receiveInterval":  `is the string "300", want a number of milliseconds, such as 300 (write the number without quotes)`,
+		"spec.transmitInterval": "is a list, want a number",
+		"spec.detectMultiplier": "1 is not 2 to 255",
+	} {
+		if !hasError(res, field, text) {
+			t.Errorf("no error on %s containing %q; got %v", field, text, res.Errors)
+		}
+	}
+	// Warnings about the fields that decoded still come: passiveMode has no equivalent.
+	if !hasWarning(res, "spec.passiveMode", "always sends first") {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+}
+
+func TestTypeErrorWording(t *testing.T) {
+	tests := []struct{ name, in, field, text string }{
+		{"a string for a list", mlbPool + "  addresses: 10.0.0.0/24", "spec.addresses", `is the string "10.0.0.0/24", want a list`},
+		{"a list for a string", mlbPeer + "  peerASN: 1\n  routerID: [10.0.0.1]", "spec.routerID", "is a list, want a string"},
+		{"an object for a string", mlbPeer + "  peerASN: 1\n  vrf: {name: red}", "spec.vrf", "is an object, want a string"},
+		{"a number for a duration", mlbPeer + "  peerASN: 1\n  holdTime: 90", "spec.holdTime", "is the number 90, want a duration such as 90s"},
+		{"not a duration", mlbPeer + "  peerASN: 1\n  holdTime: 90 seconds", "spec.holdTime", `is the string "90 seconds", want a duration`},
+		{"out of range", mlbPeer + "  peerASN: 1\n  peerPort: 70000", "spec.peerPort", "is the number 70000, want a number from 0 to 65535"},
+		{"a fraction", mlbPeer + "  peerASN: 1.5", "spec.peerASN", "is the number 1.5, want a whole number"},
+		{"a boolean for a string", mlbPeer + "  peerASN: 1\n  interface: no", "spec.interface", "YAML reads unquoted yes, no"},
+		{"a number for a string", mlbPeer + "  peerASN: 1\n  vrf: 10", "spec.vrf", "is the number 10, want a string (quote the value)"},
+		{"a label", strings.Replace(mlbPool, "tier: gold", "tier: true", 1) + "  addresses: [10.0.0.0/24]",
+			"metadata.labels.tier", "is the boolean true, want a string"},
+		{"a name", "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: 12}\n", "metadata.name", "is the number 12, want a string"},
+		{"a Community's entries in an advertisement", `apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: a}
+spec:
+  communities:
+  - {name: vpn-only, value: '1234:1'}
+`, "spec.communities[0]", `is an object, want a string: a community (64512:100, or large:64512:1:2) or the name of an alias ` +
+			`that a Community object defines; name/value pairs belong in a Community (kind Community, metallb.io/v1beta1, ` +
+			`converted in the same run): write the alias's name here, "vpn-only"; not converted`},
+		{"Cilium", "apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: p}\nspec:\n  blocks: {cidr: 10.0.0.0/24}\n",
+			"spec.blocks", "is an object, want a list"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := convert(t, tt.in)
+			if len(res.Outputs) != 0 || !hasError(res, tt.field, tt.text) {
+				t.Errorf("outputs %d, errors %v; want none, and an error on %q containing %q", len(res.Outputs), res.Errors, tt.field, tt.text)
+			}
+			if tt.field != "metadata.name" && hasError(res, "metadata.name", "missing") {
+				t.Errorf("an error about the name: %v", res.Errors)
+			}
+		})
+	}
+}
+
+// TestBrokenObjectChecked: an object with a field of the wrong type is still checked as a
+// whole, without reporting again the fields that the error left empty.
+func TestBrokenObjectChecked(t *testing.T) {
+	res := convert(t, `apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: peer}
+spec:
+  myASN: "64512"
+  peerASN: 64513
+  peerAddress: [192.0.2.1]
+  routerID: fd00::1
+  keepaliveTime: 500ms
+  holdTime: [90s]
+  Password: s3cret
+`)
+	want := []string{"", "spec.holdTime", "spec.keepaliveTime", "spec.myASN", "spec.peerAddress"}
+	if diff := cmp.Diff(want, errorFields(res)); diff != "" {
+		t.Errorf("error fields (-want +got):\n%s\n%v", diff, res.Errors)
+	}
+	// The router ID is checked as the speaker would (internal/config), with the missing
+	// address and AS number filled in.
+	if !hasError(res, "", `spec.routerID: "fd00::1" is not an IPv4 address`) {
+		t.Errorf("errors %v", res.Errors)
+	}
+	// encoding/json would take Password for password; MetalLB (the API server) would not.
+	if !hasWarning(res, "spec.Password", "case-sensitive, this one is spelt password") || hasWarning(res, "spec.password", "") {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+}
+
+func TestEveryValueError(t *testing.T) {
+	tests := []struct {
+		name, in string
+		fields   []string
+	}{
+		{"pool addresses", mlbPool + "  addresses: [10.0.0.300/24, 10.0.0.0/24, 10.0.0.9-10.0.0.1]",
+			[]string{"spec.addresses[0]", "spec.addresses[2]"}},
+		{"peer timers", mlbPeer + "  dynamicASN: external\n  holdTime: 2s\n  connectTime: 0s",
+			[]string{"spec.connectTime", "spec.dynamicASN", "spec.holdTime"}},
+		{"Cilium pool", "apiVersion: cilium.io/v2\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: p}\nspec:\n  allowFirstLastIPs: maybe\n" +
+			"  blocks: [{cidr: 10.0.0.0/33}, {start: 10.0.0.1}, {stop: 10.0.0.1}]\n",
+			[]string{"spec.allowFirstLastIPs", "spec.blocks[0]", "spec.blocks[2]"}},
+		{"Cilium neighbor", `apiVersion: cilium.io/v2alpha1
+kind: CiliumBGPPeeringPolicy
+metadata: {name: p}
+spec:
+  virtualRouters:
+  - localASN: 0
+    neighbors:
+    - {peerAddress: 10.0.0.0/24, peerASN: 65000, holdTimeSeconds: 2, connectRetryTimeSeconds: 0}
+`, []string{"spec.virtualRouters[0].localASN", "spec.virtualRouters[0].neighbors[0].connectRetryTimeSeconds",
+			"spec.virtualRouters[0].neighbors[0].holdTimeSeconds", "spec.virtualRouters[0].neighbors[0].peerAddress"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := convert(t, tt.in)
+			if len(res.Outputs) != 0 {
+				t.Errorf("outputs %v, want none", res.Outputs)
+			}
+			if diff := cmp.Diff(tt.fields, errorFields(res)); diff != "" {
+				t.Errorf("error fields (-want +got):\n%s\n%v", diff, res.Errors)
+			}
+		})
+	}
+}
+
+// TestBFDProfileNotConverted: a converted BGPPeer whose BFDProfile is not converted would come
+// up NotConfigured on every node: a warning names both.
+func TestBFDProfileNotConverted(t *testing.T) {
+	const profile = "---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\nspec:\n"
+	tests := []struct{ name, in, text string }{
+		{"invalid", profile + "  receiveInterval: 5", `BFDProfile "fast" was not converted (see its errors): FerroLB's speaker opens no session to BGPPeer "peer"`},
+		{"mistyped", profile + "  receiveInterval: 5ms", `BFDProfile "fast" was not converted`},
+		{"missing", "", `BFDProfile "fast" is not in this input`},
+		{"converted", profile + "  receiveInterval: 50", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := convert(t, mlbPeer+"  peerASN: 64513\n  bfdProfile: fast\n"+tt.in)
+			var peer *v1.BGPPeer
+			for _, o := range res.Outputs {
+				if p, ok := o.Object.(*v1.BGPPeer); ok {
+					peer = p
+				}
+			}
+			if peer == nil || peer.Spec.BFDProfile != "fast" {
+				t.Fatalf("the peer is converted with its profile, as in MetalLB; got outputs %v", res.Outputs)
+			}
+			switch {
+			case tt.text == "" && hasWarning(res, "spec.bfdProfile", ""):
+				t.Errorf("warnings %v", res.Warnings)
+			case tt.text != "" && !hasWarning(res, "spec.bfdProfile", tt.text):
+				t.Errorf("no warning on spec.bfdProfile containing %q; got %v", tt.text, res.Warnings)
+			}
+		})
+	}
+}
+
+func TestCiliumV2BrokenPeerConfig(t *testing.T) {
+	in := `apiVersion: cilium.io/v2
+kind: CiliumBGPClusterConfig
+metadata: {name: c}
+spec:
+  bgpInstances:
+  - name: i
+    localASN: 65000
+    peers:
+    - {name: a, peerAddress: 192.0.2.1, peerASN: 65001, peerConfigRef: {name: pc}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumBGPPeerConfig
+metadata: {name: pc}
+spec:
+  timers: {holdTimeSeconds: "90", keepAliveTimeSeconds: 0}
+`
+	res := convert(t, in)
+	if len(res.Outputs) != 0 {
+		t.Errorf("outputs %v; want none: the peer's settings are not known", res.Outputs)
+	}
+	want := []string{"spec.bgpInstances[0].peers[0].peerConfigRef", "spec.timers.holdTimeSeconds", "spec.timers.keepAliveTimeSeconds"}
+	if diff := cmp.Diff(want, errorFields(res)); diff != "" {
+		t.Errorf("error fields (-want +got):\n%s\n%v", diff, res.Errors)
+	}
+	if hasWarning(res, "spec.bgpInstances[0].peers[0].peerConfigRef", "not in this input") {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+}
+
+func TestCiliumConfig(t *testing.T) {
+	const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cilium-config, namespace: kube-system}\ndata:\n"
+	tests := []struct {
+		name, data string
+		want       map[string]string // field: text
+	}{
+		{"defaults", "  kube-proxy-replacement: 'false'\n  bpf-lb-mode: snat\n  bpf-lb-algorithm: random\n  bpf-lb-acceleration: disabled\n  debug: 'false'", nil},
+		{"dsr and maglev", "  kube-proxy-replacement: 'true'\n  bpf-lb-mode: dsr\n  bpf-lb-algorithm: maglev\n  bpf-lb-maglev-table-size: '65521'", map[string]string{
+			"data.kube-proxy-replacement":   "keep Cilium's kube-proxy replacement running",
+			"data.bpf-lb-mode":              "--datapath=xdp (the chart's speaker.datapath=xdp) and --datapath-dsr (speaker.datapathDSR=true)",
+			"data.bpf-lb-algorithm":         "ferrolb speaker --datapath=xdp",
+			"data.bpf-lb-maglev-table-size": "not converted",
+		}},
+		{"as guides write it", "  loadbalancer-mode: dsr\n  loadbalancer-algorithm: maglev", map[string]string{
+			"data.loadbalancer-mode":      "loadbalancer-mode is read here as bpf-lb-mode",
+			"data.loadbalancer-algorithm": "--datapath=xdp",
+		}},
+		{"before Cilium 1.10", "  node-port-mode: hybrid\n  node-port-acceleration: native\n  devices: eth0", map[string]string{
+			"data.node-port-mode":         "one mode for both",
+			"data.node-port-acceleration": "(Cilium's devices: eth0)",
+		}},
+		{"L2, BGP and LB IPAM", "  enable-l2-announcements: true\n  l2-announcements-lease-duration: 3s\n  enable-bgp-control-plane: 'true'\n  enable-lb-ipam: 'true'", map[string]string{
+			"data.enable-l2-announcements":  "--member-interval",
+			"data.enable-bgp-control-plane": "bgpControlPlane.enabled=false",
+			"data.enable-lb-ipam":           "enableLBIPAM=false",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := "---\n" + mlbPool + "  addresses: [10.0.0.0/24]\n"
+			res := convert(t, cm+tt.data+"\n"+pool)
+			if len(res.Errors) != 0 || len(res.Outputs) != 1 {
+				t.Errorf("errors %v, outputs %d; want none, and the pool", res.Errors, len(res.Outputs))
+			}
+			if len(res.Warnings) != len(tt.want) {
+				t.Errorf("warnings %v, want %d", res.Warnings, len(tt.want))
+			}
+			for f, text := range tt.want {
+				if !hasWarning(res, f, text) {
+					t.Errorf("no warning on %s containing %q; got %v", f, text, res.Warnings)
+				}
+			}
+		})
+	}
+	// Other ConfigMaps are not read.
+	res := convert(t, strings.Replace(cm, "cilium-config", "kube-proxy", 1)+"  mode: ipvs\n")
+	if !hasWarning(res, "kind", "kind not converted") {
+		t.Errorf("warnings %v", res.Warnings)
+	}
+}
+
+// TestLiveObject: objects read from the API server (ferrolb controller --compat) hold int64
+// numbers, not float64 as decoded YAML does.
+func TestLiveObject(t *testing.T) {
+	src, err := compat.FromObject(map[string]any{
+		"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+		"metadata": map[string]any{"name": "p", "namespace": "metallb-system"},
+		"spec": map[string]any{
+			"addresses":         []any{"10.0.0.0/24"},
+			"serviceAllocation": map[string]any{"priority": int64(50), "namespaces": []any{"a"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := compat.Convert([]compat.Source{src})
+	p := only[*v1.IPPool](t, res)
+	if p.Spec.Priority == nil || *p.Spec.Priority != 50 || len(res.Errors) != 0 {
+		t.Errorf("priority %v, errors %v", p.Spec.Priority, res.Errors)
 	}
 }

@@ -65,22 +65,26 @@ func (s Source) Ref() string {
 
 // Decode reads a stream of YAML documents separated by "---" (JSON works too, being YAML) and
 // returns the Kubernetes objects in them, in order. A document holding a List (what `kubectl
-// get -o yaml` prints) contributes its items. Empty documents are skipped. An error names the
-// document it concerns.
+// get -o yaml` prints) contributes its items. Empty documents are skipped. A document that
+// cannot be read as objects is an error naming it, and the documents after it are still
+// read: the error joins one error per such document (errors.Join), and the objects returned
+// are the others'. Only a stream that cannot be read further stops it.
 func Decode(r io.Reader) ([]Source, error) {
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	var out []Source
+	var errs []error
 	for doc := 1; ; doc++ {
 		raw, err := reader.Read()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return out, errors.Join(errs...)
 		}
 		if err != nil {
-			return out, fmt.Errorf("document %d: %w", doc, err)
+			return out, errors.Join(append(errs, fmt.Errorf("document %d: %w", doc, err))...)
 		}
 		objs, err := decodeDocument(raw, doc)
 		if err != nil {
-			return out, fmt.Errorf("document %d: %w", doc, err)
+			errs = append(errs, fmt.Errorf("document %d: %w", doc, err))
+			continue
 		}
 		out = append(out, objs...)
 	}

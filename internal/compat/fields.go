@@ -2,7 +2,6 @@ package compat
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -10,34 +9,46 @@ import (
 	"strings"
 )
 
-// decodeInto decodes a source object into the struct of its kind, and reports the fields of the
-// source that the struct does not know: a newer MetalLB or Cilium field, or a typo (Cilium's
-// own documentation once spelt connectRetryTimeSeconds "connetRetryTimeSeconds"). Either way
-// the field is not converted, and the user is told rather than left to find out.
-func decodeInto(src Source, into any, w warnings) error {
-	if err := json.Unmarshal(src.JSON, into); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			msg := fmt.Sprintf("is a %s, want a %s", te.Value, te.Type)
-			if te.Value == "bool" && te.Type.Kind() == reflect.String {
-				msg += " (YAML reads unquoted yes, no, on, off, y and n as booleans: quote the value)"
-			}
-			return &ObjectError{Object: src.Ref(), Field: te.Field, Message: msg}
-		}
-		return &ObjectError{Object: src.Ref(), Message: err.Error()}
+// decodeInto decodes a source object into the struct of its kind. It reports every field whose
+// value has the wrong type (see checkTypes), all of them, as errors; the others are decoded,
+// so that the conversion can still check them and report what else is wrong in one run. It
+// warns about the fields of the source that the struct does not know: a newer MetalLB or
+// Cilium field, or a typo (Cilium's own documentation once spelt connectRetryTimeSeconds
+// "connetRetryTimeSeconds"). Either way the field is not converted, and the user is told
+// rather than left to find out.
+func decodeInto(src Source, into any, w warnings) []*ObjectError {
+	var errs []*ObjectError
+	clean, bad := checkTypes(src.Fields, reflect.TypeOf(into), "")
+	skip := map[string]bool{}
+	for _, e := range bad {
+		skip[e.path] = true
+		errs = append(errs, &ObjectError{Object: src.Ref(), Field: e.path, Message: e.message + "; not converted"})
+	}
+	js, err := json.Marshal(clean)
+	if err == nil {
+		err = json.Unmarshal(js, into)
+	}
+	if err != nil {
+		// checkTypes lets nothing through that encoding/json refuses; should it, the
+		// error is still reported rather than lost.
+		return append(errs, &ObjectError{Object: src.Ref(), Message: err.Error() + "; not converted"})
 	}
 	back, err := json.Marshal(into)
 	if err != nil {
-		return &ObjectError{Object: src.Ref(), Message: err.Error()}
+		return append(errs, &ObjectError{Object: src.Ref(), Message: err.Error()})
 	}
 	var known any
 	if err := json.Unmarshal(back, &known); err != nil {
-		return &ObjectError{Object: src.Ref(), Message: err.Error()}
+		return append(errs, &ObjectError{Object: src.Ref(), Message: err.Error()})
 	}
-	for _, path := range unknownFields(src.Fields, known, "") {
-		w.warn(src, path, "field not known to ferrolb convert (a newer %s version, or a typo?): not converted", src.Group())
+	for _, u := range unknownFields(src.Fields, known, "", skip) {
+		if u.near != "" {
+			w.warn(src, u.path, "field not known: field names are case-sensitive, this one is spelt %s; not converted", u.near)
+			continue
+		}
+		w.warn(src, u.path, "field not known to ferrolb convert (a newer %s version, or a typo?): not converted", src.Group())
 	}
-	return nil
+	return errs
 }
 
 // ignoredTopLevel are the parts of an object that are not configuration: status is observed
@@ -48,8 +59,9 @@ var ignoredTopLevel = map[string]bool{"status": true, "metadata": true}
 // unknownFields lists the paths of the fields set in raw that are missing from known, the same
 // object decoded into a struct and encoded again. Fields holding an empty value (null, false,
 // 0, "", {} or []) are not reported: encoding omits many of them, and they configure nothing.
-func unknownFields(raw, known any, path string) []string {
-	var out []string
+// Neither are the paths in skip, fields already reported for a value of the wrong type.
+func unknownFields(raw, known any, path string, skip map[string]bool) []unknownField {
+	var out []unknownField
 	switch r := raw.(type) {
 	case map[string]any:
 		k, _ := known.(map[string]any)
@@ -66,14 +78,23 @@ func unknownFields(raw, known any, path string) []string {
 			if path != "" {
 				p = path + "." + key
 			}
+			if skip[p] {
+				continue
+			}
 			kv, ok := k[key]
 			if !ok {
 				if !empty(r[key]) {
-					out = append(out, p)
+					u := unknownField{path: p}
+					for kk := range k {
+						if strings.EqualFold(kk, key) {
+							u.near = kk
+						}
+					}
+					out = append(out, u)
 				}
 				continue
 			}
-			out = append(out, unknownFields(r[key], kv, p)...)
+			out = append(out, unknownFields(r[key], kv, p, skip)...)
 		}
 	case []any:
 		k, _ := known.([]any)
@@ -81,10 +102,20 @@ func unknownFields(raw, known any, path string) []string {
 			if i >= len(k) {
 				break
 			}
-			out = append(out, unknownFields(v, k[i], path+"["+strconv.Itoa(i)+"]")...)
+			p := path + "[" + strconv.Itoa(i) + "]"
+			if skip[p] {
+				continue
+			}
+			out = append(out, unknownFields(v, k[i], p, skip)...)
 		}
 	}
 	return out
+}
+
+// unknownField is a field unknownFields found, and the known field of the same name but for
+// case, if there is one: "PeerAddress" for peerAddress.
+type unknownField struct {
+	path, near string
 }
 
 func empty(v any) bool {

@@ -26,6 +26,7 @@ func (c *converter) metallbPool(src Source, p *metallbIPAddressPool) {
 	out := &v1.IPPool{ObjectMeta: meta(p.Metadata, src.Name)}
 	s := p.Spec
 	var blocks []block
+	good := true // every address is; the rest is checked either way, to report all at once
 	for i, a := range s.Addresses {
 		field := fieldPath("spec", "addresses", i)
 		var b block
@@ -37,21 +38,24 @@ func (c *converter) metallbPool(src Source, p *metallbIPAddressPool) {
 		}
 		if err != nil {
 			c.fail(src, field, "%v; pool not converted", err)
-			return
+			good = false
+			continue
 		}
 		b.field = field
 		blocks = append(blocks, b)
 		out.Spec.Blocks = append(out.Spec.Blocks, b.out)
 	}
-	if len(blocks) == 0 {
+	if len(s.Addresses) == 0 {
 		c.fail(src, "spec.addresses", "a pool needs at least one address range; not converted")
-		return
+		good = false
 	}
 	if s.AutoAssign != nil && !*s.AutoAssign {
 		out.Spec.AutoAssign = ptr.To(false)
 	}
 	out.Spec.AvoidBuggyIPs = s.AvoidBuggyIPs
-	c.checkOrder(src, "spec.addresses", "MetalLB", blocks, s.AvoidBuggyIPs)
+	if good {
+		c.checkOrder(src, "spec.addresses", "MetalLB", blocks, s.AvoidBuggyIPs)
+	}
 
 	if sa := s.ServiceAllocation; sa != nil {
 		const f = "spec.serviceAllocation"
@@ -103,6 +107,10 @@ func (c *converter) metallbPool(src Source, p *metallbIPAddressPool) {
 				}
 			}
 		}
+	}
+	if !good {
+		c.reject(src, out)
+		return
 	}
 	if c.emit(src, out) {
 		c.pools = append(c.pools, poolInfo{src: src, name: out.Name, system: "MetalLB", blocks: blocks})
@@ -208,7 +216,7 @@ func (c *converter) metallbBGPAdvertisement(src Source, a *metallbBGPAdvertiseme
 		spec.LocalPref = ptr.To(int64(s.LocalPref))
 	}
 	for i, cm := range s.Communities {
-		c.metallbCommunity(src, fieldPath("spec", "communities", i), cm, &spec)
+		c.metallbCommunity(src, fieldPath("spec", "communities", i), string(cm), &spec)
 	}
 
 	var selectors []*metav1.LabelSelector
@@ -273,6 +281,9 @@ func validLarge(s string) bool {
 // indexCommunities records a Community object's aliases, which BGPAdvertisements use by name.
 func (c *converter) indexCommunities(src Source, cm *metallbCommunity) {
 	for i, a := range cm.Spec.Communities {
+		if a.Name == "" {
+			continue // not an alias (an entry of the wrong type, reported as such)
+		}
 		if prev, dup := c.communities[a.Name]; dup && prev != a.Value {
 			c.warn(src, fieldPath("spec", "communities", i), "alias %q is defined twice (%s and %s); the last one is used",
 				a.Name, prev, a.Value)
@@ -288,13 +299,14 @@ func (c *converter) metallbBGPPeer(src Source, p *metallbBGPPeer) {
 	out.Spec.PeerAddress = s.PeerAddress
 	out.Spec.LocalASN = int64(s.MyASN)
 	out.Spec.PeerASN = int64(s.PeerASN)
+	good := true // nothing failed so far; the rest is checked either way, to report all at once
 	switch {
 	case s.DynamicASN == "internal" && s.PeerASN == 0:
 		// "internal" accepts only a peer in our own AS: exactly an iBGP peer.
 		out.Spec.PeerASN = int64(s.MyASN)
 	case s.DynamicASN != "":
 		c.fail(src, "spec.dynamicASN", "%q: FerroLB needs the peer's AS number in peerASN; not converted", s.DynamicASN)
-		return
+		good = false
 	}
 	if s.PeerPort != 0 && s.PeerPort != 179 {
 		out.Spec.PeerPort = int32(s.PeerPort)
@@ -314,7 +326,7 @@ func (c *converter) metallbBGPPeer(src Source, p *metallbBGPPeer) {
 		out.Spec.GracefulRestart = &v1.GracefulRestart{Enabled: true}
 	}
 	if !c.timers(src, s, &out.Spec) {
-		return
+		good = false
 	}
 	out.Spec.NodeSelector = c.nodeSelector(src, "spec.nodeSelectors", s.NodeSelectors)
 
@@ -356,10 +368,16 @@ func (c *converter) metallbBGPPeer(src Source, p *metallbBGPPeer) {
 			"address instead; not converted", s.Interface)
 		if s.PeerAddress == "" {
 			c.fail(src, "spec.peerAddress", "missing (the peer is given by interface only); not converted")
-			return
+			good = false
 		}
 	}
-	c.emit(src, out)
+	if !good {
+		c.reject(src, out)
+		return
+	}
+	if c.emit(src, out) && out.Spec.BFDProfile != "" {
+		c.bfdUsers = append(c.bfdUsers, bfdUser{src: src, peer: out.Name, profile: out.Spec.BFDProfile})
+	}
 }
 
 // timers converts MetalLB's BGP timers. MetalLB derives a missing holdTime or keepaliveTime
@@ -376,6 +394,7 @@ func (c *converter) timers(src Source, s metallbBGPPeerSpec, out *v1.BGPPeerSpec
 		}
 		return &metav1.Duration{Duration: r}
 	}
+	good := true
 	hold := seconds("spec.holdTime", s.HoldTime)
 	keep := seconds("spec.keepaliveTime", s.KeepaliveTime)
 	if hold == nil && keep != nil {
@@ -383,21 +402,22 @@ func (c *converter) timers(src Source, s metallbBGPPeerSpec, out *v1.BGPPeerSpec
 	}
 	if hold != nil && (hold.Duration != 0 && hold.Duration < 3*time.Second || hold.Duration > 65535*time.Second) {
 		c.fail(src, "spec.holdTime", "%s: must be 0 or 3s to 65535s (RFC 4271); not converted", hold.Duration)
-		return false
+		good, hold = false, nil
 	}
 	if keep != nil && keep.Duration < time.Second {
 		c.fail(src, "spec.keepaliveTime", "%s: must be at least 1s; not converted", keep.Duration)
-		return false
+		good, keep = false, nil
 	}
 	out.HoldTime, out.KeepaliveTime = hold, keep
 	if ct := seconds("spec.connectTime", s.ConnectTime); ct != nil {
 		if ct.Duration < time.Second || ct.Duration > 65535*time.Second {
 			c.fail(src, "spec.connectTime", "%s: must be 1s to 65535s; not converted", ct.Duration)
-			return false
+			good = false
+		} else {
+			out.ConnectTime = ct
 		}
-		out.ConnectTime = ct
 	}
-	return true
+	return good
 }
 
 // metallbBFDProfile converts a BFDProfile. The timers and their bounds are the same, and so
@@ -420,8 +440,9 @@ func (c *converter) metallbBFDProfile(src Source, p *metallbBFDProfile) {
 		}
 		return int32(*v) //nolint:gosec // bounded just above
 	}
-	out.Spec.ReceiveInterval = bounded("spec.receiveInterval", s.ReceiveInterval, 10, 60000)
-	out.Spec.TransmitInterval = bounded("spec.transmitInterval", s.TransmitInterval, 10, 60000)
+	ms := func(v *milliseconds) *uint32 { return (*uint32)(v) }
+	out.Spec.ReceiveInterval = bounded("spec.receiveInterval", ms(s.ReceiveInterval), 10, 60000)
+	out.Spec.TransmitInterval = bounded("spec.transmitInterval", ms(s.TransmitInterval), 10, 60000)
 	out.Spec.DetectMultiplier = bounded("spec.detectMultiplier", s.DetectMultiplier, 2, 255)
 	if ttl := bounded("spec.minimumTtl", s.MinimumTTL, 1, 254); ttl != 0 && ttl != 254 {
 		c.warn(src, "spec.minimumTtl", "%d: applies to multihop BFD, which FerroLB does not run (single-hop sessions "+
@@ -438,7 +459,8 @@ func (c *converter) metallbBFDProfile(src Source, p *metallbBFDProfile) {
 	if ptr.Deref(s.PassiveMode, false) {
 		c.warn(src, "spec.passiveMode", "FerroLB's BFD (GoBGP's) always sends first; passive mode not converted")
 	}
-	if good {
-		c.emit(src, out)
+	if !good {
+		c.reject(src, out)
 	}
+	c.bfdProfiles[out.Name] = good && c.emit(src, out)
 }

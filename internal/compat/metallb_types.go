@@ -1,6 +1,10 @@
 package compat
 
 import (
+	"fmt"
+	"strings"
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -46,12 +50,30 @@ type metallbBGPAdvertisement struct {
 		AggregationLength      *int32                 `json:"aggregationLength"`
 		AggregationLengthV6    *int32                 `json:"aggregationLengthV6"`
 		LocalPref              uint32                 `json:"localPref"`
-		Communities            []string               `json:"communities"`
+		Communities            []communityRef         `json:"communities"`
 		IPAddressPools         []string               `json:"ipAddressPools"`
 		IPAddressPoolSelectors []metav1.LabelSelector `json:"ipAddressPoolSelectors"`
 		NodeSelectors          []metav1.LabelSelector `json:"nodeSelectors"`
 		Peers                  []string               `json:"peers"`
 	} `json:"spec"`
+}
+
+// communityRef is a community of a BGPAdvertisement: a value, or the name of an alias that a
+// Community object defines.
+type communityRef string
+
+// typeHint says what MetalLB takes here. A list of name/value objects is a Community
+// object's spec copied into the advertisement: the message says where those go.
+func (communityRef) typeHint(got any) string {
+	want := "a string: a community (64512:100, or large:64512:1:2) or the name of an alias that a " +
+		"Community object defines"
+	if m, ok := got.(map[string]any); ok {
+		if name, ok := m["name"].(string); ok && name != "" {
+			want += fmt.Sprintf("; name/value pairs belong in a Community (kind Community, metallb.io/v1beta1, "+
+				"converted in the same run): write the alias's name here, %q", name)
+		}
+	}
+	return want
 }
 
 // metallbBGPPeer covers v1beta2 and the older v1beta1, whose fields are a subset.
@@ -92,14 +114,28 @@ type metallbBFDProfile struct {
 	metav1.TypeMeta `json:",inline"`
 	Metadata        metav1.ObjectMeta `json:"metadata"`
 	Spec            struct {
-		ReceiveInterval  *uint32 `json:"receiveInterval"`
-		TransmitInterval *uint32 `json:"transmitInterval"`
-		DetectMultiplier *uint32 `json:"detectMultiplier"`
-		EchoInterval     *uint32 `json:"echoInterval"`
-		EchoMode         *bool   `json:"echoMode"`
-		PassiveMode      *bool   `json:"passiveMode"`
-		MinimumTTL       *uint32 `json:"minimumTtl"`
+		ReceiveInterval  *milliseconds `json:"receiveInterval"`
+		TransmitInterval *milliseconds `json:"transmitInterval"`
+		DetectMultiplier *uint32       `json:"detectMultiplier"`
+		EchoInterval     *milliseconds `json:"echoInterval"`
+		EchoMode         *bool         `json:"echoMode"`
+		PassiveMode      *bool         `json:"passiveMode"`
+		MinimumTTL       *uint32       `json:"minimumTtl"`
 	} `json:"spec"`
+}
+
+// milliseconds is a BFD interval, a plain number of milliseconds.
+type milliseconds uint32
+
+// typeHint says so, and gives the number to write for a duration such as "300ms".
+func (milliseconds) typeHint(got any) string {
+	want := "a number of milliseconds, such as 300"
+	if s, ok := got.(string); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(s)); err == nil && d >= time.Millisecond {
+			want += fmt.Sprintf(" (for %s, write %d)", s, d.Milliseconds())
+		}
+	}
+	return want
 }
 
 type metallbCommunity struct {

@@ -123,12 +123,32 @@ func sortWarnings(ws []Warning, order map[string]int) {
 	})
 }
 
+// sortErrors orders errors as sortWarnings orders warnings, so that the errors of one object
+// are read together, whichever step of the conversion found them.
+func sortErrors(es []*ObjectError, order map[string]int) {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := order[es[i].Object], order[es[j].Object]
+		if a != b {
+			return a < b
+		}
+		return es[i].Field < es[j].Field
+	})
+}
+
 // warnings collects the warnings and errors of one conversion.
 type warnings struct {
 	res *Result
+	// broken are the sources with fields of the wrong type, and those errors, by Ref: they are
+	// converted for their other problems only. A warning or an error on a field that holds,
+	// or is held by, one of those fields is not reported: it would only be a consequence
+	// (the field read as empty).
+	broken map[string][]*ObjectError
 }
 
 func (w warnings) warn(src Source, field, format string, args ...any) {
+	if w.consequence(src, field) {
+		return
+	}
 	msg := fmt.Sprintf(format, args...)
 	x := Warning{Object: src.Ref(), Field: field, Message: msg}
 	if !slices.Contains(w.res.Warnings, x) {
@@ -137,7 +157,30 @@ func (w warnings) warn(src Source, field, format string, args ...any) {
 }
 
 func (w warnings) fail(src Source, field, format string, args ...any) {
-	w.res.Errors = append(w.res.Errors, &ObjectError{Object: src.Ref(), Field: field, Message: fmt.Sprintf(format, args...)})
+	if w.consequence(src, field) {
+		return
+	}
+	x := &ObjectError{Object: src.Ref(), Field: field, Message: fmt.Sprintf(format, args...)}
+	if !slices.ContainsFunc(w.res.Errors, func(e *ObjectError) bool { return *e == *x }) {
+		w.res.Errors = append(w.res.Errors, x)
+	}
+}
+
+// isBroken reports whether src has fields of the wrong type (see converter.decode).
+func (w warnings) isBroken(src Source) bool {
+	_, ok := w.broken[src.Ref()]
+	return ok
+}
+
+// consequence reports whether field of src is, holds or is held by a field already reported
+// for a value of the wrong type.
+func (w warnings) consequence(src Source, field string) bool {
+	if field == "" {
+		return false
+	}
+	return slices.ContainsFunc(w.broken[src.Ref()], func(e *ObjectError) bool {
+		return e.Field != "" && related(e.Field, field)
+	})
 }
 
 // joinQuoted renders names for messages: "a", "b" and "c".
