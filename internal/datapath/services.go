@@ -170,18 +170,34 @@ func (d *Datapath) removeService(k svcID, st *svcState) error {
 	if derr := d.objs.MaglevOuter.Delete(st.id); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
 		err = errors.Join(err, derr)
 	}
-	for _, b := range st.backends {
-		// Clear the generation: conntrack entries of the removed service miss from now.
-		if berr := d.objs.Backends.Update(b.slot, &lbBackend{}, ebpf.UpdateAny); berr != nil {
-			err = errors.Join(err, berr)
-		}
-		d.beFree = append(d.beFree, b.slot)
-	}
+	err = errors.Join(err, d.clearBackends(k, st))
 	d.svcFree = append(d.svcFree, st.id)
 	delete(d.services, k)
 	for slot, o := range d.slotOwner {
 		if o.key == k && o.id == st.id {
 			delete(d.slotOwner, slot)
+		}
+	}
+	return err
+}
+
+// clearBackends frees the slots of st's backends and clears the entries of every slot
+// the service still owns, its draining backends' included: the conntrack entries of its
+// flows miss from now on, and their packets take the new-flow path. The slots stay the
+// service's for its counters until they are reused.
+func (d *Datapath) clearBackends(k svcID, st *svcState) error {
+	var err error
+	for ap, b := range st.backends {
+		d.beFree = append(d.beFree, b.slot)
+		delete(st.backends, ap)
+	}
+	for slot, o := range d.slotOwner {
+		if o.key != k || o.id != st.id {
+			continue
+		}
+		// Clear the generation: conntrack entries naming the slot miss from now.
+		if berr := d.objs.Backends.Update(slot, &lbBackend{}, ebpf.UpdateAny); berr != nil {
+			err = errors.Join(err, berr)
 		}
 	}
 	return err
