@@ -129,5 +129,7 @@ package datapath
 //	nexthop.go   a backend's next hop, from the route and neighbour tables
 //	counters.go  Counters: the per-slot counters summed per service and backend
 //	reasons.go   Reason and ReasonCounts: the packets not forwarded, by reason
+//	inspect.go   Services and Conntrack: what is programmed and the flows, for ferrolb inspect
+//	             (served and printed by the inspect subpackage)
 //	decap.go     AttachDecap, the backend side of DSR
 //	bpf/lb.c     the XDP programs; gen.go makes lb_bpfel.go and lb_bpfel.o from it

@@ -86,6 +86,13 @@ func TestServiceWithoutBackends(t *testing.T) {
 	if len(cs) != 1 || cs[0].Backend.IsValid() || cs[0].Packets != 60 {
 		t.Fatalf("counters of the Service without backends: %+v, want its total of 60 packets", cs)
 	}
+	infos, err := d.Services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].TableSize != 0 || len(infos[0].Backends) != 0 {
+		t.Fatalf("inspected: %+v", infos)
+	}
 	svc.Backends = backends(vip4, 4)
 	if err := d.SetServices([]Service{svc}); err != nil {
 		t.Fatal(err)
