@@ -39,7 +39,7 @@ Run "ferrolb controller" once per cluster (a Deployment) and "ferrolb speaker" o
 node (a DaemonSet). See README.md for a quick start.`,
 		SilenceUsage: true,
 	}
-	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newConvertCommand(), newVersionCommand())
+	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newConvertCommand(), newInspectCommand(), newVersionCommand())
 	return root
 }
 

@@ -285,6 +285,14 @@ func (c datapathCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// name is the namespace/name of the Service a datapath service belongs to (for `ferrolb
+// inspect`), "" when the last reconcile did not program it.
+func (r *datapathReconciler) name(vip netip.Addr, port uint16, proto datapath.Protocol) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.names[serviceKey{vip: vip, port: port, proto: proto}]
+}
+
 // datapathInterface is the interface holding one of the node's InternalIPs: where traffic
 // for the Service addresses arrives when no interface is named.
 func datapathInterface(node *corev1.Node) (string, error) {
