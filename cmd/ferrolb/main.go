@@ -38,7 +38,7 @@ Run "ferrolb controller" once per cluster (a Deployment) and "ferrolb speaker" o
 node (a DaemonSet). See README.md for a quick start.`,
 		SilenceUsage: true,
 	}
-	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newStatusCommand(), newConvertCommand(), newVersionCommand())
+	root.AddCommand(newControllerCommand(), newSpeakerCommand(), newStatusCommand(), newInspectCommand(), newConvertCommand(), newVersionCommand())
 	return root
 }
 

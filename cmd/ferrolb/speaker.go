@@ -14,6 +14,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/buildinfo"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/datapath"
+	"github.com/ferrolb/ferrolb/internal/datapath/inspect"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 )
@@ -71,6 +72,8 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 		"with --datapath=xdp, the interface Service traffic arrives on (default: the one holding the node's InternalIP)")
 	f.StringVar(&opts.StateDir, "state-dir", "/run/ferrolb",
 		"directory of the state file: what this speaker last announced, announced again when it restarts while the API server is unreachable (a hostPath under /run: kept across container restarts, not reboots); empty keeps none")
+	f.StringVar(&opts.InspectSocket, "inspect-socket", inspect.DefaultSocket,
+		`with --datapath=xdp, the Unix socket "ferrolb inspect" reads the datapath from: abstract (a leading @, in the node's network namespace), answering root only; "0" turns it off`)
 	f.BoolVar(&opts.DatapathDSR, "datapath-dsr", false,
 		"with --datapath=xdp, send packets to backends by IPIP (direct server return) instead of SNAT; backends must decapsulate and hold the address")
 	return cmd

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -25,6 +26,17 @@ const (
 	UDP Protocol = 17
 )
 
+// String is the protocol's name as Kubernetes writes it: "TCP" or "UDP".
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "TCP"
+	case UDP:
+		return "UDP"
+	}
+	return fmt.Sprintf("protocol-%d", uint8(p))
+}
+
 // Mode is how a Service's packets reach the backend.
 type Mode uint8
 
@@ -38,7 +50,24 @@ const (
 	// replies straight to the client. There is no port translation: Backend.Port is
 	// ignored and the backend listens on the service's port.
 	DSR
+	// Stack is no Service's mode: it is the mode of a conntrack entry (Flow) whose
+	// packets the program passes to the kernel, which carries them (a backend on this
+	// node or behind an interface the program is not attached to).
+	Stack
 )
+
+// String is the mode's name: "snat", "dsr" or "stack".
+func (m Mode) String() string {
+	switch m {
+	case SNAT:
+		return "snat"
+	case DSR:
+		return "dsr"
+	case Stack:
+		return "stack"
+	}
+	return fmt.Sprintf("mode-%d", uint8(m))
+}
 
 // Backend is one ready endpoint of a Service.
 type Backend struct {
@@ -56,8 +85,8 @@ type Service struct {
 	Protocol Protocol
 	Mode     Mode
 	// Backends are the ready backends only, of the VIP's address family. With none, the
-	// Service is not programmed and its packets go on to the kernel (XDP_PASS), so
-	// kube-proxy or the stack answers.
+	// Service's packets go on to the kernel (XDP_PASS), so kube-proxy or the stack
+	// answers; the program counts them (ReasonNoBackend).
 	Backends []Backend
 	// Affinity is the ClientIP session affinity timeout; 0 turns affinity off. A client's
 	// new flows go to the backend of its previous new flow if that was less than Affinity
@@ -117,7 +146,8 @@ type Datapath struct {
 	svcFree   []uint32 // FIFO of free service slots
 	beFree    []uint32 // FIFO of free backend slots: reuse as late as possible
 	gen       uint32
-	filter    [1024]uint64 // the vip_filter map as written
+	filter    [1024]uint64        // the vip_filter map as written
+	vips      map[netip.Addr]bool // the vip_addrs map as written
 	slotOwner map[uint32]owner
 	closed    bool
 	ran       bool

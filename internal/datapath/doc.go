@@ -11,7 +11,10 @@
 //     offset under 5, a UDP length under 8 or past the packet) — goes to the stack
 //     (XDP_PASS): the stack owns validation and reassembly, and kube-proxy or the stack
 //     can still answer. Every access is bounds-checked, so no input can fault, and the
-//     headers read and rewritten are the packet's own, not Ethernet padding.
+//     headers read and rewritten are the packet's own, not Ethernet padding. Fragments,
+//     options and malformed headers are counted (see "Counted" below) when they are for
+//     a service's address: vip_addrs, a hash of the addresses, is read on those rare
+//     packets only.
 //  2. if the destination is the node's SNAT address and port range, looks the reply up in
 //     snat_rev and reverses the SNAT (VIP:port -> client), sending it out of the interface
 //     the client's packet came in on, to the MAC it came from. XDP on the backend-facing
@@ -20,7 +23,7 @@
 //     type.
 //  3. reads one bit of vip_filter (an inlined array read of a 65536-bit hash filter of the
 //     services' VIP, port and protocol): traffic for no service passes here without a
-//     hash lookup.
+//     hash lookup, and uncounted.
 //  4. looks the flow up in conntrack (conntrack4 with a 16-byte key, conntrack6 with a
 //     40-byte one; per-CPU LRU hashes, BPF_F_NO_COMMON_LRU, so no shared lock on the hot
 //     path). A hit names the backend slot, its generation and the flow's mode; it is
@@ -29,7 +32,8 @@
 //     Userspace clears the generation of a removed service's backends. A TCP SYN skips
 //     this step: it starts a connection, perhaps on the addresses and ports of an old one
 //     whose SNAT port has since gone to another flow.
-//  5. on a miss: the service (services hash map by VIP, port, protocol; a miss passes);
+//  5. on a miss: the service (services hash map by VIP, port, protocol; a miss passes;
+//     a service without backends has no table and passes its packets, counted);
 //     with ClientIP affinity (the only path that reads the clock) the client's last
 //     backend if younger than the timeout; else the service's Maglev table, an inner
 //     array of maglev_outer (array of maps) indexed by hash % M, whose entries are backend
@@ -55,6 +59,18 @@
 // the backend and one per-CPU counter; a new flow adds the service lookup, the table read
 // and the conntrack (and SNAT reverse) inserts.
 //
+// Counted: every packet the program does not forward for a service, by reason, in
+// reason_stats (a per-CPU array indexed by enum reason; Reason in reasons.go names them):
+// passed to the stack for a fragment, IP options or an IPv6 extension header, a malformed
+// header (those three only when the destination is a service's address), a TTL or hop
+// limit of 1 or 0 on a packet it would forward, a service without backends, a backend
+// without a resolved next hop, a flow the stack carries (BE_STACK), a packet to the SNAT
+// address and port range that no flow holds; dropped when a new SNAT flow finds no port
+// or DSR cannot make room for the outer header. Each costs one array increment off the
+// forwarding path; packets for no service, the common case on a node, are not counted.
+// TTL is checked once the packet is known to be a service's (or a SNAT flow's reply), so
+// that the node's own traffic with TTL 1 (single-hop eBGP, some multicast) is not counted.
+//
 // Next hops are resolved in userspace (route get and the neighbour table, asking the
 // kernel for a managed neighbour entry when it is missing) and stored in each backend
 // entry, so the fast path calls no bpf_fib_lookup; Run refreshes them on neighbour updates,
@@ -75,7 +91,9 @@
 // table size changes, the size in the service entry and the inner map are swapped in the
 // order that keeps every computed index inside the table found. A removed backend's entry
 // stays in place (slots are reused first in, first out) so its established flows drain;
-// new flows never pick it. A service without backends is removed and its traffic passes.
+// new flows never pick it. A service that loses all its backends keeps its entry without
+// a table (size 0), and its backends' entries are cleared, as a removed service's are:
+// its flows, new and established, pass, counted as no-backend.
 //
 // The backend side of DSR is AttachDecap: this kernel has no ipip device, so an XDP
 // program strips the outer header and the stack delivers the inner packet to the VIP,
@@ -110,5 +128,8 @@ package datapath
 //	services.go  SetServices: the service and backend state, applyService's steps, the map writes
 //	nexthop.go   a backend's next hop, from the route and neighbour tables
 //	counters.go  Counters: the per-slot counters summed per service and backend
+//	reasons.go   Reason and ReasonCounts: the packets not forwarded, by reason
+//	inspect.go   Services and Conntrack: what is programmed and the flows, for ferrolb inspect
+//	             (served and printed by the inspect subpackage)
 //	decap.go     AttachDecap, the backend side of DSR
 //	bpf/lb.c     the XDP programs; gen.go makes lb_bpfel.go and lb_bpfel.o from it

@@ -101,6 +101,24 @@ type lbCtVal struct {
 	Pad     [4]uint8
 }
 
+type lbReason uint32
+
+const (
+	lbReasonREASON_NONE                 lbReason = 0
+	lbReasonREASON_NOT_SERVICE          lbReason = 1
+	lbReasonREASON_FRAGMENT             lbReason = 2
+	lbReasonREASON_IP_OPTIONS           lbReason = 3
+	lbReasonREASON_MALFORMED            lbReason = 4
+	lbReasonREASON_TTL_EXPIRED          lbReason = 5
+	lbReasonREASON_NO_BACKEND           lbReason = 6
+	lbReasonREASON_NO_NEXTHOP           lbReason = 7
+	lbReasonREASON_STACK_ENDPOINT       lbReason = 8
+	lbReasonREASON_SNAT_NO_FLOW         lbReason = 9
+	lbReasonREASON_SNAT_PORTS_EXHAUSTED lbReason = 10
+	lbReasonREASON_ENCAP_FAILED         lbReason = 11
+	lbReasonREASON_MAX                  lbReason = 12
+)
+
 type lbRevKey struct {
 	_     structs.HostLayout
 	Baddr struct {
@@ -157,6 +175,16 @@ type lbSvcVal struct {
 	Pad        [7]uint8
 }
 
+type lbVipKey struct {
+	_    structs.HostLayout
+	Addr struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Family uint8
+	Pad    [3]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -169,8 +197,10 @@ const (
 	lbMapConntrack4       = "conntrack4"
 	lbMapConntrack6       = "conntrack6"
 	lbMapMaglevOuter      = "maglev_outer"
+	lbMapReasonStats      = "reason_stats"
 	lbMapServices         = "services"
 	lbMapSnatRev          = "snat_rev"
+	lbMapVipAddrs         = "vip_addrs"
 	lbMapVipFilter        = "vip_filter"
 	lbProgXdpDecap        = "xdp_decap"
 	lbProgXdpDrop         = "xdp_drop"
@@ -249,8 +279,10 @@ type lbMapSpecs struct {
 	Conntrack4  *ebpf.MapSpec `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.MapSpec `ebpf:"conntrack6"`
 	MaglevOuter *ebpf.MapSpec `ebpf:"maglev_outer"`
+	ReasonStats *ebpf.MapSpec `ebpf:"reason_stats"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
 	SnatRev     *ebpf.MapSpec `ebpf:"snat_rev"`
+	VipAddrs    *ebpf.MapSpec `ebpf:"vip_addrs"`
 	VipFilter   *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
@@ -295,8 +327,10 @@ type lbMaps struct {
 	Conntrack4  *ebpf.Map `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.Map `ebpf:"conntrack6"`
 	MaglevOuter *ebpf.Map `ebpf:"maglev_outer"`
+	ReasonStats *ebpf.Map `ebpf:"reason_stats"`
 	Services    *ebpf.Map `ebpf:"services"`
 	SnatRev     *ebpf.Map `ebpf:"snat_rev"`
+	VipAddrs    *ebpf.Map `ebpf:"vip_addrs"`
 	VipFilter   *ebpf.Map `ebpf:"vip_filter"`
 }
 
@@ -310,8 +344,10 @@ func (m *lbMaps) Close() error {
 		m.Conntrack4,
 		m.Conntrack6,
 		m.MaglevOuter,
+		m.ReasonStats,
 		m.Services,
 		m.SnatRev,
+		m.VipAddrs,
 		m.VipFilter,
 	)
 }

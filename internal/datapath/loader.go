@@ -82,7 +82,8 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: current netns: %w", err)
 	}
-	d := &Datapath{cfg: cfg, ns: ns, services: map[svcID]*svcState{}, slotOwner: map[uint32]owner{}}
+	d := &Datapath{cfg: cfg, ns: ns, services: map[svcID]*svcState{}, slotOwner: map[uint32]owner{},
+		vips: map[netip.Addr]bool{}}
 	ok := false
 	defer func() {
 		if !ok {

@@ -81,7 +81,9 @@ func validate(svcs []Service) error {
 // Services are not touched, and a changed Maglev table is filled in a new inner map that
 // replaces the old one in a single map update, so no flow ever sees an empty or partial
 // table. Flows in conntrack stay on their backend, even on a backend just removed (its
-// entry lives on until its slot is reused). It is safe before and during Run.
+// entry lives on until its slot is reused). A Service without backends is programmed
+// without a table: its packets pass to the stack, counted as ReasonNoBackend, and its
+// flows in conntrack pass too. It is safe before and during Run.
 func (d *Datapath) SetServices(svcs []Service) error {
 	if err := validate(svcs); err != nil {
 		return err
@@ -92,12 +94,11 @@ func (d *Datapath) SetServices(svcs []Service) error {
 		return errors.New("datapath: closed")
 	}
 	want := map[svcID]Service{}
+	vips := map[netip.Addr]bool{}
 	for _, s := range svcs {
 		s.VIP = s.VIP.Unmap()
-		if len(s.Backends) == 0 {
-			continue
-		}
 		want[svcID{s.VIP, s.Port, s.Protocol}] = s
+		vips[s.VIP] = true
 	}
 	// The filter lets a service's packets through before the service is written, and
 	// stops a removed service's packets only once it is gone.
@@ -110,7 +111,7 @@ func (d *Datapath) SetServices(svcs []Service) error {
 	for i := range union {
 		union[i] = d.filter[i] | next[i]
 	}
-	errs := []error{d.writeFilter(union)}
+	errs := []error{d.writeFilter(union), d.addVIPs(vips)}
 	for k, st := range d.services {
 		if _, ok := want[k]; !ok {
 			errs = append(errs, d.removeService(k, st))
@@ -119,7 +120,50 @@ func (d *Datapath) SetServices(svcs []Service) error {
 	for k, s := range want {
 		errs = append(errs, d.applyService(k, s))
 	}
-	errs = append(errs, d.writeFilter(next))
+	errs = append(errs, d.writeFilter(next), d.removeVIPs(vips))
+	return errors.Join(errs...)
+}
+
+// vipKey is an address's key in vip_addrs.
+func vipKey(a netip.Addr) lbVipKey {
+	var k lbVipKey
+	k.Addr.W = addrWords(a)
+	k.Family = family(a)
+	return k
+}
+
+// addVIPs writes the addresses of vips that vip_addrs lacks: the program counts the
+// packets it cannot parse only when they are for one of them.
+func (d *Datapath) addVIPs(vips map[netip.Addr]bool) error {
+	var errs []error
+	for a := range vips {
+		if d.vips[a] {
+			continue
+		}
+		k := vipKey(a)
+		if err := d.objs.VipAddrs.Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+			errs = append(errs, fmt.Errorf("datapath: address %v: %w", a, err))
+			continue
+		}
+		d.vips[a] = true
+	}
+	return errors.Join(errs...)
+}
+
+// removeVIPs deletes the addresses no longer in vips from vip_addrs.
+func (d *Datapath) removeVIPs(vips map[netip.Addr]bool) error {
+	var errs []error
+	for a := range d.vips {
+		if vips[a] {
+			continue
+		}
+		k := vipKey(a)
+		if err := d.objs.VipAddrs.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("datapath: address %v: %w", a, err))
+			continue
+		}
+		delete(d.vips, a)
+	}
 	return errors.Join(errs...)
 }
 
@@ -170,13 +214,7 @@ func (d *Datapath) removeService(k svcID, st *svcState) error {
 	if derr := d.objs.MaglevOuter.Delete(st.id); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
 		err = errors.Join(err, derr)
 	}
-	for _, b := range st.backends {
-		// Clear the generation: conntrack entries of the removed service miss from now.
-		if berr := d.objs.Backends.Update(b.slot, &lbBackend{}, ebpf.UpdateAny); berr != nil {
-			err = errors.Join(err, berr)
-		}
-		d.beFree = append(d.beFree, b.slot)
-	}
+	err = errors.Join(err, d.clearBackends(k, st))
 	d.svcFree = append(d.svcFree, st.id)
 	delete(d.services, k)
 	for slot, o := range d.slotOwner {
@@ -187,7 +225,63 @@ func (d *Datapath) removeService(k svcID, st *svcState) error {
 	return err
 }
 
-// applyService programs one service that has backends, in two halves. The first only
+// clearBackends frees the slots of st's backends and clears the entries of every slot
+// the service still owns, its draining backends' included: the conntrack entries of its
+// flows miss from now on, and their packets take the new-flow path. The slots stay the
+// service's for its counters until they are reused.
+func (d *Datapath) clearBackends(k svcID, st *svcState) error {
+	var err error
+	for ap, b := range st.backends {
+		d.beFree = append(d.beFree, b.slot)
+		delete(st.backends, ap)
+	}
+	for slot, o := range d.slotOwner {
+		if o.key != k || o.id != st.id {
+			continue
+		}
+		// Clear the generation: conntrack entries naming the slot miss from now.
+		if berr := d.objs.Backends.Update(slot, &lbBackend{}, ebpf.UpdateAny); berr != nil {
+			err = errors.Join(err, berr)
+		}
+	}
+	return err
+}
+
+// applyEmpty programs a service without backends: an entry of size 0 and no table, which
+// the program passes (ReasonNoBackend). A service that had backends loses them at once:
+// the size first, so that no new flow reads the table, then the table, then the backend
+// entries, so that its flows in conntrack pass too (as when a service is removed).
+func (d *Datapath) applyEmpty(k svcID, s Service) error {
+	st, isNew, err := d.serviceState(k)
+	if err != nil {
+		return err
+	}
+	if !isNew && st.svc.VIP.IsValid() && len(st.svc.Backends) == 0 && st.size == 0 &&
+		st.svc.Mode == s.Mode && st.svc.Affinity == s.Affinity {
+		return nil
+	}
+	if isNew {
+		d.addService(k, st)
+	}
+	if err := d.writeService(k, st, s, 0); err != nil {
+		return err
+	}
+	st.size = 0
+	if st.entries != nil {
+		if err := d.objs.MaglevOuter.Delete(st.id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("datapath: remove table: %w", err)
+		}
+		st.entries = nil
+	}
+	if err := d.clearBackends(k, st); err != nil {
+		return err
+	}
+	s.Backends = nil
+	st.svc = s
+	return nil
+}
+
+// applyService programs one service (applyEmpty one without backends), in two halves. The first only
 // looks and computes: a service refused there (no free service or backend slot, a table
 // Maglev cannot build) leaves the maps and the Datapath's state as they were. The second
 // writes, each step in an order that keeps what the program reads consistent: backend
@@ -195,6 +289,9 @@ func (d *Datapath) removeService(k svcID, st *svcState) error {
 // after) the size in the service entry. A step that fails returns at once, before st.svc
 // is recorded.
 func (d *Datapath) applyService(k svcID, s Service) error {
+	if len(s.Backends) == 0 {
+		return d.applyEmpty(k, s)
+	}
 	size := tableSize(s)
 	st, isNew, err := d.serviceState(k)
 	if err != nil {

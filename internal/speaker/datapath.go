@@ -71,13 +71,15 @@ func (r *datapathReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 // planDatapath is the datapath's plan, pure like the others: the Services and their
 // EndpointSlices as the datapath's services, one per (address, port, protocol), with the
 // ready endpoints of the address's family (only this node's with externalTrafficPolicy
-// Local). A Service port without a ready endpoint is left out, so its packets go on to the kernel and kube-proxy answers as
-// it would without FerroLB. notes say what was changed from what was asked.
+// Local). A Service port without a ready endpoint is programmed without backends: its
+// packets go on to the kernel, where kube-proxy answers as it would without FerroLB, and
+// the datapath counts them (no-backend). notes say what was changed from what was asked.
 func planDatapath(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, class string, mode datapath.Mode) (
 	[]datapath.Service, map[serviceKey]string, []string) {
 	var (
 		out   []datapath.Service
 		names = map[serviceKey]string{}
+		index = map[serviceKey]int{} // in out
 		notes []string
 	)
 	slices.SortFunc(svcs, func(a, b corev1.Service) int { return strings.Compare(config.Key(&a), config.Key(&b)) })
@@ -102,9 +104,6 @@ func planDatapath(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, 
 				}
 				port := uint16(sp.Port)
 				backends := endpointsFor(svc, sp, vip.Is4(), eps, node, local)
-				if len(backends) == 0 {
-					continue
-				}
 				m := mode
 				if m == datapath.DSR && slices.ContainsFunc(backends, func(b datapath.Backend) bool { return b.Port != port }) {
 					// DSR leaves the packet as the client sent it, so a backend must listen
@@ -113,13 +112,22 @@ func planDatapath(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, 
 					notes = append(notes, fmt.Sprintf("Service %s port %d: targetPort differs from port, so SNAT instead of DSR", config.Key(svc), sp.Port))
 				}
 				k := serviceKey{vip: vip, port: port, proto: proto}
+				ds := datapath.Service{VIP: vip, Port: port, Protocol: proto, Mode: m, Backends: backends, Affinity: affinity}
 				if prev, dup := names[k]; dup {
+					// The first Service with endpoints has the address and port; one
+					// without only while no other has any.
+					if i := index[k]; len(out[i].Backends) == 0 && len(backends) > 0 {
+						out[i] = ds
+						names[k] = config.Key(svc)
+						notes = append(notes, fmt.Sprintf("Service %s: %s port %d goes to %s, which has ready endpoints (a shared address); not programmed twice", prev, vip, sp.Port, config.Key(svc)))
+						continue
+					}
 					notes = append(notes, fmt.Sprintf("Service %s: %s port %d is %s's already (a shared address); not programmed twice", config.Key(svc), vip, sp.Port, prev))
 					continue
 				}
 				names[k] = config.Key(svc)
-				out = append(out, datapath.Service{VIP: vip, Port: port, Protocol: proto, Mode: m,
-					Backends: backends, Affinity: affinity})
+				index[k] = len(out)
+				out = append(out, ds)
 			}
 		}
 	}
@@ -225,6 +233,13 @@ var (
 	descDPBytes = prometheus.NewDesc("ferrolb_datapath_bytes_total",
 		"Bytes the XDP datapath sent to a backend (backend=\"\": the Service address's total).",
 		[]string{"service", "address", "port", "protocol", "backend"}, nil)
+	descDPDropped = prometheus.NewDesc("ferrolb_datapath_packets_dropped_total",
+		"Packets the XDP datapath dropped, by reason: snat-ports-exhausted (a new SNAT flow found no free port towards its backend), encap-failed (DSR: no headroom for the outer header).",
+		[]string{"reason"}, nil)
+	descDPPassed = prometheus.NewDesc("ferrolb_datapath_packets_passed_total",
+		"Packets for a Service that the XDP datapath passed to the kernel instead of forwarding, by reason: "+
+			"fragment, ip-options, malformed, ttl-expired, no-backend, no-nexthop, stack-endpoint, snat-no-flow (README: The XDP datapath).",
+		[]string{"reason"}, nil)
 )
 
 // datapathCollector reads the datapath's counters when Prometheus scrapes.
@@ -233,9 +248,21 @@ type datapathCollector struct{ r *datapathReconciler }
 func (c datapathCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDPPackets
 	ch <- descDPBytes
+	ch <- descDPDropped
+	ch <- descDPPassed
 }
 
 func (c datapathCollector) Collect(ch chan<- prometheus.Metric) {
+	// Every reason, zeros included, so that rate() has a start.
+	if reasons, err := c.r.dp.ReasonCounts(); err == nil {
+		for _, r := range reasons {
+			desc := descDPPassed
+			if r.Reason.Dropped() {
+				desc = descDPDropped
+			}
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(r.Packets), r.Reason.String())
+		}
+	}
 	counters, err := c.r.dp.Counters()
 	if err != nil {
 		return
@@ -256,6 +283,14 @@ func (c datapathCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDPPackets, prometheus.CounterValue, float64(k.Packets), labels...)
 		ch <- prometheus.MustNewConstMetric(descDPBytes, prometheus.CounterValue, float64(k.Bytes), labels...)
 	}
+}
+
+// name is the namespace/name of the Service a datapath service belongs to (for `ferrolb
+// inspect`), "" when the last reconcile did not program it.
+func (r *datapathReconciler) name(vip netip.Addr, port uint16, proto datapath.Protocol) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.names[serviceKey{vip: vip, port: port, proto: proto}]
 }
 
 // datapathInterface is the interface holding one of the node's InternalIPs: where traffic

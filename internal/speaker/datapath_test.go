@@ -15,10 +15,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/ferrolb/ferrolb/internal/datapath"
+	"github.com/ferrolb/ferrolb/internal/datapath/inspect"
 	"github.com/ferrolb/ferrolb/internal/lab/netns"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 	"github.com/ferrolb/ferrolb/internal/testrun"
@@ -38,6 +40,8 @@ func TestDatapathXDP(t *testing.T) {
 	nodePort := l.join(nodeNS, "eth0", "lan", "10.77.0.1/24")
 	vip := netip.MustParseAddr("192.0.2.77")
 	client.MustRun(t, "ip", "route", "add", vip.String()+"/32", "via", "10.77.0.1")
+	idleVIP := netip.MustParseAddr("192.0.2.78") // a Service without endpoints
+	client.MustRun(t, "ip", "route", "add", idleVIP.String()+"/32", "via", "10.77.0.1")
 	// A local stack leaves partial checksums that XDP cannot fix up incrementally (a NIC
 	// would deliver full ones): turn the offload off where packets start.
 	client.MustRun(t, "ethtool", "-K", "eth0", "tx", "off")
@@ -72,6 +76,16 @@ func TestDatapathXDP(t *testing.T) {
 	// The Service, its address (as the controller would write it) and its endpoints.
 	const namespace, name = "dp-xdp", "web"
 	createService(t, namespace, name, vip)
+	idle := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "idle"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
+	if err := env.Client.Create(ctx, idle); err != nil {
+		t.Fatal(err)
+	}
+	idle.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: idleVIP.String()}}
+	if err := env.Client.Status().Update(ctx, idle); err != nil {
+		t.Fatal(err)
+	}
 	eps := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: namespace, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
@@ -126,6 +140,12 @@ func TestDatapathXDP(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// Nothing answers for the Service without endpoints: its packets go to the node's
+	// stack, which neither holds the address nor forwards, counted as no-backend.
+	if got := get(client, idleVIP); got != "" {
+		t.Fatalf("%s without endpoints answered %q", idleVIP, got)
+	}
+
 	// The counters are exported per Service and backend.
 	families, err := metrics.Registry.Gather()
 	if err != nil {
@@ -154,6 +174,86 @@ func TestDatapathXDP(t *testing.T) {
 	}
 	if total == 0 || perBackend["10.77.0.11:8080"] == 0 || perBackend["10.77.0.13:8080"] == 0 {
 		t.Fatalf("ferrolb_datapath_packets_total: service total %v, per backend %v", total, perBackend)
+	}
+	// Every reason of the packets not forwarded has its series, from the start; the
+	// connection to the Service without endpoints counted.
+	reasons, noBackend := map[string]int{}, 0.0
+	for _, f := range families {
+		if n := f.GetName(); n == "ferrolb_datapath_packets_passed_total" || n == "ferrolb_datapath_packets_dropped_total" {
+			reasons[n] = len(f.GetMetric())
+			for _, m := range f.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "no-backend" {
+					noBackend = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if reasons["ferrolb_datapath_packets_passed_total"] != 8 || reasons["ferrolb_datapath_packets_dropped_total"] != 2 || noBackend == 0 {
+		t.Fatalf("series of the packets not forwarded: %v; no-backend %v", reasons, noBackend)
+	}
+
+	checkInspect(t, nodeNS, vip, namespace+"/"+name, idleVIP)
+}
+
+// checkInspect reads the speaker's datapath as `ferrolb inspect` does, over its socket in
+// the node's namespace: the Service by name with its backends (backend-2 not ready:
+// draining), their Maglev entries adding up to the table, the client's flows.
+func checkInspect(t *testing.T, nodeNS *netns.NS, vip netip.Addr, name string, idleVIP netip.Addr) {
+	t.Helper()
+	ctx := context.Background()
+	c := inspect.NewClient("").Within(nodeNS.Do)
+	o, err := c.Overview(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	if err := inspect.WriteOverview(&text, "text", o); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ferrolb inspect:\n%s", text.String())
+	if len(o.Services) != 2 || o.Services[0].Name != name || o.Services[0].Address != vip.String() || o.Services[0].Packets == 0 ||
+		o.Services[1].Address != idleVIP.String() || len(o.Services[1].Backends) != 0 || o.Services[1].TableSize != 0 {
+		t.Fatalf("services: %+v", o.Services)
+	}
+	for _, r := range o.Reasons {
+		if (r.Reason == "no-backend") != (r.Packets > 0) {
+			t.Errorf("%s: %d packets", r.Reason, r.Packets)
+		}
+	}
+	s, err := c.Service(ctx, inspect.ServiceKey{VIP: vip, Port: 80, Proto: datapath.TCP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text.Reset()
+	if err := inspect.WriteService(&text, "text", s); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ferrolb inspect service %s:80/TCP:\n%s", vip, text.String())
+	entries, draining := 0, []string{}
+	for _, b := range s.Backends {
+		entries += b.MaglevEntries
+		if b.Draining {
+			draining = append(draining, b.Address)
+		}
+	}
+	if s.TableSize == 0 || entries != s.TableSize || len(s.Backends) != 3 || !slices.Equal(draining, []string{"10.77.0.12:8080"}) ||
+		s.Flows == nil || *s.Flows == 0 {
+		t.Fatalf("service: %+v, entries add up to %d, draining %v", s, entries, draining)
+	}
+	ct, err := c.Conntrack(ctx, inspect.Query{Client: netip.MustParseAddr("10.77.0.100"), Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text.Reset()
+	if err := inspect.WriteConntrack(&text, "text", ct); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ferrolb inspect conntrack --client 10.77.0.100 --limit 5:\n%s", text.String())
+	if ct.Matched == 0 || ct.Matched != ct.IPv4Entries || len(ct.Flows) != min(5, ct.Matched) {
+		t.Fatalf("the client's flows: %+v", ct)
+	}
+	if ct, err := c.Conntrack(ctx, inspect.Query{Client: netip.MustParseAddr("10.77.0.99")}); err != nil || ct.Matched != 0 {
+		t.Fatalf("another client's flows: %+v, %v", ct, err)
 	}
 }
 

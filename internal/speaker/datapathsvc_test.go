@@ -61,6 +61,7 @@ func TestDatapathServices(t *testing.T) {
 		mode  datapath.Mode
 		want  []datapath.Service
 		notes int
+		first string // the first wanted service's Service name, when set
 	}{
 		{
 			name: "ready endpoints only, sorted",
@@ -78,8 +79,9 @@ func TestDatapathServices(t *testing.T) {
 			want: []datapath.Service{{VIP: vip4, Port: 80, Protocol: datapath.TCP, Backends: []datapath.Backend{be("10.0.0.1", 8080)}}},
 		},
 		{
-			name: "no endpoint at all: left to the kernel",
+			name: "no endpoint at all: programmed without backends (the kernel gets its packets, counted)",
 			svcs: []corev1.Service{svc("web", nil)},
+			want: []datapath.Service{{VIP: vip4, Port: 80, Protocol: datapath.TCP}},
 		},
 		{
 			name: "externalTrafficPolicy Local: this node's endpoints only",
@@ -161,6 +163,17 @@ func TestDatapathServices(t *testing.T) {
 			want:  []datapath.Service{{VIP: vip4, Port: 80, Protocol: datapath.TCP, Backends: []datapath.Backend{be("10.0.0.1", 8080)}}},
 			notes: 1,
 		},
+		{
+			name: "a shared address and port goes to the Service with endpoints",
+			svcs: []corev1.Service{svc("a", nil), svc("b", nil), svc("c", nil)},
+			eps: []discoveryv1.EndpointSlice{
+				slice("b", discoveryv1.AddressTypeIPv4, 8080, ready("10.0.0.2", "n1")),
+				slice("c", discoveryv1.AddressTypeIPv4, 8080, ready("10.0.0.3", "n1")),
+			},
+			want:  []datapath.Service{{VIP: vip4, Port: 80, Protocol: datapath.TCP, Backends: []datapath.Backend{be("10.0.0.2", 8080)}}},
+			notes: 2,
+			first: "ns/b",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, names, notes := planDatapath(tc.svcs, tc.eps, "n1", config.LoadBalancerClass, tc.mode)
@@ -169,6 +182,9 @@ func TestDatapathServices(t *testing.T) {
 			}
 			if len(notes) != tc.notes {
 				t.Errorf("notes %q, want %d", notes, tc.notes)
+			}
+			if tc.first != "" && names[serviceKey{vip: got[0].VIP, port: got[0].Port, proto: got[0].Protocol}] != tc.first {
+				t.Errorf("names %v, want %s first", names, tc.first)
 			}
 			for _, s := range got {
 				if names[serviceKey{vip: s.VIP, port: s.Port, proto: s.Protocol}] == "" {

@@ -39,6 +39,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/bgp"
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/datapath"
+	"github.com/ferrolb/ferrolb/internal/datapath/inspect"
 	"github.com/ferrolb/ferrolb/internal/eventnote"
 	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
@@ -84,6 +85,10 @@ type Options struct {
 	// DatapathDSR sends packets to backends by IPIP (direct server return) instead of SNAT,
 	// for Services whose backends listen on the Service's own port and decapsulate.
 	DatapathDSR bool
+	// InspectSocket is the Unix socket (abstract with a leading @, in the node's network
+	// namespace) where, with the XDP datapath, `ferrolb inspect` reads it; default
+	// inspect.DefaultSocket, "0" turns it off.
+	InspectSocket string
 	// StateDir holds the state file: what the speaker last announced, written when it
 	// changes, and announced again by a speaker that starts while the API server cannot be
 	// reached (state.go). Empty keeps no state.
@@ -399,6 +404,11 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 	if err := registerCollector(datapathCollector{r: r}); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	if opts.InspectSocket != "0" {
+		if err := mgr.Add(inspectServer(opts.InspectSocket, inspect.Handler(dp, r.name), do)); err != nil {
+			return err
+		}
+	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("datapath").
 		Watches(&corev1.Service{}, all).
@@ -408,4 +418,40 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 		return fmt.Errorf("datapath controller: %w", err)
 	}
 	return nil
+}
+
+// inspectServer serves `ferrolb inspect` on the socket, which it opens in the node's
+// network namespace (do). A socket it cannot open (another process holds the name: a
+// speaker still stopping) is tried again every 5 s: inspection must never stop the
+// speaker.
+func inspectServer(name string, h http.Handler, do func(func() error) error) manager.RunnableFunc {
+	if name == "" {
+		name = inspect.DefaultSocket
+	}
+	return func(ctx context.Context) error {
+		log := ctrl.Log.WithName("speaker").WithName("inspect")
+		for logged := false; ; {
+			var ln net.Listener
+			err := do(func() (err error) {
+				ln, err = inspect.Listen(name)
+				return err
+			})
+			if err == nil {
+				log.Info("serving ferrolb inspect", "socket", name)
+				if err := inspect.Serve(ctx, ln, h); err != nil {
+					log.Error(err, "ferrolb inspect")
+				}
+				return nil
+			}
+			if !logged {
+				log.Error(err, "cannot serve ferrolb inspect; trying again every 5 s")
+				logged = true
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
 }

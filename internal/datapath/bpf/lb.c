@@ -133,6 +133,29 @@ struct counter {
 	__u64 bytes;
 };
 
+// Why the program did not forward a packet: the index of reason_stats, which counts them
+// per CPU. reasons.go names them; the values are append-only (the speaker exports every
+// one as a metric label). The first two are never counted: parse's "go on", and the
+// packets that are for no service (or not TCP/UDP), the common case on a node, which must
+// not pay for a counter.
+enum reason {
+	REASON_NONE,
+	REASON_NOT_SERVICE,
+	// Passed to the stack.
+	REASON_FRAGMENT,      // an IPv4 fragment or an IPv6 Fragment header, to a VIP
+	REASON_IP_OPTIONS,    // IPv4 options or another IPv6 extension header, to a VIP
+	REASON_MALFORMED,     // a truncated header or a length that disagrees, to a VIP
+	REASON_TTL_EXPIRED,   // TTL / hop limit 1 or 0 on a packet we would have forwarded
+	REASON_NO_BACKEND,    // a service without a usable backend (none ready)
+	REASON_NO_NEXTHOP,    // the backend's next hop (neighbour) is not resolved
+	REASON_STACK_ENDPOINT, // a flow to a backend the stack carries (BE_STACK, MODE_STACK)
+	REASON_SNAT_NO_FLOW,  // to the SNAT address and port range, and no flow holds the port
+	// Dropped.
+	REASON_SNAT_PORTS_EXHAUSTED, // a new SNAT flow found no free port in 8 probes
+	REASON_ENCAP_FAILED,  // DSR: no headroom for the outer header
+	REASON_MAX,
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_SERVICES);
@@ -210,6 +233,31 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counter);
 } be_stats SEC(".maps");
+
+// Packets not forwarded, by reason. The key's type puts enum reason in the BTF, where
+// userspace checks its names against its own.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, REASON_MAX);
+	__type(key, enum reason);
+	__type(value, __u64);
+} reason_stats SEC(".maps");
+
+// The services' addresses, so that packets the program cannot parse (fragments, options,
+// malformed headers) are counted only when they are for a service: read on those rare
+// packets only. IGMP's and MLD's router alert options, say, are not ours to count.
+struct vip_key {
+	union addr addr;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, struct vip_key);
+	__type(value, __u32);
+} vip_addrs SEC(".maps");
 
 // Set by userspace before loading: constants cost nothing per packet.
 volatile const __u32 snat4 = 0;          // network order
@@ -302,8 +350,20 @@ static __always_inline void count(void *map, __u32 idx, __u64 bytes)
 	}
 }
 
+// verdict counts why a packet is not forwarded and returns the action: one per-CPU array
+// increment, paid only off the forwarding path.
+static __always_inline int verdict(int action, enum reason r)
+{
+	__u32 k = r;
+	__u64 *n = bpf_map_lookup_elem(&reason_stats, &k);
+	if (n)
+		(*n)++;
+	return action;
+}
+
 // Pointers into the packet for the headers we rewrite.
 struct hdrs {
+	struct ethhdr *eth;
 	struct iphdr *ip4;
 	struct ipv6hdr *ip6;
 	__be16 *sport;
@@ -361,17 +421,18 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 	return bpf_redirect(ifindex, 0);
 }
 
-// parse fills f and h; returns 0 to go on, else the XDP verdict for packets we leave alone.
-// Anything not plainly TCP/UDP over IPv4 without options or IPv6 without extension headers
-// (fragments included) is passed to the stack, which owns validation and reassembly. So is
-// a packet whose length fields disagree with its headers or its frame: an IP length past
-// the frame (truncated) or too short for the headers, a TCP data offset under 5 words or
-// past the IP length, a UDP length under 8 or past it. The verifier only makes sure that
-// we read inside the frame; these checks make sure that what we read and rewrite are the
-// packet's own headers, which the backend will see too, and not Ethernet padding or a
-// length the stack would reject (DSR's outer header takes its length from the inner one).
-// The caller has checked the Ethernet header and its type: v6 is a constant, so each
-// family gets code of its own.
+// parse fills f and h; returns REASON_NONE to go on, else why the packet is left alone
+// (passed to the stack). Anything not plainly TCP/UDP over IPv4 without options or IPv6
+// without extension headers (fragments included) is passed to the stack, which owns
+// validation and reassembly. So is a packet whose length fields disagree with its headers
+// or its frame: an IP length past the frame (truncated) or too short for the headers, a
+// TCP data offset under 5 words or past the IP length, a UDP length under 8 or past it.
+// The verifier only makes sure that we read inside the frame; these checks make sure that
+// what we read and rewrite are the packet's own headers, which the backend will see too,
+// and not Ethernet padding or a length the stack would reject (DSR's outer header takes
+// its length from the inner one). The addresses are read first, so that parse_pass can
+// tell whether a packet it refuses was for a service. The caller has checked the Ethernet
+// header and its type: v6 is a constant, so each family gets code of its own.
 static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs *h, const int v6)
 {
 	void *data = (void *)(long)ctx->data;
@@ -381,51 +442,54 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	__u32 l4len; // the bytes after the IP header, by the IP length field
 
 	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
+		return REASON_MALFORMED;
+	h->eth = eth;
 	if (!v6) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > data_end)
-			return XDP_PASS;
-		if (ip->ihl != 5 || ip->version != 4)
-			return XDP_PASS;
+			return REASON_MALFORMED; // no address: not counted
+		f->family = 4;
+		f->saddr.w[0] = ip->saddr;
+		f->daddr.w[0] = ip->daddr;
+		if (ip->version != 4)
+			return REASON_MALFORMED;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-			return XDP_PASS;
+			return REASON_FRAGMENT;
+		if (ip->ihl != 5)
+			return ip->ihl > 5 ? REASON_IP_OPTIONS : REASON_MALFORMED;
 		// The length field, not the frame, says where the packet ends: the frame may
 		// carry Ethernet padding after it.
 		__u32 tot = bpf_ntohs(ip->tot_len);
 		if (tot < sizeof(*ip) || (void *)ip + tot > data_end)
-			return XDP_PASS;
+			return REASON_MALFORMED;
 		l4len = tot - sizeof(*ip);
-		f->family = 4;
 		f->proto = ip->protocol;
 		f->ttl = ip->ttl;
-		f->saddr.w[0] = ip->saddr;
-		f->daddr.w[0] = ip->daddr;
 		h->ip4 = ip;
 		l4 = ip + 1;
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
-			return XDP_PASS;
-		if (ip6->version != 6)
-			return XDP_PASS;
-		l4len = bpf_ntohs(ip6->payload_len); // 0 for a jumbogram, which has extension headers
-		if ((void *)(ip6 + 1) + l4len > data_end)
-			return XDP_PASS;
+			return REASON_MALFORMED;
 		f->family = 6;
-		f->proto = ip6->nexthdr;
-		f->ttl = ip6->hop_limit;
 		__builtin_memcpy(&f->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(&f->daddr, &ip6->daddr, 16);
+		if (ip6->version != 6)
+			return REASON_MALFORMED;
+		l4len = bpf_ntohs(ip6->payload_len); // 0 for a jumbogram, which has extension headers
+		if ((void *)(ip6 + 1) + l4len > data_end)
+			return REASON_MALFORMED;
+		f->proto = ip6->nexthdr;
+		f->ttl = ip6->hop_limit;
 		h->ip6 = ip6;
 		l4 = ip6 + 1;
 	}
 	if (f->proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
 		if ((void *)(tcp + 1) > data_end)
-			return XDP_PASS;
+			return REASON_MALFORMED;
 		if (tcp->doff < 5 || tcp->doff * 4 > l4len)
-			return XDP_PASS;
+			return REASON_MALFORMED;
 		h->sport = &tcp->source;
 		h->dport = &tcp->dest;
 		h->l4csum = &tcp->check;
@@ -434,21 +498,43 @@ static __always_inline int parse(struct xdp_md *ctx, struct flow *f, struct hdrs
 	} else if (f->proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
 		if ((void *)(udp + 1) > data_end)
-			return XDP_PASS;
+			return REASON_MALFORMED;
 		__u32 ulen = bpf_ntohs(udp->len);
 		if (ulen < sizeof(*udp) || ulen > l4len)
-			return XDP_PASS;
+			return REASON_MALFORMED;
 		h->sport = &udp->source;
 		h->dport = &udp->dest;
 		h->udp = 1;
 		// IPv4 UDP may go without a checksum; IPv6 UDP may not.
 		h->l4csum = (!v6 && udp->check == 0) ? 0 : &udp->check;
+	} else if (v6 && f->proto == IPPROTO_FRAGMENT) {
+		return REASON_FRAGMENT;
+	} else if (v6 && (f->proto == IPPROTO_HOPOPTS || f->proto == IPPROTO_ROUTING ||
+			  f->proto == IPPROTO_DSTOPTS || f->proto == IPPROTO_AH || f->proto == IPPROTO_MH ||
+			  f->proto == 139 /* HIP */ || f->proto == 140 /* Shim6 */)) {
+		return REASON_IP_OPTIONS;
 	} else {
-		return XDP_PASS;
+		return REASON_NOT_SERVICE; // ICMP, SCTP, tunnels...: not counted, see parse_pass
 	}
 	f->sport = *h->sport;
 	f->dport = *h->dport;
-	return 0;
+	return REASON_NONE;
+}
+
+// parse_pass passes a packet parse refused, counting it when it is for one of the
+// services' addresses. Only these rare packets pay the vip_addrs lookup; other protocols
+// to a VIP (ICMP, SCTP) are not counted: the stack answers them by design, and the lookup
+// would be paid by every packet of an IPIP or ESP overlay.
+static __always_inline int parse_pass(struct flow *f, int r)
+{
+	if (r == REASON_NOT_SERVICE || !f->family)
+		return XDP_PASS;
+	struct vip_key k = {};
+	k.addr = f->daddr;
+	k.family = f->family;
+	if (!bpf_map_lookup_elem(&vip_addrs, &k))
+		return XDP_PASS;
+	return verdict(XDP_PASS, r);
 }
 
 static __always_inline int is_snat_addr(struct flow *f, const int v6)
@@ -486,6 +572,9 @@ static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hd
 	rv = bpf_map_lookup_elem(&snat_rev, &rk);
 	if (!rv)
 		return -1;
+	// Expiring packets are the stack's to answer (ICMP time exceeded).
+	if (f->ttl <= 1)
+		return verdict(XDP_PASS, REASON_TTL_EXPIRED);
 	// Replies keep the port's owner fresh; a FIN or RST starts its short timeout. Writes
 	// at most once a tick per flow, so the entry's cache line stays shared.
 	__u32 now = now_ticks();
@@ -504,10 +593,7 @@ static __always_inline int reverse(struct xdp_md *ctx, struct flow *f, struct hd
 		}
 	}
 	rewrite(h, f, &rv->vip, &rv->client, rv->vport, rv->cport, v6);
-	struct ethhdr *eth = (void *)(long)ctx->data;
-	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-		return XDP_DROP;
-	set_macs(eth, rv->cmac);
+	set_macs(h->eth, rv->cmac);
 	return xmit(ctx, rv->ifindex);
 }
 
@@ -534,18 +620,18 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 	if (!v6) {
 		struct iphdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
-			return XDP_DROP;
+			return verdict(XDP_DROP, REASON_ENCAP_FAILED);
 		// parse checked that the packet fits its frame, so the outer length cannot wrap.
 		__u16 tot = bpf_ntohs(inner->tot_len);
 		__u16 vtos = *(__u16 *)inner; // version, IHL and TOS: 4, 5 (checked) and the inner TOS
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
-			return XDP_DROP;
+			return verdict(XDP_DROP, REASON_ENCAP_FAILED);
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 		struct ethhdr *eth = data;
 		struct iphdr *ip = data + sizeof(*eth);
 		if ((void *)(ip + 1) > data_end)
-			return XDP_DROP;
+			return verdict(XDP_DROP, REASON_ENCAP_FAILED);
 		set_macs(eth, be->dmac);
 		*(__be16 *)((void *)eth + 12) = bpf_htons(ETH_P_IP);
 		// The header as 32-bit words, its checksum summed from the values written
@@ -564,16 +650,16 @@ static __always_inline int encap(struct xdp_md *ctx, struct flow *f, struct back
 	} else {
 		struct ipv6hdr *inner = data + sizeof(struct ethhdr);
 		if ((void *)(inner + 1) > data_end)
-			return XDP_DROP;
+			return verdict(XDP_DROP, REASON_ENCAP_FAILED);
 		__u16 plen = bpf_ntohs(inner->payload_len); // fits its frame (parse): no wrap below
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
-			return XDP_DROP;
+			return verdict(XDP_DROP, REASON_ENCAP_FAILED);
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 		struct ethhdr *eth = data;
 		struct ipv6hdr *ip6 = data + sizeof(*eth);
 		if ((void *)(ip6 + 1) > data_end)
-			return XDP_DROP;
+			return verdict(XDP_DROP, REASON_ENCAP_FAILED);
 		set_macs(eth, be->dmac);
 		*(__be16 *)((void *)eth + 12) = bpf_htons(ETH_P_IPV6);
 		*(__u32 *)ip6 = bpf_htonl(0x60000000);
@@ -711,18 +797,18 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	struct hdrs h = {};
 	int ret = parse(ctx, &f, &h, v6);
 	if (ret)
-		return ret;
+		return parse_pass(&f, ret);
 
-	// Expiring packets are the stack's to answer (ICMP time exceeded).
-	if (f.ttl <= 1)
-		return XDP_PASS;
-
+	// A packet to the SNAT address and port range that is no flow's reply is counted
+	// (snat-no-flow) once it turns out to be for no service either.
+	int snat_miss = 0;
 	if (is_snat_addr(&f, v6)) {
 		__u16 p = bpf_ntohs(f.dport);
 		if (p >= snat_port_min && p <= snat_port_max) {
 			ret = reverse(ctx, &f, &h, v6);
 			if (ret >= 0)
 				return ret;
+			snat_miss = 1;
 		}
 	}
 
@@ -730,7 +816,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	__u32 word = bit >> 6;
 	__u64 *fw = bpf_map_lookup_elem(&vip_filter, &word);
 	if (!fw || !(*fw & (1ULL << (bit & 63))))
-		return XDP_PASS;
+		return snat_miss ? verdict(XDP_PASS, REASON_SNAT_NO_FLOW) : XDP_PASS;
 
 	// Conntrack first: an established flow needs neither the service nor the table. The
 	// generation check drops entries whose backend slot was reused or whose service was
@@ -787,7 +873,12 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		sk.family = f.family;
 		struct svc_val *svc = bpf_map_lookup_elem(&services, &sk);
 		if (!svc)
-			return XDP_PASS;
+			return snat_miss ? verdict(XDP_PASS, REASON_SNAT_NO_FLOW) : XDP_PASS;
+		// Expiring packets are the stack's to answer (ICMP time exceeded). Checked only
+		// here and for flows in conntrack, not for every packet: what is not ours is not
+		// counted.
+		if (f.ttl <= 1)
+			return verdict(XDP_PASS, REASON_TTL_EXPIRED);
 		__u32 svc_id = svc->id;
 		mode = svc->mode;
 		__u32 hash = flow_hash(&f);
@@ -808,29 +899,31 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 			}
 		}
 		if (!be) {
+			// A service without backends has no table and size 0 (userspace keeps it
+			// so that its packets are counted here).
 			void *inner = bpf_map_lookup_elem(&maglev_outer, &svc_id);
 			if (!inner)
-				return XDP_PASS;
+				return verdict(XDP_PASS, REASON_NO_BACKEND);
 			__u32 size = svc->size;
 			if (!size)
-				return XDP_PASS;
+				return verdict(XDP_PASS, REASON_NO_BACKEND);
 			__u32 idx = hash % size;
 			__u32 *b = bpf_map_lookup_elem(inner, &idx);
 			if (!b)
-				return XDP_PASS;
+				return verdict(XDP_PASS, REASON_NO_BACKEND);
 			bid = *b;
 			be = bpf_map_lookup_elem(&backends, &bid);
 			if (!be || be->svc_id != svc_id)
-				return XDP_PASS;
+				return verdict(XDP_PASS, REASON_NO_BACKEND);
 		}
 		if (be->flags & BE_STACK) {
 			// Remembered, so the flow stays with the stack when the table changes.
 			struct ct_val nc = {.backend = bid, .gen = be->gen, .mode = MODE_STACK};
 			bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
-			return XDP_PASS;
+			return verdict(XDP_PASS, REASON_STACK_ENDPOINT);
 		}
 		if (!(be->flags & BE_NEXTHOP))
-			return XDP_PASS;
+			return verdict(XDP_PASS, REASON_NO_NEXTHOP);
 		if (svc->affinity_ns) {
 			struct aff_val nv = {.backend = bid, .gen = be->gen, .ts = now};
 			bpf_map_update_elem(&affinity, &ak, &nv, BPF_ANY);
@@ -839,13 +932,17 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		if (mode == MODE_SNAT) {
 			nport = snat_port(ctx, &f, be, hash, v6);
 			if (!nport)
-				return XDP_DROP; // SNAT ports exhausted for this backend
+				return verdict(XDP_DROP, REASON_SNAT_PORTS_EXHAUSTED);
 		}
 		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport, .mode = mode};
 		bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
+	} else if (f.ttl <= 1) {
+		return verdict(XDP_PASS, REASON_TTL_EXPIRED);
 	}
-	if (mode == MODE_STACK || !(be->flags & BE_NEXTHOP))
-		return XDP_PASS;
+	if (mode == MODE_STACK)
+		return verdict(XDP_PASS, REASON_STACK_ENDPOINT);
+	if (!(be->flags & BE_NEXTHOP))
+		return verdict(XDP_PASS, REASON_NO_NEXTHOP);
 	// Flags first: UDP has none, and an established TCP flow's ACKs stop at ct->settled.
 	if ((f.tcpflags & (TCP_SYN | TCP_ACK)) == TCP_ACK && ct && !ct->settled && mode == MODE_SNAT)
 		confirm(&f, &h, be, ct, v6);
@@ -860,10 +957,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	union addr src = {};
 	set_snat_addr(&src, v6);
 	rewrite(&h, &f, &src, &be->addr, nport, be->port, v6);
-	struct ethhdr *eth = (void *)(long)ctx->data;
-	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-		return XDP_DROP;
-	set_macs(eth, be->dmac);
+	set_macs(h.eth, be->dmac);
 	return xmit(ctx, be->ifindex);
 }
 
