@@ -222,6 +222,10 @@ func TestFaultAPIServerUnreachable(t *testing.T) {
 	for _, a := range bgpVIPs {
 		waitNexthops(t, l, a, nodeAddrs(l, strings.Contains(a, ":")))
 	}
+	// The fault is measured from a steady state: the lab's sessions came up moments ago (this
+	// file's tests run first), and a BFD session that flaps once while they settle would be
+	// counted against the fault.
+	steadyNexthops(t, l, bgpVIPs, 5*time.Second)
 	macs := nodeMACs(t, l)
 	var announcer string
 	eventually(t, 15*time.Second, "one node answers "+l2vip, func() (bool, string) {
@@ -506,5 +510,27 @@ func TestFaultRouterRestart(t *testing.T) {
 				t.Errorf("%s: traffic stopped for %v through a graceful restart of the router", a, d)
 			}
 		}
+	}
+}
+
+// steadyNexthops waits until the router has held every node as a next hop of each address for
+// a whole period, and logs it when that took a restart of the period.
+func steadyNexthops(t *testing.T, l *lab.Lab, addrs []string, period time.Duration) {
+	t.Helper()
+	start := time.Now()
+	since := time.Now()
+	for time.Since(since) < period {
+		for _, a := range addrs {
+			want := nodeAddrs(l, strings.Contains(a, ":"))
+			slices.Sort(want)
+			if got := nexthops(t, l, a); !slices.Equal(got, want) {
+				t.Logf("router's route for %s via %v at %.1f s, want %v: waiting for a steady %s", a, got, time.Since(start).Seconds(), want, period)
+				since = time.Now()
+			}
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("the router's routes did not hold steady for %s within 60 s", period)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
