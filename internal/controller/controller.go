@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	invalid := newInvalidObjects()
-	if err := registerReplacing(invalid); err != nil {
+	if err := metricsserving.Register(invalid); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	if err := setupIPAM(ctx, mgr, opts, invalid); err != nil {

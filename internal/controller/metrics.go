@@ -137,22 +137,3 @@ func (v *invalidObjects) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.GaugeValue, float64(len(names)), kind)
 	}
 }
-
-// replaceMu makes replacing a collector one step (two controllers starting at once in one
-// process, as tests may).
-var replaceMu sync.Mutex
-
-// registerReplacing adds c to controller-runtime's registry, replacing the collector of a
-// controller run before in this process (tests run several): unlike the vectors above,
-// whose series each run sets again, c's state belongs to one run.
-func registerReplacing(c prometheus.Collector) error {
-	replaceMu.Lock()
-	defer replaceMu.Unlock()
-	err := metrics.Registry.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		metrics.Registry.Unregister(are.ExistingCollector)
-		return metrics.Registry.Register(c)
-	}
-	return err
-}

@@ -1,11 +1,7 @@
 package speaker
 
 import (
-	"errors"
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/ferrolb/ferrolb/internal/bgp"
 	"github.com/ferrolb/ferrolb/internal/l2"
@@ -130,23 +126,4 @@ func (c bgpCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descBFDDown, prometheus.CounterValue, float64(st.BFDFailures), peer...)
 		}
 	}
-}
-
-// registerMu makes replacing a collector one step: two speakers starting at once in one
-// process (tests) would otherwise both remove the old collector, and the second to add its
-// own would fail and stop.
-var registerMu sync.Mutex
-
-// registerCollector adds the speaker's metrics to controller-runtime's registry, replacing
-// those of a speaker run before in this process (tests run several).
-func registerCollector(c prometheus.Collector) error {
-	registerMu.Lock()
-	defer registerMu.Unlock()
-	err := metrics.Registry.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		metrics.Registry.Unregister(are.ExistingCollector)
-		return metrics.Registry.Register(c)
-	}
-	return err
 }

@@ -215,11 +215,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if found {
 		fb = newFallback(saved, fallbackAt, log, tracker, ann, bgpSpeaker)
 	}
-	if err := registerCollector(l2Collector{ann: ann, tracker: tracker}); err != nil {
+	if err := metricsserving.Register(l2Collector{ann: ann, tracker: tracker}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
 	status := newBGPStatus(mgr.GetClient(), opts.NodeName, bgpSpeaker)
-	if err := registerCollector(bgpCollector{speaker: bgpSpeaker, status: status}); err != nil {
+	if err := metricsserving.Register(bgpCollector{speaker: bgpSpeaker, status: status}); err != nil {
 		return errors.Join(fmt.Errorf("register metrics: %w", err), conn.Close())
 	}
 	// The live set or a link changing recomputes layer 2; the live set also picks the node
@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	reporter := newReporter(log, recorder, opts.NodeName)
 	announced := newAnnouncements(opts.NodeName, log)
 	for _, c := range []prometheus.Collector{announced, reporter} {
-		if err := registerCollector(c); err != nil {
+		if err := metricsserving.Register(c); err != nil {
 			return fmt.Errorf("register metrics: %w", err)
 		}
 	}
@@ -401,7 +401,7 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 		mode = datapath.DSR
 	}
 	r := &datapathReconciler{client: mgr.GetClient(), node: opts.NodeName, class: opts.LoadBalancerClass, mode: mode, dp: dp}
-	if err := registerCollector(datapathCollector{r: r}); err != nil {
+	if err := metricsserving.Register(datapathCollector{r: r}); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	if opts.InspectSocket != "0" {
