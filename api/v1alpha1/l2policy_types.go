@@ -42,7 +42,11 @@ type L2PolicySpec struct {
 	// +kubebuilder:default=true
 	LoadBalancerIPs *bool `json:"loadBalancerIPs,omitempty"`
 
-	// ExternalIPs also announces the addresses in spec.externalIPs.
+	// ExternalIPs also announces the addresses in spec.externalIPs of the Services the
+	// policy selects: LoadBalancer Services, and ClusterIP (not headless) and NodePort
+	// Services, whose traffic kube-proxy carries. Only addresses inside the policy's pools
+	// (any IPPool when it names none) are announced: anyone who may create a Service
+	// writes spec.externalIPs.
 	// +optional
 	ExternalIPs bool `json:"externalIPs,omitempty"`
 }

@@ -111,6 +111,14 @@ func (c *converter) ciliumL2(src Source, p *ciliumL2AnnouncementPolicy) {
 	}
 	out.Spec.LoadBalancerIPs = ptr.To(s.LoadBalancerIPs)
 	out.Spec.ExternalIPs = s.ExternalIPs
+	if s.ExternalIPs {
+		// Cilium announces any external IP; FerroLB refuses those outside an IPPool, so a
+		// silent conversion would stop announcing them on the day of the switch.
+		c.warn(src, "spec.externalIPs", "true: FerroLB announces the spec.externalIPs of LoadBalancer, ClusterIP "+
+			"and NodePort Services only when the address is inside an IPPool (the policy's pools, or any IPPool when "+
+			"it names none); Cilium announces any. Put the external IPs in an IPPool with autoAssign: false, or "+
+			"they are refused (condition ferrolb.io/Announced, reason ExternalIPNotInPool)")
+	}
 	if c.emit(src, out) {
 		c.l2 = append(c.l2, l2Info{src: src, system: "Cilium", out: out})
 	}

@@ -85,6 +85,24 @@ func Served(svc *corev1.Service, class string) bool {
 	return svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass == class
 }
 
+// ExternalIPsOnly reports whether svc is a Service FerroLB does not allocate for but whose
+// spec.externalIPs an L2Policy with externalIPs may announce: a ClusterIP (with a cluster
+// IP: kube-proxy ignores headless Services) or NodePort Service with external IPs, as in
+// Cilium's layer 2 announcement example. kube-proxy carries the traffic once it reaches a
+// node. Such Services have no class, so they count as Services with none.
+func ExternalIPsOnly(svc *corev1.Service) bool {
+	if len(svc.Spec.ExternalIPs) == 0 {
+		return false
+	}
+	switch svc.Spec.Type {
+	case corev1.ServiceTypeClusterIP, "":
+		return svc.Spec.ClusterIP != corev1.ClusterIPNone
+	case corev1.ServiceTypeNodePort:
+		return true
+	}
+	return false
+}
+
 // ServiceRequest translates a Service into an allocation request. pools are all pools; the
 // request's candidates are those that serve the Service (or those it names, if they serve it).
 // Problems with the Service's annotations come back as FieldErrors: the request still carries

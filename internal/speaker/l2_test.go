@@ -548,6 +548,18 @@ func TestLayer2ExternalIPs(t *testing.T) {
 	if !warningEvent(t, "l2-ext", "web", "192.0.2.254") {
 		t.Error("no Warning Event on the Service names the refused external IP")
 	}
+
+	// A ClusterIP Service with an external IP, as in Cilium's layer 2 announcement example:
+	// FerroLB allocates nothing for it, but the policy announces its external IP (kube-proxy
+	// carries the traffic on the node), with the same pool rule.
+	cip := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "l2-ext", Name: "cip", Labels: map[string]string{"app": "ext"}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ExternalIPs: []string{"192.0.2.151"},
+			Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}}}
+	if err := env.Client.Create(ctx, cip); err != nil {
+		t.Fatal(err)
+	}
+	waitNeighbour(t, cl, netip.MustParseAddr("192.0.2.151"), mac(t, n), true)
+	waitAnnounced(t, "l2-ext", "cip", "announced: 192.0.2.151 by l2-ext-a")
 }
 
 // warningEvent reports whether a Warning Event on the Service mentions s.

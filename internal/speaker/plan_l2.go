@@ -104,7 +104,10 @@ func planL2(snap config.Snapshot, cl cluster, in l2Input) l2Plan {
 	}
 	for i := range cl.services {
 		svc := &cl.services[i]
-		if !config.Served(svc, in.class) {
+		// Services FerroLB does not allocate for count for their spec.externalIPs only,
+		// and only under policies that announce those.
+		extOnly := !config.Served(svc, in.class) && config.ExternalIPsOnly(svc)
+		if !extOnly && !config.Served(svc, in.class) {
 			continue
 		}
 		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
@@ -115,7 +118,7 @@ func planL2(snap config.Snapshot, cl cluster, in l2Input) l2Plan {
 		s := l2Service{svc: svc}
 		covered := false
 		for pi, p := range snap.L2Policies {
-			if !p.MatchesService(svc.Namespace, svc.Name, svc.Labels) {
+			if !p.MatchesService(svc.Namespace, svc.Name, svc.Labels) || extOnly && !p.ExternalIPs {
 				continue
 			}
 			covered = true
@@ -172,8 +175,13 @@ func planL2(snap config.Snapshot, cl cluster, in l2Input) l2Plan {
 		}
 		// A Service no L2Policy covers is told so while policies exist or it carries the
 		// condition; a cluster without any L2Policy (BGP only) never sees it.
-		s.noPolicy = !covered && len(config.Ingress(svc)) > 0 &&
-			(len(snap.L2Policies) > 0 || meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced) != nil)
+		// A Service with external IPs only is ours to tell only once it was announced.
+		has := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced) != nil
+		if extOnly {
+			s.noPolicy = !covered && has
+		} else {
+			s.noPolicy = !covered && len(config.Ingress(svc)) > 0 && (len(snap.L2Policies) > 0 || has)
+		}
 		plan.services = append(plan.services, s)
 	}
 	return plan
@@ -289,7 +297,11 @@ func condition(node string, s l2Service, as []assignment, alive []string) *metav
 			c.Reason = ReasonExternalIPNotInPool
 		default:
 			c.Reason = ReasonNoPolicy
-			msg = append(msg, "no L2Policy selects this Service (it may still be advertised by BGP)")
+			if s.svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+				msg = append(msg, "no L2Policy with externalIPs: true selects this Service")
+			} else {
+				msg = append(msg, "no L2Policy selects this Service (it may still be advertised by BGP)")
+			}
 		}
 	}
 	c.Message = strings.Join(msg, "; ")
@@ -312,7 +324,7 @@ func addresses(svc *corev1.Service, p config.L2Policy) []candidate {
 	has := func(a netip.Addr) bool {
 		return slices.ContainsFunc(out, func(c candidate) bool { return c.addr == a })
 	}
-	if p.LoadBalancerIPs {
+	if p.LoadBalancerIPs && svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for _, a := range config.Ingress(svc) {
 			out = append(out, candidate{addr: a})
 		}

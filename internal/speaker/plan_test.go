@@ -42,6 +42,13 @@ func planService(name string, local bool, ingress []string, external ...string) 
 	return s
 }
 
+// clusterIPService is a ClusterIP Service with external IPs, as in Cilium's layer 2
+// announcement example: FerroLB allocates nothing for it and may announce its external IPs.
+func clusterIPService(name string, external ...string) corev1.Service {
+	return corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ExternalIPs: external}}
+}
+
 func readyOn(svc string, nodes ...string) discoveryv1.EndpointSlice {
 	s := discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: svc + "-x",
 		Labels: map[string]string{discoveryv1.LabelServiceName: svc}}}
@@ -122,6 +129,43 @@ func TestPlanL2(t *testing.T) {
 			svcs: []corev1.Service{planService("web", false, []string{"192.0.2.10"}, "198.51.100.7", "10.0.0.254")},
 			want: []string{"web 198.51.100.7 by [n1 n2 n4] on [bond0]",
 				"web refused 10.0.0.254 (spec.externalIPs: in no IPPool of L2Policy ext)"},
+			wantIfs: []string{"bond0"},
+		},
+		{
+			name: "ClusterIP and NodePort Services' external IPs under a policy that announces them; not headless ones",
+			policies: []v1.L2Policy{{ObjectMeta: metav1.ObjectMeta{Name: "ext"}, Spec: v1.L2PolicySpec{
+				ExternalIPs: true, Interfaces: []string{"bond0"}}}},
+			svcs: []corev1.Service{
+				clusterIPService("cip", "198.51.100.7", "10.0.0.254"),
+				func() corev1.Service {
+					s := clusterIPService("np", "198.51.100.8")
+					s.Spec.Type = corev1.ServiceTypeNodePort
+					return s
+				}(),
+				func() corev1.Service {
+					s := clusterIPService("headless", "198.51.100.9")
+					s.Spec.ClusterIP = corev1.ClusterIPNone
+					return s
+				}(),
+				func() corev1.Service {
+					// A stale status address of a Service that was a LoadBalancer once is not announced.
+					s := clusterIPService("was-lb", "198.51.100.10")
+					s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.10"}}
+					return s
+				}(),
+			},
+			want: []string{"cip 198.51.100.7 by [n1 n2 n4] on [bond0]",
+				"cip refused 10.0.0.254 (spec.externalIPs: in no IPPool of L2Policy ext)",
+				"np 198.51.100.8 by [n1 n2 n4] on [bond0]",
+				"was-lb 198.51.100.10 by [n1 n2 n4] on [bond0]"},
+			wantIfs: []string{"bond0"},
+		},
+		{
+			name: "a ClusterIP Service's external IPs are not announced by a policy without externalIPs",
+			policies: []v1.L2Policy{{ObjectMeta: metav1.ObjectMeta{Name: "lb-only"}, Spec: v1.L2PolicySpec{
+				Interfaces: []string{"bond0"}}}},
+			svcs:    []corev1.Service{clusterIPService("cip", "198.51.100.7")},
+			want:    nil,
 			wantIfs: []string{"bond0"},
 		},
 		{
@@ -462,6 +506,18 @@ func TestPlanL2Reasons(t *testing.T) {
 			svc: labelled(planService("web", false, []string{"192.0.2.10"}, "10.9.9.9")), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
 			writer: "n1", status: metav1.ConditionTrue, reason: "Layer2",
 			message: "announced: 192.0.2.10 by n1 (layer 2 on eth0); not announced: 10.9.9.9 (spec.externalIPs: in no IPPool of L2Policy p)"},
+		{name: "a ClusterIP Service's external IP announced", policies: only("p", func(s *v1.L2PolicySpec) { s.ExternalIPs = true }),
+			svc: labelled(clusterIPService("cip", "192.0.2.20")), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
+			writer: "n1", status: metav1.ConditionTrue, reason: "Layer2", message: "announced: 192.0.2.20 by n1 (layer 2 on eth0)"},
+		{name: "a ClusterIP Service with external IPs that no policy announces gets no condition", policies: only("p", nil),
+			svc: labelled(clusterIPService("cip", "192.0.2.20")), alive: []string{"n1", "n2"}, usable: []string{"eth0"}},
+		{name: "a ClusterIP Service announced before and no longer: told so", policies: only("p", nil),
+			svc: func() corev1.Service {
+				s := labelled(clusterIPService("cip", "192.0.2.20"))
+				s.Status.Conditions = []metav1.Condition{{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Layer2"}}
+				return s
+			}(), alive: []string{"n1", "n2"}, usable: []string{"eth0"},
+			writer: "n1", status: metav1.ConditionFalse, reason: ReasonNoPolicy, message: "no L2Policy with externalIPs: true selects this Service"},
 		{name: "nobody alive: nobody writes", policies: only("p", nil),
 			svc: labelled(planService("web", false, []string{"192.0.2.10"})), usable: []string{"eth0"}},
 	} {
