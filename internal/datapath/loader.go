@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ferrolb/ferrolb/internal/maglev"
 	"github.com/ferrolb/ferrolb/internal/nsenter"
 )
 
@@ -62,7 +63,16 @@ func New(cfg Config) (*Datapath, error) {
 		return nil, fmt.Errorf("datapath: SNAT port range %d-%d", cfg.SNATPortMin, cfg.SNATPortMax)
 	}
 	if cfg.ConntrackSize == 0 {
-		cfg.ConntrackSize = 262144
+		cfg.ConntrackSize = DefaultConntrackSize
+	}
+	if err := CheckConntrackSize(cfg.ConntrackSize); err != nil {
+		return nil, fmt.Errorf("datapath: conntrack size: %w", err)
+	}
+	if cfg.MaglevTableSize == 0 {
+		cfg.MaglevTableSize = maglev.DefaultSize
+	}
+	if err := maglev.CheckSize(cfg.MaglevTableSize); err != nil {
+		return nil, fmt.Errorf("datapath: Maglev table size: %w", err)
 	}
 	for _, d := range []struct {
 		v   *time.Duration
@@ -74,6 +84,10 @@ func New(cfg Config) (*Datapath, error) {
 		if *d.v < 0 || *d.v > 1000*24*time.Hour {
 			return nil, fmt.Errorf("datapath: SNAT idle timeout %v out of range", *d.v)
 		}
+	}
+	var err error
+	if cfg.XDPMode, err = ParseXDPMode(string(cfg.XDPMode)); err != nil {
+		return nil, fmt.Errorf("datapath: %w", err)
 	}
 	if cfg.NexthopRefresh == 0 {
 		cfg.NexthopRefresh = 5 * time.Second
@@ -123,8 +137,10 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: spec: %w", err)
 	}
-	for _, m := range []string{"conntrack4", "conntrack6"} {
-		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded just above
+	// snat_rev holds one entry per SNAT flow, of either family: sized like conntrack so
+	// that a node tracking more flows does not evict the ports of live ones.
+	for _, m := range []string{"conntrack4", "conntrack6", "snat_rev"} {
+		spec.Maps[m].MaxEntries = uint32(cfg.ConntrackSize) //nolint:gosec // checked above
 	}
 	if err := setVars(spec, d.cfg); err != nil {
 		return nil, err
@@ -326,6 +342,7 @@ func (d *Datapath) ours(u netlink.LinkUpdate, att map[string]*attachment) bool {
 type attachment struct {
 	index int
 	link  link.Link
+	mode  XDPMode // native or generic
 }
 
 // attach makes the program attached to every configured interface that exists, under the
@@ -335,6 +352,7 @@ type attachment struct {
 func (d *Datapath) attach(att map[string]*attachment) error {
 	return d.inNS(func() error {
 		var idx []int
+		var shown []Attachment
 		for _, name := range d.names {
 			a := att[name]
 			l, err := d.nl.LinkByName(name)
@@ -351,18 +369,20 @@ func (d *Datapath) attach(att map[string]*attachment) error {
 					_ = a.link.Close()
 					delete(att, name)
 				}
-				xl, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XdpLb, Interface: i, Flags: link.XDPDriverMode})
+				xl, mode, err := d.attachXDP(name, i)
 				if err != nil {
-					return fmt.Errorf("datapath: attach XDP to %s (ifindex %d): %w", name, i, err)
+					return err
 				}
-				att[name] = &attachment{index: i, link: xl}
+				att[name] = &attachment{index: i, link: xl, mode: mode}
 			}
 			if !slices.Contains(idx, i) {
 				idx = append(idx, i)
+				shown = append(shown, Attachment{Interface: name, Mode: att[name].mode})
 			}
 		}
 		d.mu.Lock()
 		d.ifindex = idx
+		d.attached = shown
 		d.mu.Unlock()
 		return nil
 	})
