@@ -169,6 +169,9 @@ type Datapath struct {
 	names    []string     // the interfaces to attach to: Config.Interface, BackendInterfaces
 	ifindex  []int        // their indexes now; guarded by mu once Run runs
 	attached []Attachment // what attach last attached; guarded by mu
+	// xdpMode is the mode attach asks for: Config.XDPMode until auto met an interface
+	// without native XDP, generic from then on. Run's alone.
+	xdpMode XDPMode
 
 	mu        sync.Mutex
 	services  map[svcID]*svcState

@@ -96,7 +96,7 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: current netns: %w", err)
 	}
-	d := &Datapath{cfg: cfg, ns: ns, services: map[svcID]*svcState{}, slotOwner: map[uint32]owner{},
+	d := &Datapath{cfg: cfg, xdpMode: cfg.XDPMode, ns: ns, services: map[svcID]*svcState{}, slotOwner: map[uint32]owner{},
 		vips: map[netip.Addr]bool{}}
 	ok := false
 	defer func() {
@@ -348,11 +348,9 @@ type attachment struct {
 // attach makes the program attached to every configured interface that exists, under the
 // index it has now, and sets the indexes that next hops may leave through: an interface
 // gone takes its attachment with it (flows to backends behind it pass to the stack), and
-// one created again under its name is attached anew.
+// one created again under its name is attached anew, in the mode the others run in.
 func (d *Datapath) attach(att map[string]*attachment) error {
 	return d.inNS(func() error {
-		var idx []int
-		var shown []Attachment
 		for _, name := range d.names {
 			a := att[name]
 			l, err := d.nl.LinkByName(name)
@@ -364,20 +362,34 @@ func (d *Datapath) attach(att map[string]*attachment) error {
 				continue
 			}
 			i := l.Attrs().Index
-			if a == nil || a.index != i {
-				if a != nil {
-					_ = a.link.Close()
-					delete(att, name)
-				}
-				xl, mode, err := d.attachXDP(name, i)
-				if err != nil {
+			if a != nil && a.index == i {
+				continue
+			}
+			if a != nil {
+				_ = a.link.Close()
+				delete(att, name)
+			}
+			xl, mode, err := d.attachXDP(name, i)
+			if err != nil {
+				return err
+			}
+			att[name] = &attachment{index: i, link: xl, mode: mode}
+			if d.xdpMode == XDPAuto && mode == XDPGeneric {
+				// A program in native mode cannot redirect a packet to an interface without
+				// native XDP (the driver has no ndo_xdp_xmit: the packet is dropped), and
+				// the program redirects between all its interfaces: all run in generic mode.
+				d.xdpMode = XDPGeneric
+				if err := d.reattach(att); err != nil {
 					return err
 				}
-				att[name] = &attachment{index: i, link: xl, mode: mode}
 			}
-			if !slices.Contains(idx, i) {
-				idx = append(idx, i)
-				shown = append(shown, Attachment{Interface: name, Mode: att[name].mode})
+		}
+		var idx []int
+		var shown []Attachment
+		for _, name := range d.names {
+			if a := att[name]; a != nil && !slices.Contains(idx, a.index) {
+				idx = append(idx, a.index)
+				shown = append(shown, Attachment{Interface: name, Mode: a.mode})
 			}
 		}
 		d.mu.Lock()
@@ -386,4 +398,23 @@ func (d *Datapath) attach(att map[string]*attachment) error {
 		d.mu.Unlock()
 		return nil
 	})
+}
+
+// reattach attaches the program anew, in d.xdpMode, where it runs in another mode. The
+// kernel has one mode at a time on an interface, so the old attachment goes first: the
+// interface's packets meet no program for that moment, and go to the stack.
+func (d *Datapath) reattach(att map[string]*attachment) error {
+	for name, a := range att {
+		if a.mode == d.xdpMode {
+			continue
+		}
+		_ = a.link.Close()
+		delete(att, name)
+		xl, mode, err := d.attachXDP(name, a.index)
+		if err != nil {
+			return err
+		}
+		att[name] = &attachment{index: a.index, link: xl, mode: mode}
+	}
+	return nil
 }

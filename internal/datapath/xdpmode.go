@@ -22,8 +22,10 @@ const (
 	// interface (bridges, VLANs, NICs without native XDP): the same program and maps,
 	// at a fraction of native's rate (about the cost of tc).
 	XDPGeneric XDPMode = "generic"
-	// XDPAuto tries native and falls back to generic on an interface whose driver has
-	// no native XDP, and reports which it chose (Attachments, the log).
+	// XDPAuto runs the program in native mode on every interface if all of them have
+	// native XDP, else in generic mode on all (a program in native mode cannot redirect
+	// packets to an interface without it), and reports what it chose (Attachments, the
+	// log).
 	XDPAuto XDPMode = "auto"
 )
 
@@ -56,13 +58,13 @@ func (d *Datapath) Attachments() []Attachment {
 	return append([]Attachment(nil), d.attached...)
 }
 
-// attachXDP attaches the program to the interface name (index i) in the configured mode;
-// with XDPAuto, native first and generic when the driver has no native XDP. It returns
+// attachXDP attaches the program to the interface name (index i) in d.xdpMode; with
+// XDPAuto, native first and generic when the driver has no native XDP. It returns
 // the mode it runs in. Only EOPNOTSUPP (no ndo_bpf in the driver) makes auto fall back:
 // any other error (another program attached, no memory) is an error in generic mode too.
 func (d *Datapath) attachXDP(name string, i int) (link.Link, XDPMode, error) {
-	try := []XDPMode{d.cfg.XDPMode}
-	if d.cfg.XDPMode == XDPAuto {
+	try := []XDPMode{d.xdpMode}
+	if d.xdpMode == XDPAuto {
 		try = []XDPMode{XDPNative, XDPGeneric}
 	}
 	var errs []error
