@@ -20,7 +20,9 @@ const (
 	XDPNative XDPMode = "native"
 	// XDPGeneric runs the program after the kernel built the socket buffer, on any
 	// interface (bridges, VLANs, NICs without native XDP): the same program and maps,
-	// at a fraction of native's rate (about the cost of tc).
+	// slower by the buffer's cost. The program then sees packets after GRO: one that GRO
+	// merged beyond the MTU is dropped when the program redirects it to another interface
+	// (the kernel's generic redirect checks the length), so GRO must be off there.
 	XDPGeneric XDPMode = "generic"
 	// XDPAuto runs the program in native mode on every interface if all of them have
 	// native XDP, else in generic mode on all (a program in native mode cannot redirect
@@ -75,10 +77,15 @@ func (d *Datapath) attachXDP(name string, i int) (link.Link, XDPMode, error) {
 		}
 		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XdpLb, Interface: i, Flags: flags})
 		if err == nil {
-			if len(errs) > 0 {
-				d.cfg.Log.Info("no native XDP on this interface: the XDP program runs in generic mode, slower",
+			switch {
+			case len(errs) > 0:
+				d.cfg.Log.Info("no native XDP on this interface: the XDP program runs in generic mode on every interface "+
+					"(slower; turn GRO off on them, as packets GRO merges beyond the MTU are dropped)",
 					"interface", name, "native", errs[0].Error())
-			} else {
+			case m == XDPGeneric:
+				d.cfg.Log.Info("XDP program attached in generic mode (turn GRO off: packets GRO merges beyond the MTU are dropped)",
+					"interface", name, "mode", string(m))
+			default:
 				d.cfg.Log.Info("XDP program attached", "interface", name, "mode", string(m))
 			}
 			return l, m, nil
