@@ -101,6 +101,7 @@ helm-check:
 	$(HELM) lint --strict charts/ferrolb --set speaker.datapath=xdp --set metrics.serviceMonitor.enabled=true \
 	  --set metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true --set controller.statusPage.enabled=true
 	$(HELM) template t charts/ferrolb --set speaker.datapath=xdp,speaker.datapathDSR=true,controller.compat=metallb \
+	  --set speaker.datapathXDPMode=generic,speaker.datapathConntrackEntries=16777216,speaker.datapathMaglevTableSize=1021 \
 	  --set metrics.serviceMonitor.enabled=true,speaker.priorityClassName=system-node-critical \
 	  --set metrics.prometheusRule.enabled=true,metrics.prometheusRule.labels.release=kps \
 	  --set metrics.grafanaDashboard.enabled=true,metrics.grafanaDashboard.namespace=monitoring \
@@ -108,6 +109,7 @@ helm-check:
 	  --set controller.statusPage.enabled=true,controller.statusPage.port=8080 >/dev/null
 	$(HELM) template t charts/ferrolb --set speaker.enabled=false,metrics.enabled=false >/dev/null
 	! $(HELM) template t charts/ferrolb --set speaker.datapath=tc >/dev/null 2>&1
+	! $(HELM) template t charts/ferrolb --set speaker.datapathXDPMode=skb >/dev/null 2>&1
 
 # Fails when the committed generated files differ from what `make generate` writes.
 GENERATED = api config deploy charts internal/datapath bench/datapath

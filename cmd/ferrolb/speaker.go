@@ -16,13 +16,14 @@ import (
 	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/datapath/inspect"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
+	"github.com/ferrolb/ferrolb/internal/maglev"
 	"github.com/ferrolb/ferrolb/internal/speaker"
 )
 
 func newSpeakerCommand() *cobra.Command {
 	var kf kubeFlags
 	opts := speaker.Options{}
-	var keyFile, dp string
+	var keyFile, dp, xdpMode string
 	cmd := &cobra.Command{
 		Use:   "speaker",
 		Short: "Make Service addresses reachable from this node (run on every node)",
@@ -39,6 +40,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 			if opts.Datapath, err = datapath.ParseKind(dp); err != nil {
 				return err
 			}
+			opts.DatapathXDPMode = datapath.XDPMode(xdpMode) // checked by speaker.Run
 			if opts.MemberKey, err = readMemberKey(keyFile, opts.MemberAcceptUnsigned); err != nil {
 				return err
 			}
@@ -74,6 +76,12 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 		"directory of the state file: what this speaker last announced, announced again when it restarts while the API server is unreachable (a hostPath under /run: kept across container restarts, not reboots); empty keeps none")
 	f.StringVar(&opts.InspectSocket, "inspect-socket", inspect.DefaultSocket,
 		`with --datapath=xdp, the Unix socket "ferrolb inspect" reads the datapath from: abstract (a leading @, in the node's network namespace), answering root only; "0" turns it off`)
+	f.StringVar(&xdpMode, "datapath-xdp-mode", string(datapath.XDPAuto),
+		`with --datapath=xdp, how the program is attached: "native" (in the driver; an interface without native XDP is an error), "generic" (after the kernel built the packet's buffer: any interface, slower) or "auto" (native if every interface has it, else generic; the log, ferrolb inspect and ferrolb_datapath_xdp_mode say which)`)
+	f.IntVar(&opts.DatapathConntrackEntries, "datapath-conntrack-entries", datapath.DefaultConntrackSize,
+		fmt.Sprintf("with --datapath=xdp, the flows each conntrack table (IPv4, IPv6) and the SNAT port table hold, %d to %d (memory: docs/performance.md)", datapath.MinConntrackSize, datapath.MaxConntrackSize))
+	f.IntVar(&opts.DatapathMaglevTableSize, "datapath-maglev-table-size", maglev.DefaultSize,
+		fmt.Sprintf("with --datapath=xdp, the Maglev table size of each Service: a prime, %d to %d, above 100 times a Service's backends for even shares (8 bytes an entry per Service)", maglev.MinSize, maglev.MaxSize))
 	f.BoolVar(&opts.DatapathDSR, "datapath-dsr", false,
 		"with --datapath=xdp, send packets to backends by IPIP (direct server return) instead of SNAT; backends must decapsulate and hold the address")
 	return cmd

@@ -2,9 +2,13 @@ package compat
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ferrolb/ferrolb/internal/datapath"
+	"github.com/ferrolb/ferrolb/internal/maglev"
 )
 
 // ciliumConfigMap is Cilium's agent configuration, the ConfigMap cilium-config that its Helm
@@ -115,11 +119,19 @@ func (c *converter) ciliumConfig(src Source, cm *ciliumConfigMap) {
 				"datapath (%s) picks endpoints by Maglev", v, why, xdp)
 		}
 	}
-	for _, key := range []string{"bpf-lb-maglev-table-size", "bpf-lb-maglev-hash-seed"} {
-		if k, v := lookup(key); v != "" {
-			c.warn(src, field(k), "FerroLB's datapath sizes and seeds its Maglev tables itself; not converted")
+	if k, v := lookup("bpf-lb-maglev-table-size"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || maglev.CheckSize(n) != nil {
+			c.warn(src, field(k), "%q is not a Maglev table size: FerroLB's --datapath-maglev-table-size "+
+				"(speaker.datapathMaglevTableSize) takes a prime from %d to %d, by default %d", v, maglev.MinSize, maglev.MaxSize, maglev.DefaultSize)
+		} else {
+			c.warn(src, field(k), "%d: ferrolb speaker --datapath-maglev-table-size=%d (the chart's "+
+				"speaker.datapathMaglevTableSize=%d), with %s", n, n, n, xdp)
 		}
 	}
+	if k, v := lookup("bpf-lb-maglev-hash-seed"); v != "" {
+		c.warn(src, field(k), "FerroLB's datapath seeds its Maglev tables itself (the same on every node); not converted")
+	}
+	c.ciliumConntrack(src, lookup, xdp)
 	if k, v := lookup("bpf-lb-algorithm-annotation"); v == "true" {
 		c.warn(src, field(k), "Cilium picks the algorithm per Service (service.cilium.io/lb-algorithm); FerroLB's "+
 			"datapath (%s) uses Maglev for every Service", xdp)
@@ -131,10 +143,26 @@ func (c *converter) ciliumConfig(src Source, cm *ciliumConfigMap) {
 		if _, d := lookup("devices"); d != "" {
 			devices = fmt.Sprintf(" (Cilium's devices: %s)", d)
 		}
-		c.warn(src, field(k), "%s%s: Cilium runs its load balancer in XDP on the nodes' devices%s. FerroLB's "+
-			"equivalent is %s, on one interface per node: --datapath-interface (speaker.datapathInterface), by "+
-			"default the one holding the node's InternalIP, in native (driver) mode only (Cilium's best-effort skips "+
-			"devices without native XDP, and its generic mode runs on any device)", v, why, devices, xdp)
+		mode, note := "", ""
+		switch v {
+		case "native":
+			mode, note = "native", "; an interface without native XDP is then an error, as in Cilium"
+		case "best-effort":
+			mode, note = "auto", "; where Cilium's best-effort leaves a device without native XDP to its tc "+
+				"programs, FerroLB's auto runs the program in generic mode on all the node's interfaces"
+		case "generic":
+			mode = "generic"
+		}
+		if mode == "" {
+			c.warn(src, field(k), "%q%s is not an acceleration ferrolb convert knows (native, best-effort, generic); "+
+				"FerroLB's XDP datapath (%s) is attached in native, generic or auto mode: --datapath-xdp-mode "+
+				"(speaker.datapathXDPMode)", v, why, xdp)
+		} else {
+			c.warn(src, field(k), "%s%s: Cilium runs its load balancer in XDP on the nodes' devices%s. FerroLB's "+
+				"equivalent is %s --datapath-xdp-mode=%s (speaker.datapathXDPMode=%s), on one interface per node: "+
+				"--datapath-interface (speaker.datapathInterface), by default the one holding the node's InternalIP%s",
+				v, why, devices, xdp, mode, mode, note)
+		}
 	}
 
 	if k, v := lookup("enable-l2-announcements"); v == "true" {
@@ -161,4 +189,49 @@ func (c *converter) ciliumConfig(src Source, cm *ciliumConfigMap) {
 			"pools (IPPools), and set this to false (Helm enableLBIPAM=false) before FerroLB's controller assigns "+
 			"addresses, as two allocators must never serve the same Services")
 	}
+}
+
+// Cilium's conntrack sizes by default (bpf-ct-global-tcp-max, bpf-ct-global-any-max).
+const ciliumCTTCPMax, ciliumCTAnyMax = 524288, 262144
+
+// ciliumConntrack hints from Cilium's conntrack sizes. Cilium has a table for TCP and one for
+// the rest, each per address family; FerroLB one for both per family, so its size is their
+// sum (with Cilium's default for a key not set), within FerroLB's bounds.
+func (c *converter) ciliumConntrack(src Source, lookup func(keys ...string) (string, string), xdp string) {
+	tk, tv := lookup("bpf-ct-global-tcp-max")
+	ak, av := lookup("bpf-ct-global-any-max")
+	if tv == "" && av == "" {
+		return
+	}
+	k := tk
+	if k == "" {
+		k = ak
+	}
+	sum := 0
+	for _, x := range []struct {
+		key, value string
+		def        int
+	}{{"bpf-ct-global-tcp-max", tv, ciliumCTTCPMax}, {"bpf-ct-global-any-max", av, ciliumCTAnyMax}} {
+		if x.value == "" {
+			sum += x.def
+			continue
+		}
+		n, err := strconv.Atoi(x.value)
+		if err != nil || n <= 0 {
+			c.warn(src, "data."+x.key, "%q is not a number of entries; FerroLB's conntrack size is "+
+				"--datapath-conntrack-entries (speaker.datapathConntrackEntries), %d to %d", x.value,
+				datapath.MinConntrackSize, datapath.MaxConntrackSize)
+			return
+		}
+		sum += n
+	}
+	n := min(max(sum, datapath.MinConntrackSize), datapath.MaxConntrackSize)
+	bound := ""
+	if n != sum {
+		bound = fmt.Sprintf(" (their sum, %d, brought within FerroLB's %d to %d)", sum, datapath.MinConntrackSize, datapath.MaxConntrackSize)
+	}
+	c.warn(src, "data."+k, "Cilium's conntrack holds bpf-ct-global-tcp-max TCP and bpf-ct-global-any-max other "+
+		"flows (by default %d and %d); FerroLB's one table for both (per address family) is "+
+		"--datapath-conntrack-entries=%d%s (the chart's speaker.datapathConntrackEntries=%d), with %s",
+		ciliumCTTCPMax, ciliumCTAnyMax, n, bound, n, xdp)
 }

@@ -911,7 +911,25 @@ func TestCiliumConfig(t *testing.T) {
 			"data.kube-proxy-replacement":   "keep Cilium's kube-proxy replacement running",
 			"data.bpf-lb-mode":              "--datapath=xdp (the chart's speaker.datapath=xdp) and --datapath-dsr (speaker.datapathDSR=true)",
 			"data.bpf-lb-algorithm":         "ferrolb speaker --datapath=xdp",
-			"data.bpf-lb-maglev-table-size": "not converted",
+			"data.bpf-lb-maglev-table-size": "65521: ferrolb speaker --datapath-maglev-table-size=65521 (the chart's speaker.datapathMaglevTableSize=65521)",
+		}},
+		{"acceleration and sizes", "  bpf-lb-acceleration: best-effort\n  bpf-lb-maglev-table-size: '1000'\n  bpf-lb-maglev-hash-seed: JLfvgnHc2kaSUFaI\n  bpf-ct-global-tcp-max: '1048576'", map[string]string{
+			"data.bpf-lb-acceleration":      "--datapath-xdp-mode=auto (speaker.datapathXDPMode=auto)",
+			"data.bpf-lb-maglev-table-size": `"1000" is not a Maglev table size: FerroLB's --datapath-maglev-table-size (speaker.datapathMaglevTableSize) takes a prime from 251 to 16777216`,
+			"data.bpf-lb-maglev-hash-seed":  "not converted",
+			// 1048576 TCP and Cilium's default 262144 others.
+			"data.bpf-ct-global-tcp-max": "--datapath-conntrack-entries=1310720 (the chart's speaker.datapathConntrackEntries=1310720)",
+		}},
+		{"generic, and conntrack sizes past FerroLB's bound", "  bpf-lb-acceleration: generic\n  bpf-ct-global-tcp-max: '16777216'\n  bpf-ct-global-any-max: '8388608'", map[string]string{
+			"data.bpf-lb-acceleration":   "--datapath-xdp-mode=generic",
+			"data.bpf-ct-global-tcp-max": "--datapath-conntrack-entries=16777216 (their sum, 25165824, brought within FerroLB's 1024 to 16777216)",
+		}},
+		{"conntrack any only, and a bad acceleration", "  bpf-ct-global-any-max: '2048'\n  bpf-lb-acceleration: turbo", map[string]string{
+			"data.bpf-lb-acceleration":   `"turbo" is not an acceleration ferrolb convert knows`,
+			"data.bpf-ct-global-any-max": "--datapath-conntrack-entries=526336 ",
+		}},
+		{"a conntrack size that is no number", "  bpf-ct-global-tcp-max: lots", map[string]string{
+			"data.bpf-ct-global-tcp-max": `"lots" is not a number of entries`,
 		}},
 		{"as guides write it", "  loadbalancer-mode: dsr\n  loadbalancer-algorithm: maglev", map[string]string{
 			"data.loadbalancer-mode":      "loadbalancer-mode is read here as bpf-lb-mode",
@@ -919,7 +937,7 @@ func TestCiliumConfig(t *testing.T) {
 		}},
 		{"before Cilium 1.10", "  node-port-mode: hybrid\n  node-port-acceleration: native\n  devices: eth0", map[string]string{
 			"data.node-port-mode":         "one mode for both",
-			"data.node-port-acceleration": "(Cilium's devices: eth0)",
+			"data.node-port-acceleration": "(Cilium's devices: eth0). FerroLB's equivalent is ferrolb speaker --datapath=xdp (the chart's speaker.datapath=xdp) --datapath-xdp-mode=native",
 		}},
 		{"L2, BGP and LB IPAM", "  enable-l2-announcements: true\n  l2-announcements-lease-duration: 3s\n  enable-bgp-control-plane: 'true'\n  enable-lb-ipam: 'true'", map[string]string{
 			"data.enable-l2-announcements":  "--member-interval",

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -92,15 +93,17 @@ type Service struct {
 	// new flows go to the backend of its previous new flow if that was less than Affinity
 	// ago.
 	Affinity time.Duration
-	// TableSize is the Maglev table size M; 0 means maglev.DefaultSize.
+	// TableSize is the Maglev table size M; 0 means Config.MaglevTableSize.
 	TableSize int
 }
 
 // Config configures a Datapath.
 type Config struct {
-	// Interface is the node's ingress interface; the XDP program is attached there in
-	// native (driver) mode.
+	// Interface is the node's ingress interface, where the XDP program is attached.
 	Interface string
+	// XDPMode is how the program is attached to Interface and BackendInterfaces: native,
+	// generic, or auto (the zero value): native where the driver supports it, else generic.
+	XDPMode XDPMode
 	// BackendInterfaces are further interfaces that lead to backends: SNAT replies come
 	// back on them, so the same program is attached there too. Backends behind Interface
 	// need nothing here.
@@ -122,11 +125,36 @@ type Config struct {
 	// ticks every 1.07 s.
 	SNATIdleTCP, SNATIdleOther, SNATIdleClosed time.Duration
 	// ConntrackSize is the number of flows each conntrack LRU (one per address family)
-	// holds; zero: 262144. The per-CPU LRU divides it among the CPUs.
+	// holds, and the SNAT port table (both families', one entry per SNAT flow): zero:
+	// DefaultConntrackSize, else in [MinConntrackSize, MaxConntrackSize]. The per-CPU LRU
+	// divides it among the CPUs. Memory: docs/performance.md.
 	ConntrackSize int
+	// MaglevTableSize is the Maglev table size M of a Service whose TableSize is 0: zero:
+	// maglev.DefaultSize, else a prime in [maglev.MinSize, maglev.MaxSize]. Each Service
+	// with backends has a table of M entries (8 bytes each in the kernel).
+	MaglevTableSize int
+	// Log gets a line per attachment, with the mode chosen; the zero Logger discards them.
+	Log logr.Logger
 	// NexthopRefresh is how often Run re-resolves every backend's next hop besides
 	// reacting to neighbour updates; zero: 5 s.
 	NexthopRefresh time.Duration
+}
+
+// Bounds of Config.ConntrackSize, those of Cilium's bpf-ct-global-*-max: below a
+// thousand flows the table is a misconfiguration, and above 16 Mi one table takes
+// gigabytes.
+const (
+	DefaultConntrackSize = 262144
+	MinConntrackSize     = 1 << 10
+	MaxConntrackSize     = 1 << 24
+)
+
+// CheckConntrackSize fails unless n is a valid Config.ConntrackSize other than zero.
+func CheckConntrackSize(n int) error {
+	if n < MinConntrackSize || n > MaxConntrackSize {
+		return fmt.Errorf("%d entries: want %d to %d", n, MinConntrackSize, MaxConntrackSize)
+	}
+	return nil
 }
 
 // ErrInvalidService is wrapped by SetServices errors about the services given.
@@ -134,12 +162,16 @@ var ErrInvalidService = errors.New("datapath: invalid service")
 
 // Datapath is the XDP load balancer of one node. Its methods are safe for concurrent use.
 type Datapath struct {
-	cfg     Config
-	objs    objects
-	ns      netns.NsHandle
-	nl      *netlink.Handle
-	names   []string // the interfaces to attach to: Config.Interface, BackendInterfaces
-	ifindex []int    // their indexes now; guarded by mu once Run runs
+	cfg      Config
+	objs     objects
+	ns       netns.NsHandle
+	nl       *netlink.Handle
+	names    []string     // the interfaces to attach to: Config.Interface, BackendInterfaces
+	ifindex  []int        // their indexes now; guarded by mu once Run runs
+	attached []Attachment // what attach last attached; guarded by mu
+	// xdpMode is the mode attach asks for: Config.XDPMode until auto met an interface
+	// without native XDP, generic from then on. Run's alone.
+	xdpMode XDPMode
 
 	mu        sync.Mutex
 	services  map[svcID]*svcState

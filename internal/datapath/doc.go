@@ -1,8 +1,12 @@
 // Package datapath is FerroLB's XDP load balancer on the node (DESIGN.md section 5).
 //
 // One XDP program (bpf/lb.c, built by bpf2go; the generated lb_bpfel.go and .o are
-// committed so a plain go build needs no clang) runs in native mode on the node's ingress
-// interface and on any interface that leads to backends. For each packet it:
+// committed so a plain go build needs no clang) runs on the node's ingress interface and on
+// any interface that leads to backends, in native (driver) mode, or in generic mode where
+// the driver has no XDP (Config.XDPMode, xdpmode.go: auto runs every interface in generic
+// mode once one lacks native XDP, as a native program's redirect to such an interface is
+// dropped; generic mode sees packets after GRO, and one merged beyond the egress MTU is
+// dropped when redirected). For each packet it:
 //
 //  1. parses Ethernet, IPv4 without options or IPv6 without extension headers, and a TCP
 //     or UDP header. Anything else — other protocols, IPv4 options, IPv6 extension headers,
@@ -110,7 +114,10 @@
 // backend must listen on the service's port; SNAT ports are picked by hash with 8 probes,
 // so a busy backend can see new flows dropped well before its port range is full; the
 // decapsulation program strips any IPIP / IP6IP6 packet without checking its outer
-// destination; conntrack entries leave by LRU eviction only (only SNAT ports time out);
+// destination; conntrack entries leave by LRU eviction only (only SNAT ports time out),
+// and the tables are sized when New loads them (Config.ConntrackSize for conntrack4,
+// conntrack6 and snat_rev, Config.MaglevTableSize per service; their memory is measured by
+// TestMapMemory and given in docs/performance.md);
 // a UDP flow whose backend never answers loses its SNAT port after SNATIdleOther even
 // while the client still sends; a SYN flood still holds a backend's SNAT ports, each for
 // SNATIdleOther after the backend's last SYN-ACK (60 to about 90 s with Linux's
@@ -123,6 +130,7 @@ package datapath
 //
 //	datapath.go  the types callers use (Service, Backend, Mode, Config) and the Datapath's fields
 //	kind.go      Kind: the speaker's --datapath choice
+//	xdpmode.go   XDPMode, Attachments: native, generic or auto, and what each interface runs in
 //	loader.go    New (load the program, set its constants), Run (attach, follow the
 //	             interfaces and the neighbours), Close
 //	services.go  SetServices: the service and backend state, applyService's steps, the map writes

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ferrolb/ferrolb/internal/maglev"
 	"github.com/ferrolb/ferrolb/internal/nsenter"
 )
 
@@ -62,7 +63,16 @@ func New(cfg Config) (*Datapath, error) {
 		return nil, fmt.Errorf("datapath: SNAT port range %d-%d", cfg.SNATPortMin, cfg.SNATPortMax)
 	}
 	if cfg.ConntrackSize == 0 {
-		cfg.ConntrackSize = 262144
+		cfg.ConntrackSize = DefaultConntrackSize
+	}
+	if err := CheckConntrackSize(cfg.ConntrackSize); err != nil {
+		return nil, fmt.Errorf("datapath: conntrack size: %w", err)
+	}
+	if cfg.MaglevTableSize == 0 {
+		cfg.MaglevTableSize = maglev.DefaultSize
+	}
+	if err := maglev.CheckSize(cfg.MaglevTableSize); err != nil {
+		return nil, fmt.Errorf("datapath: Maglev table size: %w", err)
 	}
 	for _, d := range []struct {
 		v   *time.Duration
@@ -75,6 +85,10 @@ func New(cfg Config) (*Datapath, error) {
 			return nil, fmt.Errorf("datapath: SNAT idle timeout %v out of range", *d.v)
 		}
 	}
+	var err error
+	if cfg.XDPMode, err = ParseXDPMode(string(cfg.XDPMode)); err != nil {
+		return nil, fmt.Errorf("datapath: %w", err)
+	}
 	if cfg.NexthopRefresh == 0 {
 		cfg.NexthopRefresh = 5 * time.Second
 	}
@@ -82,7 +96,7 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: current netns: %w", err)
 	}
-	d := &Datapath{cfg: cfg, ns: ns, services: map[svcID]*svcState{}, slotOwner: map[uint32]owner{},
+	d := &Datapath{cfg: cfg, xdpMode: cfg.XDPMode, ns: ns, services: map[svcID]*svcState{}, slotOwner: map[uint32]owner{},
 		vips: map[netip.Addr]bool{}}
 	ok := false
 	defer func() {
@@ -123,8 +137,10 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: spec: %w", err)
 	}
-	for _, m := range []string{"conntrack4", "conntrack6"} {
-		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded just above
+	// snat_rev holds one entry per SNAT flow, of either family: sized like conntrack so
+	// that a node tracking more flows does not evict the ports of live ones.
+	for _, m := range []string{"conntrack4", "conntrack6", "snat_rev"} {
+		spec.Maps[m].MaxEntries = uint32(cfg.ConntrackSize) //nolint:gosec // checked above
 	}
 	if err := setVars(spec, d.cfg); err != nil {
 		return nil, err
@@ -326,15 +342,15 @@ func (d *Datapath) ours(u netlink.LinkUpdate, att map[string]*attachment) bool {
 type attachment struct {
 	index int
 	link  link.Link
+	mode  XDPMode // native or generic
 }
 
 // attach makes the program attached to every configured interface that exists, under the
 // index it has now, and sets the indexes that next hops may leave through: an interface
 // gone takes its attachment with it (flows to backends behind it pass to the stack), and
-// one created again under its name is attached anew.
+// one created again under its name is attached anew, in the mode the others run in.
 func (d *Datapath) attach(att map[string]*attachment) error {
 	return d.inNS(func() error {
-		var idx []int
 		for _, name := range d.names {
 			a := att[name]
 			l, err := d.nl.LinkByName(name)
@@ -346,24 +362,59 @@ func (d *Datapath) attach(att map[string]*attachment) error {
 				continue
 			}
 			i := l.Attrs().Index
-			if a == nil || a.index != i {
-				if a != nil {
-					_ = a.link.Close()
-					delete(att, name)
-				}
-				xl, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XdpLb, Interface: i, Flags: link.XDPDriverMode})
-				if err != nil {
-					return fmt.Errorf("datapath: attach XDP to %s (ifindex %d): %w", name, i, err)
-				}
-				att[name] = &attachment{index: i, link: xl}
+			if a != nil && a.index == i {
+				continue
 			}
-			if !slices.Contains(idx, i) {
-				idx = append(idx, i)
+			if a != nil {
+				_ = a.link.Close()
+				delete(att, name)
+			}
+			xl, mode, err := d.attachXDP(name, i)
+			if err != nil {
+				return err
+			}
+			att[name] = &attachment{index: i, link: xl, mode: mode}
+			if d.xdpMode == XDPAuto && mode == XDPGeneric {
+				// A program in native mode cannot redirect a packet to an interface without
+				// native XDP (the driver has no ndo_xdp_xmit: the packet is dropped), and
+				// the program redirects between all its interfaces: all run in generic mode.
+				d.xdpMode = XDPGeneric
+				if err := d.reattach(att); err != nil {
+					return err
+				}
+			}
+		}
+		var idx []int
+		var shown []Attachment
+		for _, name := range d.names {
+			if a := att[name]; a != nil && !slices.Contains(idx, a.index) {
+				idx = append(idx, a.index)
+				shown = append(shown, Attachment{Interface: name, Mode: a.mode})
 			}
 		}
 		d.mu.Lock()
 		d.ifindex = idx
+		d.attached = shown
 		d.mu.Unlock()
 		return nil
 	})
+}
+
+// reattach attaches the program anew, in d.xdpMode, where it runs in another mode. The
+// kernel has one mode at a time on an interface, so the old attachment goes first: the
+// interface's packets meet no program for that moment, and go to the stack.
+func (d *Datapath) reattach(att map[string]*attachment) error {
+	for name, a := range att {
+		if a.mode == d.xdpMode {
+			continue
+		}
+		_ = a.link.Close()
+		delete(att, name)
+		xl, mode, err := d.attachXDP(name, a.index)
+		if err != nil {
+			return err
+		}
+		att[name] = &attachment{index: a.index, link: xl, mode: mode}
+	}
+	return nil
 }

@@ -58,7 +58,22 @@ func newLab(t testing.TB) *lab {
 // next hop refresh, which are the lab's.
 func newLabConfig(t testing.TB, cfg Config) *lab {
 	t.Helper()
-	l := &lab{client: netns.ForTest(t, "dpcl"), node: netns.ForTest(t, "dpnd"), sw: netns.ForTest(t, "dpsw")}
+	return newLabOpts(t, labOpts{prefix: "dp", cfg: cfg})
+}
+
+// labOpts vary the lab: prefix starts its namespaces' names; with bridged, the node's
+// client side is a bridge nb0 with n0 its port, holding n0's addresses, and the program is
+// attached to nb0 (a bridge has no native XDP).
+type labOpts struct {
+	prefix  string
+	cfg     Config
+	bridged bool
+}
+
+func newLabOpts(t testing.TB, o labOpts) *lab {
+	t.Helper()
+	cfg := o.cfg
+	l := &lab{client: netns.ForTest(t, o.prefix+"cl"), node: netns.ForTest(t, o.prefix+"nd"), sw: netns.ForTest(t, o.prefix+"sw")}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -93,8 +108,15 @@ func newLabConfig(t testing.TB, cfg Config) *lab {
 	// a NIC delivers full ones.
 	c.MustRun(t, "ethtool", "-K", "c0", "tx", "off")
 	c.MustRun(t, "ethtool", "-K", "c1", "tx", "off")
-	n.MustRun(t, "ip", "addr", "add", "10.0.0.2/24", "dev", "n0")
-	n.MustRun(t, "ip", "addr", "add", "fd00::2/64", "dev", "n0", "nodad")
+	ingress := "n0"
+	if o.bridged {
+		ingress = "nb0"
+		n.MustRun(t, "ip", "link", "add", "nb0", "mtu", "1400", "type", "bridge")
+		n.MustRun(t, "ip", "link", "set", "n0", "master", "nb0")
+		n.MustRun(t, "ip", "link", "set", "nb0", "up")
+	}
+	n.MustRun(t, "ip", "addr", "add", "10.0.0.2/24", "dev", ingress)
+	n.MustRun(t, "ip", "addr", "add", "fd00::2/64", "dev", ingress, "nodad")
 	n.MustRun(t, "ip", "addr", "add", "10.1.0.254/24", "dev", "n1")
 	n.MustRun(t, "ip", "addr", "add", "fd01::254/64", "dev", "n1", "nodad")
 	for i := 1; i <= 3; i++ {
@@ -160,7 +182,7 @@ func newLabConfig(t testing.TB, cfg Config) *lab {
 	l.xdpPass(t, l.client, "c0")
 	l.xdpPass(t, l.sw, "s-n")
 	must(n.Do(func() (err error) {
-		cfg.Interface, cfg.BackendInterfaces = "n0", []string{"n1"}
+		cfg.Interface, cfg.BackendInterfaces = ingress, []string{"n1"}
 		cfg.SNATv4, cfg.SNATv6 = netip.MustParseAddr("10.1.0.254"), netip.MustParseAddr("fd01::254")
 		cfg.NexthopRefresh = 100 * time.Millisecond
 		l.d, err = New(cfg)
@@ -609,6 +631,13 @@ func TestLabInterfaceRecreated(t *testing.T) {
 		t.Fatalf("reached %d backends before: %v", len(seen), seen)
 	}
 
+	l.recreateN1(t)
+	l.reachAll(t, labVIP4, "after n1 was re-created")
+}
+
+// recreateN1 deletes the node's backend side n1 and creates it again, with its address.
+func (l *lab) recreateN1(t *testing.T) {
+	t.Helper()
 	l.node.MustRun(t, "ip", "link", "del", "n1")
 	if err := netns.Veth(l.node, "n1", l.sw, "s-n"); err != nil {
 		t.Fatal(err)
@@ -616,12 +645,17 @@ func TestLabInterfaceRecreated(t *testing.T) {
 	l.sw.MustRun(t, "ip", "link", "set", "s-n", "master", "br0")
 	l.node.MustRun(t, "ip", "addr", "add", "10.1.0.254/24", "dev", "n1")
 	l.xdpPass(t, l.sw, "s-n")
+}
 
+// reachAll opens connections to vip:80 for up to 15 s, failed ones included (the program
+// may not be attached yet), until each of bk1..bk3 answered one.
+func (l *lab) reachAll(t *testing.T, vip netip.Addr, when string) {
+	t.Helper()
 	seen := map[string]bool{}
 	deadline := time.Now().Add(15 * time.Second)
 	var last error
 	for len(seen) < 3 && time.Now().Before(deadline) {
-		c, err := l.tryDial(labVIP4, 80, 500*time.Millisecond)
+		c, err := l.tryDial(vip, 80, 500*time.Millisecond)
 		if last = err; err != nil {
 			time.Sleep(100 * time.Millisecond)
 			continue
@@ -630,7 +664,7 @@ func TestLabInterfaceRecreated(t *testing.T) {
 		_ = c.Close()
 	}
 	if len(seen) != 3 {
-		t.Fatalf("after n1 was re-created, new connections reached %v (last error %v), want bk1, bk2 and bk3", seen, last)
+		t.Fatalf("%s, new connections reached %v (last error %v), want bk1, bk2 and bk3", when, seen, last)
 	}
 }
 

@@ -292,7 +292,7 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 	if len(s.Backends) == 0 {
 		return d.applyEmpty(k, s)
 	}
-	size := tableSize(s)
+	size := d.tableSize(s)
 	st, isNew, err := d.serviceState(k)
 	if err != nil {
 		return err
@@ -330,10 +330,10 @@ func (d *Datapath) applyService(k svcID, s Service) error {
 	return nil
 }
 
-// tableSize is the service's Maglev table size M.
-func tableSize(s Service) int {
+// tableSize is the service's Maglev table size M: its own, else Config.MaglevTableSize.
+func (d *Datapath) tableSize(s Service) int {
 	if s.TableSize == 0 {
-		return maglev.DefaultSize
+		return d.cfg.MaglevTableSize
 	}
 	return s.TableSize
 }

@@ -80,14 +80,8 @@ const empty = math.MaxUint32
 // O(M log M + M log N) whatever the weights. Memory is O(M + N), in three allocations (four
 // when the weights are that skewed), none per entry.
 func Build(size int, backends []Backend) (Table, error) {
-	if size < MinSize {
-		return Table{}, fmt.Errorf("%w %d: below the minimum %d", ErrInvalidSize, size, MinSize)
-	}
-	if size > MaxSize {
-		return Table{}, fmt.Errorf("%w %d: above the maximum %d", ErrInvalidSize, size, MaxSize)
-	}
-	if !isPrime(size) {
-		return Table{}, fmt.Errorf("%w %d: not prime", ErrInvalidSize, size)
+	if err := CheckSize(size); err != nil {
+		return Table{}, err
 	}
 	sorted := slices.Clone(backends)
 	slices.SortFunc(sorted, func(a, b Backend) int { return strings.Compare(a.Name, b.Name) })
@@ -115,6 +109,34 @@ func Build(size int, backends []Backend) (Table, error) {
 	entries := make([]uint32, size)
 	populate(entries, sorted, active)
 	return Table{Backends: sorted, Entries: entries}, nil
+}
+
+// CheckSize returns an error wrapping ErrInvalidSize unless size is a prime in
+// [MinSize, MaxSize]; for a size in range but not prime, it names the primes around it,
+// for the error a user sees when a flag's value is not a valid size.
+func CheckSize(size int) error {
+	if size < MinSize {
+		return fmt.Errorf("%w %d: below the minimum %d", ErrInvalidSize, size, MinSize)
+	}
+	if size > MaxSize {
+		return fmt.Errorf("%w %d: above the maximum %d", ErrInvalidSize, size, MaxSize)
+	}
+	if !isPrime(size) {
+		below, above := size-1, size+1
+		for !isPrime(below) {
+			below--
+		}
+		for !isPrime(above) {
+			above++
+		}
+		// MinSize is prime, so below is never under it.
+		near := fmt.Sprintf("%d or %d", below, above)
+		if above > MaxSize {
+			near = fmt.Sprint(below)
+		}
+		return fmt.Errorf("%w %d: not prime (try %s)", ErrInvalidSize, size, near)
+	}
+	return nil
 }
 
 // isPrime reports whether n is prime, by trial division: n is at most MaxSize, so this is

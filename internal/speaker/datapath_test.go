@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -153,7 +154,13 @@ func TestDatapathXDP(t *testing.T) {
 	}
 	var total float64
 	perBackend := map[string]float64{}
+	xdpMode := map[string]string{} // interface: mode, from ferrolb_datapath_xdp_mode
 	for _, f := range families {
+		if f.GetName() == "ferrolb_datapath_xdp_mode" {
+			for _, m := range f.GetMetric() {
+				xdpMode[m.GetLabel()[0].GetValue()] = m.GetLabel()[1].GetValue()
+			}
+		}
 		if f.GetName() != "ferrolb_datapath_packets_total" {
 			continue
 		}
@@ -174,6 +181,10 @@ func TestDatapathXDP(t *testing.T) {
 	}
 	if total == 0 || perBackend["10.77.0.11:8080"] == 0 || perBackend["10.77.0.13:8080"] == 0 {
 		t.Fatalf("ferrolb_datapath_packets_total: service total %v, per backend %v", total, perBackend)
+	}
+	// The default mode, auto, chose native on the veth.
+	if !maps.Equal(xdpMode, map[string]string{"eth0": "native"}) {
+		t.Errorf("ferrolb_datapath_xdp_mode: %v, want eth0 native", xdpMode)
 	}
 	// Every reason of the packets not forwarded has its series, from the start; the
 	// connection to the Service without endpoints counted.
@@ -211,6 +222,9 @@ func checkInspect(t *testing.T, nodeNS *netns.NS, vip netip.Addr, name string, i
 		t.Fatal(err)
 	}
 	t.Logf("ferrolb inspect:\n%s", text.String())
+	if !slices.Equal(o.Interfaces, []inspect.Interface{{Name: "eth0", XDPMode: "native"}}) {
+		t.Errorf("interfaces: %+v, want eth0 native", o.Interfaces)
+	}
 	// The package's other tests leave Services of their own in the API server: look for
 	// this test's two by address.
 	web := slices.IndexFunc(o.Services, func(s inspect.Service) bool { return s.Address == vip.String() })

@@ -82,6 +82,12 @@ type Options struct {
 	// DatapathInterface is where the XDP program is attached; default: the interface holding
 	// the node's InternalIP.
 	DatapathInterface string
+	// DatapathXDPMode is how the XDP program is attached (datapath.Config.XDPMode); empty:
+	// auto. DatapathConntrackEntries and DatapathMaglevTableSize size its tables
+	// (datapath.Config.ConntrackSize, MaglevTableSize); zero: the datapath's defaults.
+	DatapathXDPMode          datapath.XDPMode
+	DatapathConntrackEntries int
+	DatapathMaglevTableSize  int
 	// DatapathDSR sends packets to backends by IPIP (direct server return) instead of SNAT,
 	// for Services whose backends listen on the Service's own port and decapsulate.
 	DatapathDSR bool
@@ -125,6 +131,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	log := ctrl.Log.WithName("speaker").WithValues("node", opts.NodeName)
 	var err error
 	if opts.Datapath, err = datapath.ParseKind(string(opts.Datapath)); err != nil {
+		return err
+	}
+	if err := checkDatapathOptions(&opts); err != nil {
 		return err
 	}
 	do := opts.Netns
@@ -387,7 +396,9 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 		}
 		store.setDatapathInterface(ifname)
 		var err error
-		dp, err = datapath.New(datapath.Config{Interface: ifname})
+		cfg := datapathConfig(ifname, opts)
+		cfg.Log = ctrl.Log.WithName("speaker").WithName("datapath")
+		dp, err = datapath.New(cfg)
 		return err
 	})
 	if err != nil {
@@ -402,6 +413,9 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 	}
 	r := &datapathReconciler{client: mgr.GetClient(), node: opts.NodeName, class: opts.LoadBalancerClass, mode: mode, dp: dp}
 	if err := metricsserving.Register(datapathCollector{r: r}); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	if err := metricsserving.Register(xdpModeCollector{attachments: dp.Attachments}); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	if opts.InspectSocket != "0" {

@@ -32,8 +32,17 @@ const DefaultSocket = "@ferrolb-inspect"
 // Overview is what `ferrolb inspect` prints: every programmed Service and the packets not
 // forwarded, by reason.
 type Overview struct {
-	Services []Service `json:"services"`
-	Reasons  []Reason  `json:"notForwarded"`
+	// Interfaces are where the XDP program is attached, and how.
+	Interfaces []Interface `json:"interfaces"`
+	Services   []Service   `json:"services"`
+	Reasons    []Reason    `json:"notForwarded"`
+}
+
+// Interface is one interface the XDP program is attached to.
+type Interface struct {
+	Name string `json:"name"`
+	// XDPMode is native or generic: what --datapath-xdp-mode=auto chose, or was told.
+	XDPMode string `json:"xdpMode"`
 }
 
 // Service is one programmed Service address, port and protocol.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,10 @@ func (f *fake) Services() ([]datapath.ServiceInfo, error) {
 			{Addr: netip.MustParseAddrPort("10.1.0.3:8080"), Draining: true, Packets: 10, Bytes: 1000},
 		},
 	}, {VIP: vip, Port: 81, Protocol: datapath.UDP, Mode: datapath.DSR}}, nil
+}
+
+func (f *fake) Attachments() []datapath.Attachment {
+	return []datapath.Attachment{{Interface: "eth0", Mode: datapath.XDPNative}, {Interface: "br0", Mode: datapath.XDPGeneric}}
 }
 
 func (f *fake) ReasonCounts() ([]datapath.ReasonCount, error) {
@@ -119,7 +124,8 @@ func TestOverview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.Services) != 2 || len(o.Reasons) != len(datapath.Reasons()) {
+	if len(o.Services) != 2 || len(o.Reasons) != len(datapath.Reasons()) ||
+		!slices.Equal(o.Interfaces, []Interface{{"eth0", "native"}, {"br0", "generic"}}) {
 		t.Fatalf("overview: %+v", o)
 	}
 	s := o.Services[0]
@@ -143,7 +149,7 @@ func TestOverview(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", text.String())
-	for _, want := range []string{"192.0.2.10:80/TCP", "default/web", "snat (affinity 1h0m0s)", "10.1.0.1:8080",
+	for _, want := range []string{"XDP program on: eth0 (native), br0 (generic)\n", "192.0.2.10:80/TCP", "default/web", "snat (affinity 1h0m0s)", "10.1.0.1:8080",
 		"126 (50.2%)", "draining", "192.0.2.10:81/UDP", "none: passed (no-backend)", "snat-ports-exhausted  drop"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text output lacks %q", want)

@@ -33,6 +33,17 @@ func WriteOverview(w io.Writer, format string, o Overview) error {
 	if format == "json" {
 		return writeJSON(w, o)
 	}
+	attached := "none (the speaker is starting, or the interface is gone)"
+	if len(o.Interfaces) > 0 {
+		attached = ""
+		for i, x := range o.Interfaces {
+			if i > 0 {
+				attached += ", "
+			}
+			attached += fmt.Sprintf("%s (%s)", x.Name, x.XDPMode)
+		}
+	}
+	fmt.Fprintf(w, "XDP program on: %s\n\n", attached)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(o.Services) == 0 {
 		fmt.Fprintln(tw, "No services programmed.")

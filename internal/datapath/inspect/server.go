@@ -23,6 +23,7 @@ type Source interface {
 	Services() ([]datapath.ServiceInfo, error)
 	ReasonCounts() ([]datapath.ReasonCount, error)
 	Conntrack(datapath.FlowFilter) (datapath.ConntrackDump, error)
+	Attachments() []datapath.Attachment
 }
 
 // Names gives the namespace/name of the Kubernetes Service a datapath service belongs to,
@@ -72,7 +73,10 @@ func (h handler) overview(w http.ResponseWriter, _ *http.Request) {
 		fail(w, err)
 		return
 	}
-	o := Overview{Services: []Service{}}
+	o := Overview{Interfaces: []Interface{}, Services: []Service{}}
+	for _, a := range h.src.Attachments() {
+		o.Interfaces = append(o.Interfaces, Interface{Name: a.Interface, XDPMode: string(a.Mode)})
+	}
 	for _, si := range infos {
 		o.Services = append(o.Services, h.convert(si))
 	}
