@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/netip"
@@ -166,7 +167,12 @@ func TestDatapathHealthCheck(t *testing.T) {
 		s.Annotations["ferrolb.io/health-check"] = "tcp"
 		delete(s.Annotations, "ferrolb.io/health-check-path")
 	})
-	time.Sleep(interval) // the new check's first probes, which start healthy anyway
+	// The speaker has read the change once it makes TCP probes.
+	for deadline := time.Now().Add(3 * interval); probes(t, "tcp", "success") < 3; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no TCP probes %v after the Service asked for them", 3*interval)
+		}
+	}
 	held = holdConnection(t, client, vip, "backend-3")
 	defer held.close()
 	backends[2].MustRun(t, "nft", "add", "table", "inet", "flh")
@@ -285,24 +291,47 @@ func (h *heldConn) close() { _ = h.conn.Close() }
 // healthy reads ferrolb_datapath_backend_healthy for a Service, by backend.
 func healthy(t *testing.T, service string) map[string]float64 {
 	t.Helper()
+	out := map[string]float64{}
+	for labels, v := range series(t, "ferrolb_datapath_backend_healthy") {
+		if labels["service"] == service {
+			out[labels["backend"]] = v
+		}
+	}
+	return out
+}
+
+// probes reads ferrolb_datapath_health_probes_total{kind,result}.
+func probes(t *testing.T, kind, result string) float64 {
+	t.Helper()
+	for labels, v := range series(t, "ferrolb_datapath_health_probes_total") {
+		if labels["kind"] == kind && labels["result"] == result {
+			return v
+		}
+	}
+	return 0
+}
+
+// series yields the labels and value of each series of a gauge or counter.
+func series(t *testing.T, name string) iter.Seq2[map[string]string, float64] {
+	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "ferrolb_datapath_backend_healthy" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				labels[lp.GetName()] = lp.GetValue()
+	return func(yield func(map[string]string, float64) bool) {
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
 			}
-			if labels["service"] == service {
-				out[labels["backend"]] = m.GetGauge().GetValue()
+			for _, m := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					labels[lp.GetName()] = lp.GetValue()
+				}
+				if !yield(labels, m.GetGauge().GetValue()+m.GetCounter().GetValue()) {
+					return
+				}
 			}
 		}
 	}
-	return out
 }
