@@ -169,7 +169,7 @@ func (c *Checker) Run(ctx context.Context) error {
 // random point of the first interval, so that the targets of a Service created with many
 // endpoints (or of a speaker that starts) spread over the interval.
 func (c *Checker) loop(ctx context.Context, t Target) {
-	timer := time.NewTimer(rand.N(t.Check.Interval))
+	timer := time.NewTimer(rand.N(t.Check.Interval)) //nolint:gosec // spreads probes over time; nothing to guess
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():

@@ -101,7 +101,7 @@ func TestDatapathHealthCheck(t *testing.T) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: map[string]string{
 			"ferrolb.io/health-check": "http", "ferrolb.io/health-check-path": "/healthz",
-			"ferrolb.io/health-check-interval": interval.String(), "ferrolb.io/health-check-timeout": "500ms",
+			"ferrolb.io/health-check-interval": interval.String(), "ferrolb.io/health-check-timeout": "300ms",
 		}},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
 			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
@@ -143,7 +143,7 @@ func TestDatapathHealthCheck(t *testing.T) {
 	held := holdConnection(t, client, vip, "backend-2")
 	hang[1].Store(true)
 	detected := waitWithout(t, client, vip, "backend-2", interval)
-	t.Logf("http check, health endpoint hangs: new connections avoid backend-2 %v after it stopped answering (interval %v, timeout 500ms, unhealthy threshold 2)",
+	t.Logf("http check, health endpoint hangs: new connections avoid backend-2 %v after it stopped answering (interval %v, timeout 300ms, unhealthy threshold 2)",
 		detected.Round(time.Millisecond), interval)
 	if detected > 3*interval {
 		t.Errorf("detected after %v, more than 3 intervals (%v)", detected, 3*interval)
