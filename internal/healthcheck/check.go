@@ -10,7 +10,7 @@
 // failed (fail open: a check must never take a backend out before it has said anything).
 // Probes run at a fixed rate and each ends within its timeout, shorter than the interval,
 // so a backend that stops answering is unhealthy within UnhealthyThreshold intervals and
-// one timeout of its last good probe: with the default threshold of 2, within 3 intervals.
+// a timeout of the moment it stopped: with the default threshold of 2, within 3 intervals.
 package healthcheck
 
 import (
