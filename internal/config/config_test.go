@@ -223,6 +223,13 @@ func TestServiceRequest(t *testing.T) {
 			want:         ipam.Request{Service: "ns/web", Families: []ipam.Family{ipam.IPv4}, Pools: []string{"a"}, Ports: []ipam.Port{{Protocol: "TCP", Number: 443}}},
 			wantProblems: []string{"metadata.annotations[ferrolb.io/sharingkey]: unknown annotation"},
 		},
+		{
+			name: "health check annotations are known; an invalid one is reported once, by the controller",
+			svc: service("ns", "web", map[string]string{"ferrolb.io/health-check": "http", "ferrolb.io/health-check-path": "/healthz",
+				"ferrolb.io/health-check-interval": "5 seconds"}, nil),
+			want:         ipam.Request{Service: "ns/web", Families: []ipam.Family{ipam.IPv4}, Pools: []string{"a"}, Ports: []ipam.Port{{Protocol: "TCP", Number: 443}}},
+			wantProblems: []string{`metadata.annotations[ferrolb.io/health-check-interval]: "5 seconds" is not a duration`},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

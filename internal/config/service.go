@@ -71,7 +71,7 @@ var (
 
 // knownAnnotations are the ferrolb.io/ annotations FerroLB defines; any other is reported, as
 // it is most likely a typo that would otherwise be silently ignored.
-var knownAnnotations = []string{AnnotationIPs, AnnotationPool, AnnotationSharingKey}
+var knownAnnotations = append([]string{AnnotationIPs, AnnotationPool, AnnotationSharingKey, AnnotationHealthCheck}, healthCheckSettings...)
 
 // Key identifies a Service in the allocator.
 func Key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }
@@ -136,6 +136,10 @@ func ServiceRequest(svc *corev1.Service, pools []Pool) (ipam.Request, []FieldErr
 			problems = append(problems, FieldError{annotationPath(k), fmt.Sprintf("unknown annotation; FerroLB reads %s", strings.Join(knownAnnotations, ", "))})
 		}
 	}
+	// The health checks are the speakers' (with --datapath=xdp); the controller reports
+	// their problems, once for the cluster rather than once per node.
+	_, _, hcProblems := ServiceHealthCheck(svc)
+	problems = append(problems, hcProblems...)
 
 	// Requested addresses.
 	ipsFrom, ipsValue := first(ann, ipAnnotations)

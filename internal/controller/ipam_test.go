@@ -491,16 +491,20 @@ func TestUnknownAnnotationReported(t *testing.T) {
 	startController(t)
 	createPool(t, "annot-pool", v1.IPPoolSpec{Blocks: blocks("10.18.0.0/30"), Namespaces: onlyNamespace(ns)})
 	createService(t, ns, "typo", func(s *corev1.Service) {
-		s.Annotations = map[string]string{"ferrolb.io/ip": "10.18.0.2", "ferrolb.io/ips": "10.18.0.3, not-an-ip"}
+		s.Annotations = map[string]string{"ferrolb.io/ip": "10.18.0.2", "ferrolb.io/ips": "10.18.0.3, not-an-ip",
+			// The speakers' health checks: reported here, once for the cluster.
+			"ferrolb.io/health-check": "http", "ferrolb.io/health-check-timeout": "1 second"}
 	})
 	svc := waitIngress(t, ns, "typo", "10.18.0.3")
 	c := meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAllocated)
-	for _, want := range []string{"metadata.annotations[ferrolb.io/ip]: unknown annotation", `metadata.annotations[ferrolb.io/ips]: "not-an-ip" is not an IP address`} {
+	for _, want := range []string{"metadata.annotations[ferrolb.io/ip]: unknown annotation", `metadata.annotations[ferrolb.io/ips]: "not-an-ip" is not an IP address`,
+		`metadata.annotations[ferrolb.io/health-check-timeout]: "1 second" is not a duration (such as 5s or 500ms); the Service is served without active health checks`} {
 		if !strings.Contains(c.Message, want) {
 			t.Errorf("condition message %q does not contain %q", c.Message, want)
 		}
 	}
 	waitEvent(t, ns, "typo", "InvalidConfiguration", "unknown annotation")
+	waitEvent(t, ns, "typo", "InvalidConfiguration", "health-check-timeout")
 }
 
 // gauge reads one series from the registry the controller's /metrics serves.

@@ -34,6 +34,7 @@ type datapathReconciler struct {
 	class  string
 	mode   datapath.Mode
 	dp     *datapath.Datapath
+	health *datapathHealth // active health checks (health.go); nil: none
 
 	mu    sync.Mutex
 	names map[serviceKey]string // Service name per programmed (VIP, port, protocol), for metrics
@@ -59,6 +60,7 @@ func (r *datapathReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 	for _, n := range notes {
 		logf.FromContext(ctx).Info(n)
 	}
+	progs = r.health.filter(ctx, svcs.Items, progs, names)
 	if err := r.dp.SetServices(progs); err != nil {
 		return ctrl.Result{}, fmt.Errorf("program the datapath: %w", err)
 	}

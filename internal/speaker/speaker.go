@@ -41,6 +41,7 @@ import (
 	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/datapath/inspect"
 	"github.com/ferrolb/ferrolb/internal/eventnote"
+	"github.com/ferrolb/ferrolb/internal/healthcheck"
 	"github.com/ferrolb/ferrolb/internal/l2"
 	"github.com/ferrolb/ferrolb/internal/l2/member"
 	"github.com/ferrolb/ferrolb/internal/metricsserving"
@@ -411,11 +412,27 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 	if opts.DatapathDSR {
 		mode = datapath.DSR
 	}
-	r := &datapathReconciler{client: mgr.GetClient(), node: opts.NodeName, class: opts.LoadBalancerClass, mode: mode, dp: dp}
+	// Active health checks probe from the node's namespace; a verdict that changes
+	// reprograms the datapath.
+	healthChanges := make(chan event.GenericEvent, 1)
+	checker := healthcheck.New(healthcheck.Config{Do: do, OnChange: func() {
+		select {
+		case healthChanges <- event.GenericEvent{Object: &corev1.Service{}}:
+		default: // one pending reconcile covers any number of changes
+		}
+	}})
+	if err := mgr.Add(manager.RunnableFunc(checker.Run)); err != nil {
+		return err
+	}
+	r := &datapathReconciler{client: mgr.GetClient(), node: opts.NodeName, class: opts.LoadBalancerClass, mode: mode, dp: dp,
+		health: &datapathHealth{checker: checker}}
 	if err := metricsserving.Register(datapathCollector{r: r}); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	if err := metricsserving.Register(xdpModeCollector{attachments: dp.Attachments}); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	if err := metricsserving.Register(healthCollector{h: r.health}); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	if opts.InspectSocket != "0" {
@@ -427,6 +444,7 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 		Named("datapath").
 		Watches(&corev1.Service{}, all).
 		Watches(&discoveryv1.EndpointSlice{}, all).
+		WatchesRawSource(source.Channel(healthChanges, all)).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("datapath controller: %w", err)
