@@ -75,7 +75,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.StringVar(&opts.InspectSocket, "inspect-socket", inspect.DefaultSocket,
 		`with --datapath=xdp, the Unix socket "ferrolb inspect" reads the datapath from: abstract (a leading @, in the node's network namespace), answering root only; "0" turns it off`)
 	f.BoolVar(&opts.DatapathDSR, "datapath-dsr", false,
-		"with --datapath=xdp, send packets to backends by IPIP (direct server return) instead of SNAT; backends must decapsulate and hold the address")
+		"with --datapath=xdp, the default for Services without the ferrolb.io/datapath-mode annotation: send their packets to endpoints by IPIP (direct server return) instead of SNAT; the endpoints' nodes decapsulate them (every --datapath=xdp speaker does)")
 	return cmd
 }
 
