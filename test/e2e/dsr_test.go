@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/ferrolb/ferrolb/internal/config"
 	"github.com/ferrolb/ferrolb/internal/datapath"
 	"github.com/ferrolb/ferrolb/internal/datapath/inspect"
@@ -42,6 +46,7 @@ func TestDSR(t *testing.T) {
 		{"web-dsr", "lab-bgp", lab.ServiceOptions{DualStack: true, Port: lab.PodPort, Annotations: dsr}},
 		{"web-dsr-l2", "lab-l2", lab.ServiceOptions{Port: lab.PodPort, Annotations: dsr}},
 		{"web-plain", "lab-bgp", lab.ServiceOptions{DualStack: true, Port: lab.PodPort}},
+		{"web-typo", "lab-bgp", lab.ServiceOptions{Port: lab.PodPort, Annotations: map[string]string{config.AnnotationDatapathMode: "direct"}}},
 	} {
 		if err := l.CreateServiceWith(ctx, s.name, s.pool, s.o); err != nil {
 			t.Fatal(err)
@@ -61,11 +66,11 @@ func TestDSR(t *testing.T) {
 		}
 	})
 	addrs := map[string][]string{}
-	for _, name := range []string{"web-dsr", "web-dsr-l2", "web-plain"} {
+	for _, name := range []string{"web-dsr", "web-dsr-l2", "web-plain", "web-typo"} {
 		eventually(t, 30*time.Second, name+" gets its addresses", func() (bool, string) {
 			a, err := l.Addresses(ctx, name)
 			addrs[name] = a
-			return err == nil && (len(a) == 2 || (name == "web-dsr-l2" && len(a) == 1)), fmt.Sprint(a, err)
+			return err == nil && (len(a) == 2 || ((name == "web-dsr-l2" || name == "web-typo") && len(a) == 1)), fmt.Sprint(a, err)
 		})
 	}
 	decapBefore := decapCounts(t, l)
@@ -105,7 +110,7 @@ func TestDSR(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: inspect: %v", n.Name, err)
 		}
-		for svc, want := range map[string]string{"web-dsr": "dsr", "web-dsr-l2": "dsr", "web-plain": "snat"} {
+		for svc, want := range map[string]string{"web-dsr": "dsr", "web-dsr-l2": "dsr", "web-plain": "snat", "web-typo": "snat"} {
 			for _, a := range addrs[svc] {
 				i := slices.IndexFunc(o.Services, func(s inspect.Service) bool { return s.Address == a && s.Port == lab.PodPort })
 				if i < 0 || o.Services[i].Mode != want {
@@ -194,6 +199,26 @@ func TestDSR(t *testing.T) {
 	}
 	if final := decapCounts(t, l); !mapsEqual(final, decapAfter) {
 		t.Errorf("SNAT connections were decapsulated: %v, then %v", decapAfter, final)
+	}
+
+	// An invalid mode: each node says so on the Service, naming the annotation, and uses
+	// its default (SNAT, checked above), which still answers.
+	eventually(t, 15*time.Second, "a Warning Event per node on web-typo", func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := l.Env.Client.List(ctx, &evs, client.InNamespace("default")); err != nil {
+			return false, err.Error()
+		}
+		var notes []string
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "web-typo" && e.Type == corev1.EventTypeWarning && e.Reason == "InvalidDatapathMode" &&
+				strings.Contains(e.Note, config.AnnotationDatapathMode) && strings.Contains(e.Note, `"direct"`) {
+				notes = append(notes, e.Note)
+			}
+		}
+		return len(notes) == len(l.Nodes), fmt.Sprint(notes)
+	})
+	if body, err := lab.GetPort(ctx, l.WAN, addrs["web-typo"][0], lab.PodPort); err != nil || !strings.HasPrefix(body, "pod-") {
+		t.Errorf("web-typo: %q %v", body, err)
 	}
 }
 
