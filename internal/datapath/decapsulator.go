@@ -66,6 +66,7 @@ func (r DecapResult) String() string {
 // untouched. It runs after the node's own XDP load balancer, which passes tunnel packets
 // to the stack. Its methods are safe for concurrent use.
 type Decapsulator struct {
+	cfg    DecapConfig
 	objs   decapObjects
 	ns     netns.NsHandle
 	nl     *netlink.Handle
@@ -76,18 +77,28 @@ type Decapsulator struct {
 	closed bool
 }
 
-// NewDecapsulator loads the program for the interfaces named, in the calling thread's
-// network namespace. Run attaches it while there is a pair to decapsulate.
-func NewDecapsulator(ifaces ...string) (*Decapsulator, error) {
-	if len(ifaces) == 0 {
+// DecapConfig configures a Decapsulator.
+type DecapConfig struct {
+	// Interfaces are where DSR packets for this node's endpoints arrive.
+	Interfaces []string
+	// AttachError, if set, is told when the program cannot be attached to an interface
+	// (a kernel without tcx, before 6.6), once per distinct error. Run goes on and tries
+	// again on the next change: a node that cannot take DSR packets still balances.
+	AttachError func(error)
+}
+
+// NewDecapsulator loads the program in the calling thread's network namespace. Run
+// attaches it while there is a pair to decapsulate.
+func NewDecapsulator(cfg DecapConfig) (*Decapsulator, error) {
+	if len(cfg.Interfaces) == 0 {
 		return nil, errors.New("datapath: decapsulator: no interface")
 	}
 	ns, err := netns.Get()
 	if err != nil {
 		return nil, fmt.Errorf("datapath: current netns: %w", err)
 	}
-	x := &Decapsulator{ns: ns, wake: make(chan struct{}, 1), pairs: map[decapDecapKey]bool{}}
-	for _, n := range ifaces {
+	x := &Decapsulator{cfg: cfg, ns: ns, wake: make(chan struct{}, 1), pairs: map[decapDecapKey]bool{}}
+	for _, n := range cfg.Interfaces {
 		if !slices.Contains(x.names, n) {
 			x.names = append(x.names, n)
 		}
@@ -183,7 +194,8 @@ func (x *Decapsulator) Counts() (map[DecapResult]uint64, error) {
 
 // Run keeps the program attached to every named interface that exists while there are
 // pairs (attaching anew to an interface created again under its name), and detaches it
-// and frees everything when ctx ends. It can be called once.
+// and frees everything when ctx ends. It can be called once. A failed attachment goes to
+// DecapConfig.AttachError and is tried again on the next change, not returned.
 func (x *Decapsulator) Run(ctx context.Context) error {
 	att := map[string]*attachment{}
 	defer func() {
@@ -203,9 +215,15 @@ func (x *Decapsulator) Run(ctx context.Context) error {
 	if err := nsenter.Do(x.ns, func() error { return netlink.LinkSubscribe(linkUpdates, done) }); err != nil {
 		return fmt.Errorf("datapath: link updates: %w", err)
 	}
+	reported := ""
 	for {
 		if err := x.attach(att); err != nil {
-			return err
+			if err.Error() != reported && x.cfg.AttachError != nil {
+				x.cfg.AttachError(err)
+			}
+			reported = err.Error()
+		} else {
+			reported = ""
 		}
 		select {
 		case <-ctx.Done():
@@ -233,6 +251,7 @@ func (x *Decapsulator) attach(att map[string]*attachment) error {
 	wanted := len(x.pairs) > 0
 	x.mu.Unlock()
 	return nsenter.Do(x.ns, func() error {
+		var errs []error
 		for _, name := range x.names {
 			a := att[name]
 			idx := 0
@@ -251,10 +270,11 @@ func (x *Decapsulator) attach(att map[string]*attachment) error {
 			}
 			l, err := link.AttachTCX(link.TCXOptions{Program: x.objs.TcxDecap, Attach: ebpf.AttachTCXIngress, Interface: idx})
 			if err != nil {
-				return fmt.Errorf("datapath: attach the decapsulator to %s (ifindex %d): %w", name, idx, err)
+				errs = append(errs, fmt.Errorf("datapath: attach the DSR decapsulator (tcx) to %s: %w", name, err))
+				continue
 			}
 			att[name] = &attachment{index: idx, link: l}
 		}
-		return nil
+		return errors.Join(errs...)
 	})
 }

@@ -41,7 +41,7 @@ func encap(in []byte, src, dst netip.Addr) []byte {
 // newDecapProg loads the decapsulator without attaching it (the tests run it on packets).
 func newDecapProg(t *testing.T) *Decapsulator {
 	t.Helper()
-	x, err := NewDecapsulator("lo")
+	x, err := NewDecapsulator(DecapConfig{Interfaces: []string{"lo"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestDecapPairsInvalid(t *testing.T) {
 // kernel's timing overhead, which no-tunnel-x1000 (1,000 runs per measure) leaves out:
 // the difference between the two no-tunnel figures is that overhead.
 func BenchmarkDecap(b *testing.B) {
-	x, err := NewDecapsulator("lo")
+	x, err := NewDecapsulator(DecapConfig{Interfaces: []string{"lo"}})
 	if err != nil {
 		b.Fatal(err)
 	}

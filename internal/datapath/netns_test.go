@@ -188,7 +188,7 @@ func (l *lab) decap(t testing.TB, b *netns.NS, i int) {
 	}
 	var x *Decapsulator
 	if err := b.Do(func() (err error) {
-		x, err = NewDecapsulator("eth0")
+		x, err = NewDecapsulator(DecapConfig{Interfaces: []string{"eth0"}, AttachError: func(err error) { t.Error(err) }})
 		return err
 	}); err != nil {
 		t.Fatal(err)

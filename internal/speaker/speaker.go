@@ -395,7 +395,10 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 		}
 		// Other nodes' DSR packets for this node's endpoints arrive where its own
 		// clients' do.
-		if decap, err = datapath.NewDecapsulator(ifname); err != nil {
+		if decap, err = datapath.NewDecapsulator(datapath.DecapConfig{Interfaces: []string{ifname}, AttachError: func(err error) {
+			ctrl.Log.WithName("speaker").WithName("datapath").Error(err,
+				"DSR packets for this node's endpoints cannot be decapsulated (tcx needs kernel 6.6); they are dropped, SNAT is unaffected; trying again on the next change")
+		}}); err != nil {
 			_ = dp.Close()
 		}
 		return err
