@@ -83,7 +83,7 @@ them to routers over BGP (every eligible node, spread by ECMP), with BFD.`,
 	f.IntVar(&opts.DatapathMaglevTableSize, "datapath-maglev-table-size", maglev.DefaultSize,
 		fmt.Sprintf("with --datapath=xdp, the Maglev table size of each Service: a prime, %d to %d, above 100 times a Service's backends for even shares (8 bytes an entry per Service)", maglev.MinSize, maglev.MaxSize))
 	f.BoolVar(&opts.DatapathDSR, "datapath-dsr", false,
-		"with --datapath=xdp, send packets to backends by IPIP (direct server return) instead of SNAT; backends must decapsulate and hold the address")
+		"with --datapath=xdp, the default for Services without the ferrolb.io/datapath-mode annotation: send their packets to endpoints by IPIP (direct server return) instead of SNAT; the endpoints' nodes decapsulate them (every --datapath=xdp speaker does)")
 	return cmd
 }
 

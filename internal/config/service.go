@@ -16,6 +16,10 @@ const (
 	AnnotationIPs        = "ferrolb.io/ips"
 	AnnotationPool       = "ferrolb.io/pool"
 	AnnotationSharingKey = "ferrolb.io/sharing-key"
+	// AnnotationDatapathMode chooses how the XDP datapath (speaker --datapath=xdp) sends
+	// the Service's packets to its endpoints: "dsr" or "snat"; without it, the node's
+	// default (--datapath-dsr). The speakers read it; the controller only knows it.
+	AnnotationDatapathMode = "ferrolb.io/datapath-mode"
 )
 
 // ConditionAnnounced is the Service condition in which the speakers say which node announces
@@ -71,7 +75,7 @@ var (
 
 // knownAnnotations are the ferrolb.io/ annotations FerroLB defines; any other is reported, as
 // it is most likely a typo that would otherwise be silently ignored.
-var knownAnnotations = append([]string{AnnotationIPs, AnnotationPool, AnnotationSharingKey, AnnotationHealthCheck}, healthCheckSettings...)
+var knownAnnotations = append([]string{AnnotationIPs, AnnotationPool, AnnotationSharingKey, AnnotationDatapathMode, AnnotationHealthCheck}, healthCheckSettings...)
 
 // Key identifies a Service in the allocator.
 func Key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }

@@ -47,8 +47,8 @@ const (
 	// reverses both. Backends need nothing special.
 	SNAT Mode = iota
 	// DSR encapsulates the client's packet in IPIP (IPv4) or IP6IP6 (IPv6) to the
-	// backend, which holds the VIP on lo, strips the outer header (AttachDecap) and
-	// replies straight to the client. There is no port translation: Backend.Port is
+	// backend, whose node strips the outer header (Decapsulator) and delivers the client's
+	// packet, which the backend answers straight to the client. There is no port translation: Backend.Port is
 	// ignored and the backend listens on the service's port.
 	DSR
 	// Stack is no Service's mode: it is the mode of a conntrack entry (Flow) whose

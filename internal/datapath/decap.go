@@ -16,9 +16,10 @@ type Decap struct {
 }
 
 // AttachDecap attaches, to iface in the calling thread's network namespace, an XDP
-// program that strips the outer IPIP / IP6IP6 header of DSR packets and passes the inner
-// packet to the stack: this kernel has no ipip device. The backend must hold the VIP on
-// lo. Close detaches it.
+// program that strips the outer IPIP / IP6IP6 header of every tunnel packet, unchecked,
+// and passes the inner packet to the stack. Only the benchmark's backends use it (they
+// count in tcx after it); nodes use the Decapsulator, which strips only the DSR packets
+// for their endpoints. Close detaches it.
 func AttachDecap(iface string) (*Decap, error) {
 	const name = "xdp_decap"
 	ifc, err := net.InterfaceByName(iface)

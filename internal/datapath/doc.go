@@ -99,9 +99,24 @@
 // a table (size 0), and its backends' entries are cleared, as a removed service's are:
 // its flows, new and established, pass, counted as no-backend.
 //
-// The backend side of DSR is AttachDecap: this kernel has no ipip device, so an XDP
-// program strips the outer header and the stack delivers the inner packet to the VIP,
-// which the backend holds on lo.
+// The backend side of DSR is the Decapsulator (bpf/decap.c, its own bpf2go target): a
+// tcx ingress program the speaker attaches to the same interfaces, so it runs after
+// xdp_lb (which passes tunnel packets to the stack) and beside other tcx programs (it
+// returns TCX_NEXT). For an IPIP / IP6IP6 packet it checks, bounds-checked and pulling
+// the headers into the linear part first when they are not: an outer IPv4 header without
+// options or fragmentation (IPv6: no extension header), an inner header of the same
+// version without options, fragmentation or extension headers, lengths that agree (outer
+// = inner + its header, within the frame), a TCP or UDP destination port; then one hash
+// lookup of (outer destination, inner destination, port, protocol) in decap_allow, the
+// pairs of this node's endpoints and their Services' addresses that the speaker writes.
+// Only a hit is decapsulated (bpf_skb_adjust_room, BPF_ADJ_ROOM_MAC with the decap L3
+// flag), and the client's packet goes on into the stack (kube-proxy's rules for the
+// Service address, or a VIP the backend holds on lo). Everything else is left as it came:
+// an attacker's tunnel packet to an internal address stays a tunnel packet, which the
+// stack drops (no ipip device) or hands to whatever tunnel the node has. Tunnel packets
+// are counted by result (decap_stats); other traffic pays the protocol checks only and is
+// not counted. AttachDecap (xdp_decap in lb.c, which strips any tunnel packet) remains
+// for the benchmark's backends, which are not nodes.
 // SNAT packets (both ways) have their TTL / hop limit decremented like any routed packet,
 // and those arriving with 1 go to the stack to be answered; DSR leaves the inner packet as
 // the client sent it (the outer header starts at 64).
@@ -113,8 +128,10 @@
 // not to the backend; DSR does no port translation, so Backend.Port is ignored and the
 // backend must listen on the service's port; SNAT ports are picked by hash with 8 probes,
 // so a busy backend can see new flows dropped well before its port range is full; the
-// decapsulation program strips any IPIP / IP6IP6 packet without checking its outer
-// destination; conntrack entries leave by LRU eviction only (only SNAT ports time out),
+// decapsulator does not verify the outer IPv4 header checksum nor the outer source
+// (any host that can reach a node can tunnel a packet to a Service's address and port
+// through it, which it could send directly anyway, with a source of its choosing);
+// conntrack entries leave by LRU eviction only (only SNAT ports time out),
 // and the tables are sized when New loads them (Config.ConntrackSize for conntrack4,
 // conntrack6 and snat_rev, Config.MaglevTableSize per service; their memory is measured by
 // TestMapMemory and given in docs/performance.md);
@@ -139,5 +156,7 @@ package datapath
 //	reasons.go   Reason and ReasonCounts: the packets not forwarded, by reason
 //	inspect.go   Services and Conntrack: what is programmed and the flows, for ferrolb inspect
 //	             (served and printed by the inspect subpackage)
-//	decap.go     AttachDecap, the backend side of DSR
-//	bpf/lb.c     the XDP programs; gen.go makes lb_bpfel.go and lb_bpfel.o from it
+//	decapsulator.go  Decapsulator, the backend nodes' side of DSR (bpf/decap.c)
+//	decap.go     AttachDecap, the unchecked XDP decapsulation of the benchmark's backends
+//	bpf/lb.c     the XDP programs; bpf/decap.c the tcx decapsulator; gen.go makes
+//	             lb_bpfel.go/.o and decap_bpfel.go/.o from them

@@ -169,14 +169,9 @@ func newLabOpts(t testing.TB, o labOpts) *lab {
 				return nil
 			}))
 		}
-		// DSR: strip the outer header of what the node sends.
-		must(b.Do(func() error {
-			x, err := AttachDecap("eth0")
-			if err == nil {
-				l.closers = append(l.closers, x)
-			}
-			return err
-		}))
+		// DSR: strip the outer header of what the node sends for the VIPs' ports, as a
+		// backend node's speaker has its decapsulator do.
+		l.decap(t, b, i)
 	}
 	// XDP_TX / XDP_REDIRECT into a veth needs an XDP program on its peer.
 	l.xdpPass(t, l.client, "c0")
@@ -201,6 +196,39 @@ func newLabOpts(t testing.TB, o labOpts) *lab {
 }
 
 // xdpPass attaches a pass-everything XDP program to iface in ns until the test ends.
+// decap runs a Decapsulator on backend i's eth0 that strips the DSR packets sent to it for
+// the lab's VIPs on the ports the tests use, until the test ends.
+func (l *lab) decap(t testing.TB, b *netns.NS, i int) {
+	t.Helper()
+	var pairs []DecapPair
+	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
+		for _, port := range []uint16{80, 8080, 53, 8053} {
+			for _, proto := range []Protocol{TCP, UDP} {
+				pairs = append(pairs, DecapPair{Backend: labBackend(i, vip.Is6()), VIP: vip, Port: port, Protocol: proto})
+			}
+		}
+	}
+	var x *Decapsulator
+	if err := b.Do(func() (err error) {
+		x, err = NewDecapsulator(DecapConfig{Interfaces: []string{"eth0"}, AttachError: func(err error) { t.Error(err) }})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.SetPairs(pairs); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 func (l *lab) xdpPass(t testing.TB, ns *netns.NS, iface string) {
 	t.Helper()
 	x, err := ns.XDPPass(iface)

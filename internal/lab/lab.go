@@ -412,16 +412,41 @@ func (l *Lab) createObjects(ctx context.Context) error {
 // CreateService creates a LoadBalancer Service in the default namespace with its addresses
 // from pool, port 80 to the pods' 8080, and EndpointSlices listing every node's pod.
 func (l *Lab) CreateService(ctx context.Context, name, pool string, dualStack bool) error {
+	return l.CreateServiceWith(ctx, name, pool, ServiceOptions{DualStack: dualStack})
+}
+
+// PodPort is where the lab's pods serve HTTP.
+const PodPort = 8080
+
+// ServiceOptions shape the Service CreateServiceWith makes.
+type ServiceOptions struct {
+	DualStack bool
+	// Port is the Service's port, to the pods' PodPort; 0: 80. DSR needs PodPort: it does
+	// not translate ports.
+	Port int32
+	// Annotations are added to the pool's.
+	Annotations map[string]string
+}
+
+// CreateServiceWith is CreateService with the Service's port and annotations chosen.
+func (l *Lab) CreateServiceWith(ctx context.Context, name, pool string, o ServiceOptions) error {
 	c := l.Env.Client
+	if o.Port == 0 {
+		o.Port = 80
+	}
+	ann := map[string]string{config.AnnotationPool: pool}
+	for k, v := range o.Annotations {
+		ann[k] = v
+	}
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Annotations: map[string]string{config.AnnotationPool: pool}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Annotations: ann},
 		Spec: corev1.ServiceSpec{
 			Type:  corev1.ServiceTypeLoadBalancer,
-			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}},
+			Ports: []corev1.ServicePort{{Name: "http", Port: o.Port, TargetPort: intstr.FromInt32(PodPort), Protocol: corev1.ProtocolTCP}},
 		},
 	}
 	families := []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4}
-	if dualStack {
+	if o.DualStack {
 		svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
 		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
 		families = append(families, discoveryv1.AddressTypeIPv6)
@@ -434,7 +459,7 @@ func (l *Lab) CreateService(ctx context.Context, name, pool string, dualStack bo
 			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("%s-%s", name, strings.ToLower(string(fam))),
 				Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "ferrolb-lab"}},
 			AddressType: fam,
-			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](PodPort), Protocol: ptr.To(corev1.ProtocolTCP)}},
 		}
 		for _, n := range l.Nodes {
 			ip := n.PodV4
@@ -449,6 +474,14 @@ func (l *Lab) CreateService(ctx context.Context, name, pool string, dualStack bo
 		}
 	}
 	return nil
+}
+
+// DeleteService deletes a Service CreateService made, and its EndpointSlices.
+func (l *Lab) DeleteService(ctx context.Context, name string) error {
+	c := l.Env.Client
+	err := client.IgnoreNotFound(c.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}}))
+	return errors.Join(err, c.DeleteAllOf(ctx, &discoveryv1.EndpointSlice{}, client.InNamespace("default"),
+		client.MatchingLabels{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "ferrolb-lab"}))
 }
 
 // SetEndpointsReady marks the lab's endpoints on node ready or not, in every Service's

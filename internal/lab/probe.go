@@ -12,11 +12,16 @@ import (
 // (a backend says "pod-X on node-Y"). Each call uses a new connection, so successive calls
 // may reach different backends.
 func Get(ctx context.Context, ns *netns.NS, addr string) (string, error) {
+	return GetPort(ctx, ns, addr, 80)
+}
+
+// GetPort is Get on another port.
+func GetPort(ctx context.Context, ns *netns.NS, addr string, port uint16) (string, error) {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return ns.Get(ctx, "http://"+netip.AddrPortFrom(a, 80).String()+"/", 4096)
+	return ns.Get(ctx, "http://"+netip.AddrPortFrom(a, port).String()+"/", 4096)
 }

@@ -32,9 +32,12 @@ type datapathReconciler struct {
 	client client.Client
 	node   string
 	class  string
-	mode   datapath.Mode
+	mode   datapath.Mode // the node's default: --datapath-dsr
 	dp     *datapath.Datapath
 	health *datapathHealth // active health checks (health.go); nil: none
+	// decap strips the DSR packets other nodes send to this node's endpoints.
+	decap    *datapath.Decapsulator
+	reporter *reporter
 
 	mu    sync.Mutex
 	names map[serviceKey]string // Service name per programmed (VIP, port, protocol), for metrics
@@ -60,7 +63,15 @@ func (r *datapathReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 	for _, n := range notes {
 		logf.FromContext(ctx).Info(n)
 	}
+	if r.reporter != nil {
+		r.reporter.report("datapath", datapathProblems(svcs.Items, progs, names, r.class, r.mode))
+	}
 	progs = r.health.filter(ctx, svcs.Items, progs, names)
+	// The endpoints here first: a balancer may send their DSR packets as soon as it sees
+	// them.
+	if err := r.decap.SetPairs(planDecap(svcs.Items, eps.Items, r.node, r.class)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("program the decapsulator: %w", err)
+	}
 	if err := r.dp.SetServices(progs); err != nil {
 		return ctrl.Result{}, fmt.Errorf("program the datapath: %w", err)
 	}
@@ -98,6 +109,7 @@ func planDatapath(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, 
 			}
 		}
 		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+		svcMode, _ := serviceMode(svc, mode)
 		for _, vip := range config.Ingress(svc) {
 			for _, sp := range svc.Spec.Ports {
 				proto, ok := protocolOf(sp.Protocol)
@@ -106,7 +118,7 @@ func planDatapath(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, 
 				}
 				port := uint16(sp.Port)
 				backends := endpointsFor(svc, sp, vip.Is4(), eps, node, local)
-				m := mode
+				m := svcMode
 				if m == datapath.DSR && slices.ContainsFunc(backends, func(b datapath.Backend) bool { return b.Port != port }) {
 					// DSR leaves the packet as the client sent it, so a backend must listen
 					// on the Service's own port.
@@ -134,6 +146,92 @@ func planDatapath(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, 
 		}
 	}
 	return out, names, notes
+}
+
+// serviceMode is a Service's datapath mode: its ferrolb.io/datapath-mode annotation, else
+// the node's default. problem says why an annotation present was not used ("" if it was).
+func serviceMode(svc *corev1.Service, def datapath.Mode) (m datapath.Mode, problem string) {
+	v, ok := svc.Annotations[config.AnnotationDatapathMode]
+	if !ok {
+		return def, ""
+	}
+	switch v {
+	case "dsr":
+		return datapath.DSR, ""
+	case "snat":
+		return datapath.SNAT, ""
+	}
+	return def, fmt.Sprintf("annotation %s: %q is neither dsr nor snat; this node's default (%s) is used", config.AnnotationDatapathMode, v, def)
+}
+
+// datapathProblems are what the datapath did not do as a Service asked, for the reporter
+// (logged and evented on the Service once): an annotation it could not read, and a DSR
+// Service port programmed as SNAT because its endpoints listen on another port.
+func datapathProblems(svcs []corev1.Service, progs []datapath.Service, names map[serviceKey]string, class string, mode datapath.Mode) []nodeProblem {
+	fellBack := map[string][]string{} // Service: its ports programmed SNAT
+	for _, p := range progs {
+		if p.Mode == datapath.SNAT {
+			name := names[serviceKey{vip: p.VIP, port: p.Port, proto: p.Protocol}]
+			port := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
+			if !slices.Contains(fellBack[name], port) {
+				fellBack[name] = append(fellBack[name], port)
+			}
+		}
+	}
+	var out []nodeProblem
+	for i := range svcs {
+		svc := &svcs[i]
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || !config.Served(svc, class) {
+			continue
+		}
+		m, problem := serviceMode(svc, mode)
+		if problem != "" {
+			out = append(out, nodeProblem{obj: svc, kind: "Service", event: true, reason: "InvalidDatapathMode",
+				msg: fmt.Sprintf("Service %s: %s", config.Key(svc), problem)})
+		}
+		if ports := fellBack[config.Key(svc)]; m == datapath.DSR && len(ports) > 0 {
+			slices.Sort(ports)
+			out = append(out, nodeProblem{obj: svc, kind: "Service", event: true, reason: "DSRNotPossible",
+				msg: fmt.Sprintf("Service %s port %s: its endpoints listen on another port (targetPort), and DSR does not translate ports: SNAT instead of DSR",
+					config.Key(svc), strings.Join(ports, ", "))})
+		}
+	}
+	return out
+}
+
+// planDecap is what this node decapsulates, pure like the plans: for every Service port
+// that a balancer may send by DSR, the pairs of its ready endpoints on this node (the outer
+// destination) and its addresses (the inner one). That is every served Service not
+// annotated snat, whatever this node's own default: the balancer's default decides, and
+// it may differ from ours (a rollout of --datapath-dsr), so a Service is never sent by DSR
+// to a node that would not take it. Only endpoints that listen on the Service's own port:
+// no balancer sends DSR to the others.
+func planDecap(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, node, class string) []datapath.DecapPair {
+	var out []datapath.DecapPair
+	for i := range svcs {
+		svc := &svcs[i]
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || !config.Served(svc, class) {
+			continue
+		}
+		if svc.Annotations[config.AnnotationDatapathMode] == "snat" {
+			continue
+		}
+		for _, vip := range config.Ingress(svc) {
+			for _, sp := range svc.Spec.Ports {
+				proto, ok := protocolOf(sp.Protocol)
+				if !ok || sp.Port <= 0 || sp.Port > 65535 {
+					continue
+				}
+				for _, b := range endpointsFor(svc, sp, vip.Is4(), eps, node, true) {
+					p := datapath.DecapPair{Backend: b.Addr, VIP: vip, Port: uint16(sp.Port), Protocol: proto}
+					if b.Port == p.Port && !slices.Contains(out, p) {
+						out = append(out, p)
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 func protocolOf(p corev1.Protocol) (datapath.Protocol, bool) {
@@ -244,6 +342,11 @@ var (
 		[]string{"reason"}, nil)
 )
 
+var descDPDecap = prometheus.NewDesc("ferrolb_datapath_decap_packets_total",
+	"DSR packets (IPIP / IP6IP6) that arrived for this node, by what its decapsulator did: decapsulated, "+
+		"not-allowed (not for a local endpoint of a Service's address and port: left to the stack), malformed (left to the stack), failed.",
+	[]string{"result"}, nil)
+
 // datapathCollector reads the datapath's counters when Prometheus scrapes.
 type datapathCollector struct{ r *datapathReconciler }
 
@@ -252,6 +355,7 @@ func (c datapathCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDPBytes
 	ch <- descDPDropped
 	ch <- descDPPassed
+	ch <- descDPDecap
 }
 
 func (c datapathCollector) Collect(ch chan<- prometheus.Metric) {
@@ -263,6 +367,11 @@ func (c datapathCollector) Collect(ch chan<- prometheus.Metric) {
 				desc = descDPDropped
 			}
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(r.Packets), r.Reason.String())
+		}
+	}
+	if counts, err := c.r.decap.Counts(); err == nil {
+		for r, n := range counts {
+			ch <- prometheus.MustNewConstMetric(descDPDecap, prometheus.CounterValue, float64(n), r.String())
 		}
 	}
 	counters, err := c.r.dp.Counters()

@@ -2,6 +2,8 @@ package speaker
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,6 +192,88 @@ func TestDatapathServices(t *testing.T) {
 				if names[serviceKey{vip: s.VIP, port: s.Port, proto: s.Protocol}] == "" {
 					t.Errorf("no Service name for %v:%d", s.VIP, s.Port)
 				}
+			}
+		})
+	}
+}
+
+// The Service's ferrolb.io/datapath-mode annotation chooses DSR or SNAT over the node's
+// default; an invalid value is reported (naming the annotation) and the default used; DSR
+// to endpoints on another port falls back to SNAT, reported the same way.
+func TestDatapathModeAnnotation(t *testing.T) {
+	vip := netip.MustParseAddr("192.0.2.10")
+	svc := func(ann string, target int32) corev1.Service {
+		s := corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
+				Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(target), Protocol: corev1.ProtocolTCP}}},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: vip.String()}}}},
+		}
+		if ann != "-" {
+			s.Annotations = map[string]string{config.AnnotationDatapathMode: ann}
+		}
+		return s
+	}
+	slice := func(port int32) discoveryv1.EndpointSlice {
+		return discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(port), Protocol: ptr.To(corev1.ProtocolTCP)}},
+			Endpoints: []discoveryv1.Endpoint{
+				{Addresses: []string{"10.244.1.10"}, NodeName: ptr.To("n1"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+				{Addresses: []string{"10.244.2.10"}, NodeName: ptr.To("n2"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			},
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		ann      string // "-": none
+		target   int32
+		def      datapath.Mode
+		want     datapath.Mode
+		problem  string // the reason reported, "" for none
+		decapped bool   // n1 decapsulates for its endpoint
+	}{
+		{name: "no annotation: the node's default, SNAT", ann: "-", target: 80, def: datapath.SNAT, want: datapath.SNAT, decapped: true},
+		{name: "no annotation: the node's default, DSR", ann: "-", target: 80, def: datapath.DSR, want: datapath.DSR, decapped: true},
+		{name: "dsr over the default", ann: "dsr", target: 80, def: datapath.SNAT, want: datapath.DSR, decapped: true},
+		{name: "snat over the default", ann: "snat", target: 80, def: datapath.DSR, want: datapath.SNAT},
+		{name: "invalid: reported, the default used", ann: "DSR ", target: 80, def: datapath.SNAT, want: datapath.SNAT, problem: "InvalidDatapathMode", decapped: true},
+		{name: "invalid: reported, the default DSR used", ann: "direct", target: 80, def: datapath.DSR, want: datapath.DSR, problem: "InvalidDatapathMode", decapped: true},
+		{name: "dsr with another targetPort: SNAT, reported", ann: "dsr", target: 8080, def: datapath.SNAT, want: datapath.SNAT, problem: "DSRNotPossible"},
+		{name: "default dsr with another targetPort: SNAT, reported", ann: "-", target: 8080, def: datapath.DSR, want: datapath.SNAT, problem: "DSRNotPossible"},
+		{name: "snat with another targetPort: nothing to report", ann: "snat", target: 8080, def: datapath.DSR, want: datapath.SNAT},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svcs := []corev1.Service{svc(tc.ann, tc.target)}
+			eps := []discoveryv1.EndpointSlice{slice(tc.target)}
+			progs, names, _ := planDatapath(svcs, eps, "n1", config.LoadBalancerClass, tc.def)
+			if len(progs) != 1 || progs[0].Mode != tc.want {
+				t.Fatalf("programmed %+v, want one service in mode %v", progs, tc.want)
+			}
+			problems := datapathProblems(svcs, progs, names, config.LoadBalancerClass, tc.def)
+			var reasons []string
+			for _, p := range problems {
+				reasons = append(reasons, p.reason)
+				if !p.event || p.obj.GetName() != "web" {
+					t.Errorf("%+v: want an Event on the Service", p)
+				}
+				if p.reason == "InvalidDatapathMode" && !strings.Contains(p.msg, config.AnnotationDatapathMode) {
+					t.Errorf("%q does not name the annotation", p.msg)
+				}
+			}
+			if want := []string{tc.problem}; (tc.problem == "" && len(reasons) != 0) || (tc.problem != "" && !slices.Equal(reasons, want)) {
+				t.Errorf("problems %v, want %v", problems, tc.problem)
+			}
+			// Node n1 takes DSR packets for its own endpoint only, and only where a
+			// balancer may send them.
+			pairs := planDecap(svcs, eps, "n1", config.LoadBalancerClass)
+			var want []datapath.DecapPair
+			if tc.decapped {
+				want = []datapath.DecapPair{{Backend: netip.MustParseAddr("10.244.1.10"), VIP: vip, Port: 80, Protocol: datapath.TCP}}
+			}
+			if diff := cmp.Diff(want, pairs, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("decapsulated (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -146,12 +146,13 @@ func (r *reporter) report(source string, problems []nodeProblem) {
 
 var descConfigProblems = prometheus.NewDesc("ferrolb_speaker_config_problems",
 	"Configuration problems this speaker has now, by kind of object: objects it ignores (IPPool, L2Policy, BGPAdvertisement, "+
-		"BFDProfile), BGPPeers it cannot set up, and problems with its Node (no router ID, no interface an L2Policy selects). "+
+		"BFDProfile), BGPPeers it cannot set up, and problems with its Node (no router ID, no interface an L2Policy selects), "+
+		"and Services whose datapath mode it cannot follow (an invalid ferrolb.io/datapath-mode; DSR to endpoints on another port). "+
 		"Should be 0; the log and Events say which and why.",
 	[]string{"kind"}, nil)
 
 // configKinds are the kinds ferrolb_speaker_config_problems always reports, 0 included.
-var configKinds = []string{"IPPool", "L2Policy", "BGPPeer", "BGPAdvertisement", "BFDProfile", "Node"}
+var configKinds = []string{"IPPool", "L2Policy", "BGPPeer", "BGPAdvertisement", "BFDProfile", "Node", "Service"}
 
 func (r *reporter) Describe(ch chan<- *prometheus.Desc) { ch <- descConfigProblems }
 

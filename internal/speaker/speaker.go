@@ -346,7 +346,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("bgp controller: %w", err)
 	}
 	if opts.Datapath == datapath.XDP {
-		if err := setupDatapath(mgr, node, saved.DatapathInterface, store, opts, do, all); err != nil {
+		if err := setupDatapath(mgr, node, saved.DatapathInterface, store, opts, do, all, reporter); err != nil {
 			return err
 		}
 	}
@@ -379,8 +379,11 @@ func getNode(ctx context.Context, c client.Reader, name string, deadline time.Ti
 // its reconcile, its metrics and its Run, which attaches it for the manager's lifetime. The
 // interface is --datapath-interface, else the one holding the node's InternalIP, else (no
 // Node: the API server did not answer) the one the state file names.
-func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *stateStore, opts Options, do func(func() error) error, all handler.EventHandler) error {
-	var dp *datapath.Datapath
+func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *stateStore, opts Options, do func(func() error) error, all handler.EventHandler, reporter *reporter) error {
+	var (
+		dp    *datapath.Datapath
+		decap *datapath.Decapsulator
+	)
 	err := do(func() error {
 		ifname := opts.DatapathInterface
 		switch {
@@ -399,14 +402,26 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 		var err error
 		cfg := datapathConfig(ifname, opts)
 		cfg.Log = ctrl.Log.WithName("speaker").WithName("datapath")
-		dp, err = datapath.New(cfg)
+		if dp, err = datapath.New(cfg); err != nil {
+			return err
+		}
+		// Other nodes' DSR packets for this node's endpoints arrive where its own
+		// clients' do.
+		if decap, err = datapath.NewDecapsulator(datapath.DecapConfig{Interfaces: []string{ifname}, AttachError: func(err error) {
+			ctrl.Log.WithName("speaker").WithName("datapath").Error(err,
+				"DSR packets for this node's endpoints cannot be decapsulated (tcx needs kernel 6.6); they are dropped, SNAT is unaffected; trying again on the next change")
+		}}); err != nil {
+			_ = dp.Close()
+		}
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("--datapath=xdp: %w", err)
 	}
-	if err := mgr.Add(manager.RunnableFunc(dp.Run)); err != nil {
-		return err
+	for _, run := range []manager.RunnableFunc{dp.Run, decap.Run} {
+		if err := mgr.Add(run); err != nil {
+			return err
+		}
 	}
 	mode := datapath.SNAT
 	if opts.DatapathDSR {
@@ -425,7 +440,7 @@ func setupDatapath(mgr manager.Manager, node *corev1.Node, saved string, store *
 		return err
 	}
 	r := &datapathReconciler{client: mgr.GetClient(), node: opts.NodeName, class: opts.LoadBalancerClass, mode: mode, dp: dp,
-		health: &datapathHealth{checker: checker}}
+		health: &datapathHealth{checker: checker}, decap: decap, reporter: reporter}
 	if err := metricsserving.Register(datapathCollector{r: r}); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
