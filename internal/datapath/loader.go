@@ -24,6 +24,8 @@ type objects struct {
 	lbMaps
 	XdpLb   *ebpf.Program `ebpf:"xdp_lb"`
 	XdpDrop *ebpf.Program `ebpf:"xdp_drop"`
+	// The IPv4 flow cache's epoch (bpf/lb.c, ct4_cache): the tests empty the cache with it.
+	CtEpoch *ebpf.Variable `ebpf:"ct_epoch"`
 }
 
 // mapByName is the loaded map of a name in the spec, for loading further programs that
@@ -123,8 +125,8 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: spec: %w", err)
 	}
-	for _, m := range []string{"conntrack4", "conntrack6"} {
-		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // bounded just above
+	if err := sizeMaps(spec, d.cfg); err != nil {
+		return nil, err
 	}
 	if err := setVars(spec, d.cfg); err != nil {
 		return nil, err
@@ -145,6 +147,20 @@ func New(cfg Config) (*Datapath, error) {
 
 // setVars sets the program's constants (volatile const in bpf/lb.c) from the resolved
 // Config: the SNAT addresses, port range and idle timeouts. They are fixed at load.
+// sizeMaps sets the sizes of the maps that depend on cfg or the machine: the conntrack LRUs,
+// and ct4_cache, one part per possible CPU (each CPU indexes its own, see bpf/lb.c).
+func sizeMaps(spec *ebpf.CollectionSpec, cfg Config) error {
+	for _, m := range []string{"conntrack4", "conntrack6"} {
+		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // New bounds it
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("datapath: possible CPUs: %w", err)
+	}
+	spec.Maps["ct4_cache"].MaxEntries *= uint32(cpus) //nolint:gosec // a few thousand at most
+	return nil
+}
+
 func setVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	var s4 uint32
 	var s6 [4]uint32
