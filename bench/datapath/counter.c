@@ -77,7 +77,9 @@ int count_tc(struct __sk_buff *skb)
 
 // probe_lines is as large as the table an IPv4 conntrack reads per packet: 65,536 lines of
 // 64 bytes, 4 MB, the size of conntrack4's LRU bucket array (262,144 buckets of 16 bytes) and
-// of FerroLB's per-CPU flow cache (ct4_cache in lb.c, per CPU).
+// of each CPU's part of FerroLB's flow cache (ct4_cache in lb.c) on 2 CPUs. BPF_F_MMAPABLE,
+// like ct4_cache, so that each 64-byte value is one cache line (a plain array's values start
+// 56 bytes into a line).
 #define PROBE_LINES 65536
 
 struct line {
@@ -87,6 +89,7 @@ struct line {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PROBE_LINES);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct line);
 } probe_lines SEC(".maps");

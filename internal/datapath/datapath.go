@@ -122,7 +122,8 @@ type Config struct {
 	// ticks every 1.07 s.
 	SNATIdleTCP, SNATIdleOther, SNATIdleClosed time.Duration
 	// ConntrackSize is the number of flows each conntrack LRU (one per address family)
-	// holds; zero: 262144. The per-CPU LRU divides it among the CPUs.
+	// holds; zero: 262144. The per-CPU LRU divides it among the CPUs. It also sizes the
+	// IPv4 flow cache in front of conntrack4 (about 32 bytes per entry, 8 MB at 262144).
 	ConntrackSize int
 	// NexthopRefresh is how often Run re-resolves every backend's next hop besides
 	// reacting to neighbour updates; zero: 5 s.

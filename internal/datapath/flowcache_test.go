@@ -115,3 +115,22 @@ func TestFlowCacheCollisions(t *testing.T) {
 		}
 	})
 }
+
+// The flow cache's memory follows the conntrack size, not the number of CPUs: a node with
+// many CPUs must not get 4 MB per CPU.
+func TestCT4CacheLines(t *testing.T) {
+	for _, c := range []struct {
+		conntrack, cpus int
+		want            uint32
+	}{
+		{262144, 2, 65536}, // 4 MB per CPU: what docs/performance.md measures
+		{262144, 64, 2048}, // 128 KB per CPU, 8 MB in all
+		{262144, 1, 65536}, // at most 4 MB per CPU
+		{1000, 4, 1024},    // at least 64 KB per CPU
+		{1 << 26, 512, 65536},
+	} {
+		if got := ct4CacheLines(c.conntrack, c.cpus); got != c.want {
+			t.Errorf("ct4CacheLines(%d, %d) = %d, want %d", c.conntrack, c.cpus, got, c.want)
+		}
+	}
+}

@@ -226,6 +226,7 @@ const (
 	lbProgXdpLbBench      = "xdp_lb_bench"
 	lbProgXdpProbeBench   = "xdp_probe_bench"
 	lbProgXdpRestoreBench = "xdp_restore_bench"
+	lbVarCt4CacheLines    = "ct4_cache_lines"
 	lbVarCtEpoch          = "ct_epoch"
 	lbVarSnat4            = "snat4"
 	lbVarSnat6            = "snat6"
@@ -310,6 +311,7 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	Ct4CacheLines  *ebpf.VariableSpec `ebpf:"ct4_cache_lines"`
 	CtEpoch        *ebpf.VariableSpec `ebpf:"ct_epoch"`
 	Snat4          *ebpf.VariableSpec `ebpf:"snat4"`
 	Snat6          *ebpf.VariableSpec `ebpf:"snat6"`
@@ -379,6 +381,7 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	Ct4CacheLines  *ebpf.Variable `ebpf:"ct4_cache_lines"`
 	CtEpoch        *ebpf.Variable `ebpf:"ct_epoch"`
 	Snat4          *ebpf.Variable `ebpf:"snat4"`
 	Snat6          *ebpf.Variable `ebpf:"snat6"`

@@ -150,15 +150,32 @@ func New(cfg Config) (*Datapath, error) {
 // sizeMaps sets the sizes of the maps that depend on cfg or the machine: the conntrack LRUs,
 // and ct4_cache, one part per possible CPU (each CPU indexes its own, see bpf/lb.c).
 func sizeMaps(spec *ebpf.CollectionSpec, cfg Config) error {
+	size := min(cfg.ConntrackSize, 1<<26)
 	for _, m := range []string{"conntrack4", "conntrack6"} {
-		spec.Maps[m].MaxEntries = uint32(min(cfg.ConntrackSize, 1<<26)) //nolint:gosec // New bounds it
+		spec.Maps[m].MaxEntries = uint32(size) //nolint:gosec // bounded just above
 	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return fmt.Errorf("datapath: possible CPUs: %w", err)
 	}
-	spec.Maps["ct4_cache"].MaxEntries *= uint32(cpus) //nolint:gosec // a few thousand at most
+	lines := ct4CacheLines(size, cpus)
+	spec.Maps["ct4_cache"].MaxEntries = lines * uint32(cpus) //nolint:gosec // a few thousand CPUs at most
+	if err := spec.Variables["ct4_cache_lines"].Set(lines); err != nil {
+		return fmt.Errorf("datapath: set ct4_cache_lines: %w", err)
+	}
 	return nil
+}
+
+// ct4CacheLines is the number of 64-byte lines of ct4_cache per CPU: a power of two, about
+// two per flow a CPU's share of conntrack holds (three fit a line), from 1,024 to 65,536.
+// The cache's memory is so about 32 bytes per conntrack entry, 8 MB at the default size,
+// whatever the number of CPUs.
+func ct4CacheLines(conntrack, cpus int) uint32 {
+	lines := uint32(1024)
+	for lines < 65536 && int(lines) < conntrack/(2*max(cpus, 1)) {
+		lines *= 2
+	}
+	return lines
 }
 
 func setVars(spec *ebpf.CollectionSpec, cfg Config) error {

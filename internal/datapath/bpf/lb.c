@@ -215,9 +215,10 @@ struct {
 // ct4_cache is each CPU's cache of conntrack4, so that an established IPv4 flow's packet
 // reads one cache line instead of the LRU's bucket and element (two or three lines, each
 // a miss once flows are many). A line holds three entries, key and value together; CPU c
-// uses lines c * CT4_CACHE_LINES to (c + 1) * CT4_CACHE_LINES - 1 (userspace sizes the
-// array by the possible CPUs), indexed by ct4_hash: 4 MB per CPU, the size of conntrack4's
-// bucket array. Per CPU, because XDP runs on one CPU at a time there: no entry is ever
+// uses lines c * ct4_cache_lines to (c + 1) * ct4_cache_lines - 1, indexed by ct4_hash.
+// Userspace sizes it: a power of two of lines per CPU, about two lines per flow a CPU can
+// hold in conntrack4 (its size over the CPUs), from 1,024 to 65,536 lines (4 MB, the size
+// of conntrack4's bucket array; what 2 CPUs and the default 262,144 flows get). Per CPU, because XDP runs on one CPU at a time there: no entry is ever
 // written by two CPUs at once, and a hit needs no lock. BPF_F_MMAPABLE puts the values on
 // a page boundary, so each 64-byte value is one cache line.
 //
@@ -228,9 +229,7 @@ struct {
 // ports after its backend or port changed) bumps ct_epoch, which empties every CPU's
 // cache at once. Every 16th hit of an entry looks its conntrack4 entry up, so that busy
 // flows stay recent in the LRU (and are written back if it evicted them).
-#ifndef CT4_CACHE_LINES
-#define CT4_CACHE_LINES 65536
-#endif
+volatile const __u32 ct4_cache_lines = 65536; // per CPU, a power of two
 
 #define CT4_MODE 0x03    // the flow's mode
 #define CT4_SETTLED 0x04 // ct_val.settled
@@ -256,7 +255,7 @@ struct ct4_line {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, CT4_CACHE_LINES);
+	__uint(max_entries, 65536); // userspace sets it to ct4_cache_lines * possible CPUs
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct ct4_line);
@@ -991,7 +990,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	// IPv4: this CPU's line of ct4_cache (see there).
 	struct ct4_line *cl = NULL;
 	if (!v6) {
-		__u32 li = bpf_get_smp_processor_id() * CT4_CACHE_LINES + (ct4_hash(&ck4) & (CT4_CACHE_LINES - 1));
+		__u32 li = bpf_get_smp_processor_id() * ct4_cache_lines + (ct4_hash(&ck4) & (ct4_cache_lines - 1));
 		cl = bpf_map_lookup_elem(&ct4_cache, &li);
 	}
 	// A TCP SYN starts a flow: it takes the new-flow path even when conntrack still holds
