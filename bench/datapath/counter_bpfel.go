@@ -8,17 +8,25 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type counterLine struct {
+	_ structs.HostLayout
+	V [8]uint64
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	counterMapPackets       = "packets"
+	counterMapProbeLines    = "probe_lines"
 	counterProgCountBackend = "count_backend"
 	counterProgCountDrop    = "count_drop"
+	counterProgCountProbe   = "count_probe"
 	counterProgCountTc      = "count_tc"
 	counterVarBackendAddr   = "backend_addr"
 )
@@ -67,6 +75,7 @@ type counterSpecs struct {
 type counterProgramSpecs struct {
 	CountBackend *ebpf.ProgramSpec `ebpf:"count_backend"`
 	CountDrop    *ebpf.ProgramSpec `ebpf:"count_drop"`
+	CountProbe   *ebpf.ProgramSpec `ebpf:"count_probe"`
 	CountTc      *ebpf.ProgramSpec `ebpf:"count_tc"`
 }
 
@@ -74,7 +83,8 @@ type counterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type counterMapSpecs struct {
-	Packets *ebpf.MapSpec `ebpf:"packets"`
+	Packets    *ebpf.MapSpec `ebpf:"packets"`
+	ProbeLines *ebpf.MapSpec `ebpf:"probe_lines"`
 }
 
 // counterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -104,12 +114,14 @@ func (o *counterObjects) Close() error {
 //
 // It can be passed to loadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type counterMaps struct {
-	Packets *ebpf.Map `ebpf:"packets"`
+	Packets    *ebpf.Map `ebpf:"packets"`
+	ProbeLines *ebpf.Map `ebpf:"probe_lines"`
 }
 
 func (m *counterMaps) Close() error {
 	return _CounterClose(
 		m.Packets,
+		m.ProbeLines,
 	)
 }
 
@@ -126,6 +138,7 @@ type counterVariables struct {
 type counterPrograms struct {
 	CountBackend *ebpf.Program `ebpf:"count_backend"`
 	CountDrop    *ebpf.Program `ebpf:"count_drop"`
+	CountProbe   *ebpf.Program `ebpf:"count_probe"`
 	CountTc      *ebpf.Program `ebpf:"count_tc"`
 }
 
@@ -133,6 +146,7 @@ func (p *counterPrograms) Close() error {
 	return _CounterClose(
 		p.CountBackend,
 		p.CountDrop,
+		p.CountProbe,
 		p.CountTc,
 	)
 }

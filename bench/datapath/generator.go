@@ -84,11 +84,20 @@ func newGenerator(ns *netns.NS, ifname string, srcMAC, dstMAC net.HardwareAddr, 
 	g.iovs = make([]unix.Iovec, flows)
 	g.msgs = make([]mmsghdr, flows)
 	src := srcNet.Addr().As4()
+	// Distinct flows: a repeated source (address, port) to the same service would be one flow.
+	type flowID struct {
+		host, port, svc int
+	}
+	seen := make(map[flowID]bool, flows)
 	for i := range flows {
 		f := g.frames[i*frameLen : (i+1)*frameLen]
-		host := 1 + rng.IntN(1<<16-2)
-		s := [4]byte{src[0], src[1], byte(host >> 8 & 0xff), byte(host & 0xff)}
-		buildFrame(f, srcMAC, dstMAC, s, vip(i%services).As4(), uint16(1024+rng.IntN(60000)), svcPort) //nolint:gosec // < 61024
+		id := flowID{svc: i % services}
+		for id.host == 0 || seen[id] {
+			id.host, id.port = 1+rng.IntN(1<<16-2), 1024+rng.IntN(60000)
+		}
+		seen[id] = true
+		s := [4]byte{src[0], src[1], byte(id.host >> 8 & 0xff), byte(id.host & 0xff)}
+		buildFrame(f, srcMAC, dstMAC, s, vip(id.svc).As4(), uint16(id.port), svcPort) //nolint:gosec // < 61024
 		g.iovs[i] = unix.Iovec{Base: &f[0], Len: frameLen}
 		g.msgs[i].hdr.Iov = &g.iovs[i]
 		g.msgs[i].hdr.Iovlen = 1

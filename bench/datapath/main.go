@@ -16,6 +16,9 @@
 //     generator's own rate depends on how the node drains the veth, and a busier node
 //     (fewer wake-ups) can let it send faster, so a row above 1.00 means that, not that
 //     balancing beats dropping;
+//   - probe-one-line: drop-only plus what any conntrack lookup costs at least: the 5-tuple
+//     parsed and hashed, one 64-byte line read per flow at the hashed index of a 4 MB array
+//     (the size of the conntrack's table); counted at the node too;
 //   - forward: plain IP forwarding at the node, every packet routed to backend 0;
 //   - ferrolb-snat: FerroLB's XDP program (internal/datapath), SNAT/DNAT to the backends;
 //   - ferrolb-dsr: FerroLB's XDP program in DSR mode (IPIP to the backends), counted as the
@@ -48,7 +51,13 @@
 // Everything runs in namespaces this program creates (dpb-gen-PID-N, dpb-node-..., dpb-beK-...)
 // and deletes on exit, Ctrl-C included; no packet leaves them.
 //
-// Run as root: go run ./bench/datapath [-runs 3] [-duration 3s] [-services 100] [-only drop-only,ferrolb-snat]
+// The cost per packet against the floor of any conntrack (docs/performance.md, "Cost per
+// packet against one cache line per flow"): with -only probe-one-line,ferrolb-snat,ferrolb-dsr
+// -flows 256,16384,65536 a last table gives, per flow count, the median ns/pkt of the probe
+// (probe-one-line: drop-only plus parsing the 5-tuple, hashing it and reading one 64-byte line
+// per flow in a 4 MB array) and of FerroLB, and their ratio (target: at most 1.3x).
+//
+// Run as root: go run ./bench/datapath [-runs 3] [-duration 3s] [-services 100] [-flows 16384] [-only drop-only,ferrolb-snat]
 package main
 
 import (
@@ -61,6 +70,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -74,7 +84,7 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "traffic before counting starts")
 	services := flag.Int("services", 100, "services (iptables chains, FerroLB services)")
 	backends := flag.Int("backends", 4, "backend namespaces (endpoints per service)")
-	flows := flag.Int("flows", 16384, "distinct flows (source address and port) the generator cycles through")
+	flowList := flag.String("flows", "16384", "distinct flows (source address and port) the generator cycles through; a comma-separated list runs the modes once per count")
 	only := flag.String("only", "", "comma-separated modes to run (default all): "+modeNames())
 	genCPU := flag.Int("gen-cpu", 0, "CPU of the generator")
 	nodeCPU := flag.Int("node-cpu", 1, "CPU of the node's and backends' NAPI threads")
@@ -82,6 +92,10 @@ func main() {
 	flag.IntVar(&niceness, "nice", niceness, "nice value of the generator and the NAPI threads (the machine may be shared)")
 	flag.Parse()
 	selected, err := selectModes(*only)
+	var flows []int
+	if err == nil {
+		flows, err = parseFlows(*flowList)
+	}
 	if err != nil || *runs < 1 || *services < 1 || *services > 60000 || *backends < 1 || *backends > 250 {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "error:", err)
@@ -94,7 +108,7 @@ func main() {
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, selected, *services, *backends, *flows, *genCPU, *coalesce, settings{runs: *runs, warmup: *warmup, duration: *duration, nodeCPU: *nodeCPU})
+	err = run(ctx, selected, *services, *backends, flows, *genCPU, *coalesce, settings{runs: *runs, warmup: *warmup, duration: *duration, nodeCPU: *nodeCPU})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -129,7 +143,20 @@ func selectModes(only string) ([]mode, error) {
 	return sel, nil
 }
 
-func run(ctx context.Context, selected []mode, services, backends, flows, genCPU int, coalesce time.Duration, st settings) (err error) {
+// parseFlows reads -flows: counts from 1 to 1<<20.
+func parseFlows(list string) ([]int, error) {
+	var flows []int
+	for f := range strings.SplitSeq(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1<<20 {
+			return nil, fmt.Errorf("-flows: %q is not a count of flows from 1 to 1048576", f)
+		}
+		flows = append(flows, n)
+	}
+	return flows, nil
+}
+
+func run(ctx context.Context, selected []mode, services, backends int, flowCounts []int, genCPU int, coalesce time.Duration, st settings) (err error) {
 	unlock, err := exclusive(ctx)
 	if err != nil {
 		return err
@@ -140,8 +167,8 @@ func run(ctx context.Context, selected []mode, services, backends, flows, genCPU
 		kernel(), cpuModel(), runtime.NumCPU(), loadavg(), genCPU, st.nodeCPU, niceness)
 	defer func() { fmt.Printf("load average at the end: %s\n", loadavg()) }()
 	fmt.Printf("build: %s\n", revision())
-	fmt.Printf("traffic: 64-byte UDP, %d flows to %d services, %d backends; %d runs of %v after %v warm-up\n\n",
-		flows, services, backends, st.runs, st.duration, st.warmup)
+	fmt.Printf("traffic: 64-byte UDP, %v flows to %d services, %d backends; %d runs of %v after %v warm-up (and as many with BPF statistics on, for ns/pkt)\n\n",
+		flowCounts, services, backends, st.runs, st.duration, st.warmup)
 
 	idle := "CPUs poll when idle"
 	if release, err := pollIdle(); err != nil {
@@ -183,29 +210,44 @@ func run(ctx context.Context, selected []mode, services, backends, flows, genCPU
 		defer func() { err = errors.Join(err, detach()) }()
 	}
 
-	gen, err := newGenerator(topo.gen, topo.genIf, topo.genMAC, topo.nodeMAC, flows, services, genCPU)
+	e := &env{topo: topo, services: services, drop: drop, counts: counts}
+	costs := map[int][]row{}
+	for _, flows := range flowCounts {
+		rows, err := runFlows(ctx, e, selected, flows, genCPU, st)
+		if err != nil {
+			return err
+		}
+		costs[flows] = rows
+	}
+	printCosts(flowCounts, costs)
+	return nil
+}
+
+// runFlows runs the selected modes with a generator of this many flows and prints their table.
+func runFlows(ctx context.Context, e *env, selected []mode, flows, genCPU int, st settings) (rows []row, err error) {
+	t := e.topo
+	gen, err := newGenerator(t.gen, t.genIf, t.genMAC, t.nodeMAC, flows, e.services, genCPU)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { err = errors.Join(err, gen.Close()) }()
-
-	e := &env{topo: topo, services: services, drop: drop, counts: counts}
-	var rows []row
+	fmt.Printf("--- %d flows (load average %s)\n", flows, loadavg())
 	for _, m := range selected {
-		// Drop-only is counted where it drops, at the node; the rest at the backends.
-		delivered := func() (tally, error) { return tallyOf(counts) }
-		if m.name == "drop-only" {
-			delivered = func() (tally, error) { return tallyOf([]*xdpCounter{drop}) }
+		// Drop-only and the probe are counted where they drop, at the node; the rest at the
+		// backends.
+		delivered := func() (tally, error) { return tallyOf(e.counts) }
+		if m.name == "drop-only" || m.name == "probe-one-line" {
+			delivered = func() (tally, error) { return tallyOf([]*xdpCounter{e.drop}) }
 		}
 		r, err := measure(ctx, e, m, gen, delivered, st)
 		if err != nil {
 			printTable(rows)
-			return err
+			return rows, err
 		}
 		rows = append(rows, r)
 	}
 	printTable(rows)
-	return nil
+	return rows, nil
 }
 
 func kernel() string {

@@ -23,7 +23,8 @@ type row struct {
 	mode       mode
 	kpps       []float64 // delivered to the backends (or dropped at the node), per run
 	sentKpps   []float64 // accepted by the generator's socket, per run
-	nsPerPkt   float64   // the node's XDP program, from a separate run with statistics on; -1 if none
+	nsPerPkt   float64   // the node's XDP program: median of separate runs with statistics on; -1 if none
+	nsRuns     []float64 // those runs' figures
 	note       string
 	measured   bool
 	retryShare float64 // sendmmsg calls refused for back-pressure / all calls, last run
@@ -90,11 +91,14 @@ func measure(ctx context.Context, e *env, m mode, gen *generator, delivered func
 			return r, nil
 		}
 		defer func() { _ = stats.Close() }()
-		res, err := runOnce(ctx, gen, delivered, prog, st.warmup/2, st.duration)
-		if err != nil {
-			return r, fmt.Errorf("%s: statistics run: %w", m.name, err)
+		for range st.runs {
+			res, err := runOnce(ctx, gen, delivered, prog, st.warmup/2, st.duration)
+			if err != nil {
+				return r, fmt.Errorf("%s: statistics run: %w", m.name, err)
+			}
+			r.nsRuns = append(r.nsRuns, res.nsPerPkt)
 		}
-		r.nsPerPkt = res.nsPerPkt
+		r.nsPerPkt = median(r.nsRuns)
 	}
 	return r, nil
 }

@@ -33,6 +33,7 @@ type mode struct {
 // conntrack hooks it brings) cannot be removed from a namespace once loaded.
 var modes = []mode{
 	{"drop-only", "XDP at the node counts and drops: the generator's ceiling", setupDrop},
+	{"probe-one-line", "drop-only plus the least a conntrack must do: parse the 5-tuple, hash it and read one 64-byte line at that index in a 4 MB array (counter.c, count_probe)", setupProbe},
 	{"forward", "plain IP forwarding at the node to one backend", setupForward},
 	{"ferrolb-snat", "FerroLB XDP, SNAT/DNAT to the backends", setupFerroLBSNAT},
 	{"ferrolb-dsr", "FerroLB XDP, DSR: IPIP to the backends (counted as they arrive, before decapsulation)", setupFerroLBDSR},
@@ -52,6 +53,14 @@ func setupDrop(_ context.Context, e *env) (func() error, *ebpf.Program, error) {
 		return nil, nil, err
 	}
 	return detach, e.drop.objs.CountDrop, nil
+}
+
+func setupProbe(_ context.Context, e *env) (func() error, *ebpf.Program, error) {
+	detach, err := attachXDP(e.topo.node, e.topo.nodeIf, e.drop.objs.CountProbe)
+	if err != nil {
+		return nil, nil, err
+	}
+	return detach, e.drop.objs.CountProbe, nil
 }
 
 func setupForward(_ context.Context, e *env) (func() error, *ebpf.Program, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -10,7 +11,39 @@ const (
 	targetOfCeiling  = 0.95 // of the drop-only rate
 	targetVsIptables = 1.7  // times iptables-nft's rate
 	targetCost       = 2.5  // times the drop-only program's cost per packet
+	targetVsProbe    = 1.3  // times probe-one-line's cost per packet, at the same flow count
 )
+
+// printCosts prints, per flow count, the cost per packet of FerroLB against the probe's.
+func printCosts(flows []int, rows map[int][]row) {
+	find := func(rs []row, name string) *row {
+		for i := range rs {
+			if rs[i].mode.name == name && rs[i].measured && rs[i].nsPerPkt > 0 {
+				return &rs[i]
+			}
+		}
+		return nil
+	}
+	fmt.Printf("cost per packet against the probe (ns/pkt, median of the statistics runs, and their range; target FerroLB <= %.1fx probe-one-line)\n", targetVsProbe)
+	fmt.Printf("%8s %22s %22s %10s %22s %10s\n", "flows", "probe-one-line", "ferrolb-snat", "SNAT/probe", "ferrolb-dsr", "DSR/probe")
+	cell := func(r *row) string {
+		if r == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f (%.1f-%.1f)", r.nsPerPkt, slices.Min(r.nsRuns), slices.Max(r.nsRuns))
+	}
+	ratio := func(r, p *row) string {
+		if r == nil || p == nil {
+			return "-"
+		}
+		v := r.nsPerPkt / p.nsPerPkt
+		return fmt.Sprintf("%.2fx %s", v, map[bool]string{true: "met", false: "NOT"}[v <= targetVsProbe])
+	}
+	for _, n := range flows {
+		p, s, d := find(rows[n], "probe-one-line"), find(rows[n], "ferrolb-snat"), find(rows[n], "ferrolb-dsr")
+		fmt.Printf("%8d %22s %22s %10s %22s %10s\n", n, cell(p), cell(s), ratio(s, p), cell(d), ratio(d, p))
+	}
+}
 
 func printTable(rows []row) {
 	if len(rows) == 0 {

@@ -192,7 +192,10 @@ func BenchmarkProgHot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The same constants (SNAT address and ports) as the datapath's own program.
+	// The same constants (SNAT address and ports) and map sizes as the datapath's own program.
+	if err := sizeMaps(spec, d.cfg); err != nil {
+		b.Fatal(err)
+	}
 	if err := setVars(spec, d.cfg); err != nil {
 		b.Fatal(err)
 	}

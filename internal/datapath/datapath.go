@@ -127,7 +127,9 @@ type Config struct {
 	// ConntrackSize is the number of flows each conntrack LRU (one per address family)
 	// holds, and the SNAT port table (both families', one entry per SNAT flow): zero:
 	// DefaultConntrackSize, else in [MinConntrackSize, MaxConntrackSize]. The per-CPU LRU
-	// divides it among the CPUs. Memory: docs/performance.md.
+	// divides it among the CPUs. It also sizes the IPv4 flow
+	// cache in front of conntrack4 (about 32 bytes per entry, 8 MB at 262144). Memory:
+	// docs/performance.md.
 	ConntrackSize int
 	// MaglevTableSize is the Maglev table size M of a Service whose TableSize is 0: zero:
 	// maglev.DefaultSize, else a prime in [maglev.MinSize, maglev.MaxSize]. Each Service

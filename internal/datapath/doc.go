@@ -36,6 +36,21 @@
 //     Userspace clears the generation of a removed service's backends. A TCP SYN skips
 //     this step: it starts a connection, perhaps on the addresses and ports of an old one
 //     whose SNAT port has since gone to another flow.
+//     IPv4 flows are looked up first in ct4_cache, each CPU's cache of conntrack4: 64-byte
+//     lines of three entries (4 MB per CPU with 2 CPUs and the default ConntrackSize), key
+//     and value together, indexed by a hash of the 5-tuple, so that an established flow's
+//     packet reads one cache line instead of the LRU's bucket and element. conntrack4
+//     stays the truth: new flows are written there first, a miss in the cache looks the
+//     flow up there (and copies it into the cache), and a flow that finds its line full
+//     (replacement by second chance: a slot not hit since the line last needed room) is
+//     only looked up there. Per CPU, so that no entry is ever written by two CPUs at once;
+//     a SYN that gives an existing flow's addresses and ports another backend or SNAT port
+//     than the entry still honoured bumps ct_epoch, which empties every CPU's cache (the
+//     old value may be cached on another CPU). Every 16th hit of a cached flow looks its
+//     conntrack4 entry up, so that busy flows stay recent in the LRU, and writes it back
+//     if the LRU evicted it. A cache entry keeps the low 16 bits of its backend's
+//     generation: it would be honoured wrongly only if its backend slot were reused a
+//     multiple of 65,536 times while it stays cached.
 //  5. on a miss: the service (services hash map by VIP, port, protocol; a miss passes;
 //     a service without backends has no table and passes its packets, counted);
 //     with ClientIP affinity (the only path that reads the clock) the client's last
@@ -59,9 +74,11 @@
 //     RFC 1624) or prepends an IPIP / IP6IP6 header (DSR), sets the MACs of the backend's
 //     next hop and sends it: XDP_TX on the same interface, bpf_redirect to another.
 //
-// So an established flow costs one array read, one LRU hash lookup, one array read for
-// the backend and one per-CPU counter; a new flow adds the service lookup, the table read
-// and the conntrack (and SNAT reverse) inserts.
+// So an established IPv4 flow costs one array read (vip_filter), one line of ct4_cache
+// (or, on a miss there, an LRU hash lookup too), one array read for the backend and one
+// per-CPU counter; IPv6 flows the LRU lookup; a new flow adds the service lookup, the
+// table read and the conntrack (and SNAT reverse) inserts. docs/performance.md has the
+// figures, against a probe that reads one cache line per flow.
 //
 // Counted: every packet the program does not forward for a service, by reason, in
 // reason_stats (a per-CPU array indexed by enum reason; Reason in reasons.go names them):

@@ -75,6 +75,23 @@ type lbCt4Key struct {
 	Pad   [3]uint8
 }
 
+type lbCt4Line struct {
+	_     structs.HostLayout
+	Epoch uint32
+	S     [3]struct {
+		_       structs.HostLayout
+		Saddr   uint32
+		Daddr   uint32
+		Sport   uint16
+		Dport   uint16
+		Proto   uint8
+		Flags   uint8
+		Backend uint16
+		NatPort uint16
+		Gen     uint16
+	}
+}
+
 type lbCtKey struct {
 	_     structs.HostLayout
 	Saddr struct {
@@ -196,6 +213,7 @@ const (
 	lbMapBenchTmpl        = "bench_tmpl"
 	lbMapConntrack4       = "conntrack4"
 	lbMapConntrack6       = "conntrack6"
+	lbMapCt4Cache         = "ct4_cache"
 	lbMapMaglevOuter      = "maglev_outer"
 	lbMapReasonStats      = "reason_stats"
 	lbMapServices         = "services"
@@ -208,6 +226,8 @@ const (
 	lbProgXdpLbBench      = "xdp_lb_bench"
 	lbProgXdpProbeBench   = "xdp_probe_bench"
 	lbProgXdpRestoreBench = "xdp_restore_bench"
+	lbVarCt4CacheLines    = "ct4_cache_lines"
+	lbVarCtEpoch          = "ct_epoch"
 	lbVarSnat4            = "snat4"
 	lbVarSnat6            = "snat6"
 	lbVarSnatIdleClosed   = "snat_idle_closed"
@@ -278,6 +298,7 @@ type lbMapSpecs struct {
 	BenchTmpl   *ebpf.MapSpec `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.MapSpec `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.MapSpec `ebpf:"conntrack6"`
+	Ct4Cache    *ebpf.MapSpec `ebpf:"ct4_cache"`
 	MaglevOuter *ebpf.MapSpec `ebpf:"maglev_outer"`
 	ReasonStats *ebpf.MapSpec `ebpf:"reason_stats"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
@@ -290,6 +311,8 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	Ct4CacheLines  *ebpf.VariableSpec `ebpf:"ct4_cache_lines"`
+	CtEpoch        *ebpf.VariableSpec `ebpf:"ct_epoch"`
 	Snat4          *ebpf.VariableSpec `ebpf:"snat4"`
 	Snat6          *ebpf.VariableSpec `ebpf:"snat6"`
 	SnatIdleClosed *ebpf.VariableSpec `ebpf:"snat_idle_closed"`
@@ -326,6 +349,7 @@ type lbMaps struct {
 	BenchTmpl   *ebpf.Map `ebpf:"bench_tmpl"`
 	Conntrack4  *ebpf.Map `ebpf:"conntrack4"`
 	Conntrack6  *ebpf.Map `ebpf:"conntrack6"`
+	Ct4Cache    *ebpf.Map `ebpf:"ct4_cache"`
 	MaglevOuter *ebpf.Map `ebpf:"maglev_outer"`
 	ReasonStats *ebpf.Map `ebpf:"reason_stats"`
 	Services    *ebpf.Map `ebpf:"services"`
@@ -343,6 +367,7 @@ func (m *lbMaps) Close() error {
 		m.BenchTmpl,
 		m.Conntrack4,
 		m.Conntrack6,
+		m.Ct4Cache,
 		m.MaglevOuter,
 		m.ReasonStats,
 		m.Services,
@@ -356,6 +381,8 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	Ct4CacheLines  *ebpf.Variable `ebpf:"ct4_cache_lines"`
+	CtEpoch        *ebpf.Variable `ebpf:"ct_epoch"`
 	Snat4          *ebpf.Variable `ebpf:"snat4"`
 	Snat6          *ebpf.Variable `ebpf:"snat6"`
 	SnatIdleClosed *ebpf.Variable `ebpf:"snat_idle_closed"`

@@ -25,6 +25,8 @@ type objects struct {
 	lbMaps
 	XdpLb   *ebpf.Program `ebpf:"xdp_lb"`
 	XdpDrop *ebpf.Program `ebpf:"xdp_drop"`
+	// The IPv4 flow cache's epoch (bpf/lb.c, ct4_cache): the tests empty the cache with it.
+	CtEpoch *ebpf.Variable `ebpf:"ct_epoch"`
 }
 
 // mapByName is the loaded map of a name in the spec, for loading further programs that
@@ -137,10 +139,8 @@ func New(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: spec: %w", err)
 	}
-	// snat_rev holds one entry per SNAT flow, of either family: sized like conntrack so
-	// that a node tracking more flows does not evict the ports of live ones.
-	for _, m := range []string{"conntrack4", "conntrack6", "snat_rev"} {
-		spec.Maps[m].MaxEntries = uint32(cfg.ConntrackSize) //nolint:gosec // checked above
+	if err := sizeMaps(spec, d.cfg); err != nil {
+		return nil, err
 	}
 	if err := setVars(spec, d.cfg); err != nil {
 		return nil, err
@@ -161,6 +161,39 @@ func New(cfg Config) (*Datapath, error) {
 
 // setVars sets the program's constants (volatile const in bpf/lb.c) from the resolved
 // Config: the SNAT addresses, port range and idle timeouts. They are fixed at load.
+// sizeMaps sets the sizes of the maps that depend on cfg or the machine: the conntrack LRUs,
+// and ct4_cache, one part per possible CPU (each CPU indexes its own, see bpf/lb.c).
+func sizeMaps(spec *ebpf.CollectionSpec, cfg Config) error {
+	size := cfg.ConntrackSize // New checked it against MaxConntrackSize
+	// snat_rev holds one entry per SNAT flow, of either family: sized like conntrack so
+	// that a node tracking more flows does not evict the ports of live ones.
+	for _, m := range []string{"conntrack4", "conntrack6", "snat_rev"} {
+		spec.Maps[m].MaxEntries = uint32(size) //nolint:gosec // checked by New
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("datapath: possible CPUs: %w", err)
+	}
+	lines := ct4CacheLines(size, cpus)
+	spec.Maps["ct4_cache"].MaxEntries = lines * uint32(cpus) //nolint:gosec // a few thousand CPUs at most
+	if err := spec.Variables["ct4_cache_lines"].Set(lines); err != nil {
+		return fmt.Errorf("datapath: set ct4_cache_lines: %w", err)
+	}
+	return nil
+}
+
+// ct4CacheLines is the number of 64-byte lines of ct4_cache per CPU: a power of two, about
+// two per flow a CPU's share of conntrack holds (three fit a line), from 1,024 to 65,536.
+// The cache's memory is so about 32 bytes per conntrack entry, 8 MB at the default size,
+// whatever the number of CPUs.
+func ct4CacheLines(conntrack, cpus int) uint32 {
+	lines := uint32(1024)
+	for lines < 65536 && int(lines) < conntrack/(2*max(cpus, 1)) {
+		lines *= 2
+	}
+	return lines
+}
+
 func setVars(spec *ebpf.CollectionSpec, cfg Config) error {
 	var s4 uint32
 	var s6 [4]uint32

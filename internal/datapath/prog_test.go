@@ -804,9 +804,18 @@ func TestSNATHalfOpen(t *testing.T) {
 	}
 }
 
-// clearConntrack deletes every conntrack entry, as LRU eviction would.
+// clearConntrack deletes every conntrack entry, as LRU eviction would, and empties the
+// IPv4 flow cache in front of conntrack4 (a new ct_epoch), where an evicted flow could
+// still be found.
 func clearConntrack(t *testing.T, d *Datapath) {
 	t.Helper()
+	var epoch uint32
+	if err := d.objs.CtEpoch.Get(&epoch); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.objs.CtEpoch.Set(epoch + 1); err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range []*ebpf.Map{d.objs.Conntrack4, d.objs.Conntrack6} {
 		var keys [][]byte
 		k, v := make([]byte, m.KeySize()), make([]byte, m.ValueSize())

@@ -212,6 +212,58 @@ struct {
 	__type(value, struct ct_val);
 } conntrack6 SEC(".maps");
 
+// ct4_cache is each CPU's cache of conntrack4, so that an established IPv4 flow's packet
+// reads one cache line instead of the LRU's bucket and element (two or three lines, each
+// a miss once flows are many). A line holds three entries, key and value together; CPU c
+// uses lines c * ct4_cache_lines to (c + 1) * ct4_cache_lines - 1, indexed by ct4_hash.
+// Userspace sizes it: a power of two of lines per CPU, about two lines per flow a CPU can
+// hold in conntrack4 (its size over the CPUs), from 1,024 to 65,536 lines (4 MB, the size
+// of conntrack4's bucket array; what 2 CPUs and the default 262,144 flows get). Per CPU, because XDP runs on one CPU at a time there: no entry is ever
+// written by two CPUs at once, and a hit needs no lock. BPF_F_MMAPABLE puts the values on
+// a page boundary, so each 64-byte value is one cache line.
+//
+// conntrack4 stays the truth: every entry is written there first, a miss here looks it
+// up there (and copies it here), and a collision only sends a flow to conntrack4. A line
+// is honoured only while it carries the current ct_epoch: a write that changes an entry
+// of conntrack4 that other CPUs may hold here (a SYN that reuses a flow's addresses and
+// ports after its backend or port changed) bumps ct_epoch, which empties every CPU's
+// cache at once. Every 16th hit of an entry looks its conntrack4 entry up, so that busy
+// flows stay recent in the LRU (and are written back if it evicted them).
+volatile const __u32 ct4_cache_lines = 65536; // per CPU, a power of two
+
+#define CT4_MODE 0x03    // the flow's mode
+#define CT4_SETTLED 0x04 // ct_val.settled
+#define CT4_REF 0x08     // hit since the line last needed room (second chance, see ct4_put)
+#define CT4_HIT 0x10     // the upper 4 bits count hits (see above)
+
+struct ct4_slot {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto; // 0: empty
+	__u8 flags; // CT4_*
+	__u16 backend; // < MAX_BACKENDS
+	__be16 nat_port;
+	__u16 gen; // the low 16 bits of the backend's generation
+};
+
+struct ct4_line {
+	__u32 epoch; // ct_epoch when its entries were written
+	struct ct4_slot s[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536); // userspace sets it to ct4_cache_lines * possible CPUs
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct ct4_line);
+} ct4_cache SEC(".maps");
+
+// Bumped when a conntrack4 entry some CPU may cache changes (see ct4_cache).
+__u32 ct_epoch = 0;
+
 // Shared LRU: the reply of a flow may arrive on another CPU than its request.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -605,6 +657,90 @@ static __always_inline __u32 filter_hash(struct flow *f, const int v6)
 	return fmix32(a ^ f->dport ^ ((__u32)f->proto << 16)) & 0xffff;
 }
 
+// ct4_hash is ct4_cache's index of an IPv4 flow (bench/datapath's count_probe hashes the
+// same way). Not keyed: a flow that collides only goes to conntrack4.
+static __always_inline __u32 ct4_hash(const struct ct4_key *k)
+{
+	return fmix32(k->saddr + (k->daddr ^ k->proto) * 0x9e3779b1 +
+		      (k->sport | (__u32)k->dport << 16) * 0x85ebca6b);
+}
+
+static __always_inline int ct4_same(const struct ct4_slot *s, const struct ct4_key *k)
+{
+	return s->saddr == k->saddr && s->daddr == k->daddr &&
+	       *(const __u32 *)&s->sport == *(const __u32 *)&k->sport && s->proto == k->proto;
+}
+
+// ct4_put writes v as k's entry in line l: in k's slot if it has one (so that no older
+// value of k stays), else in a free one, else in one not hit since the line last needed
+// room. When all were hit, it clears their marks and leaves k to conntrack4 (second
+// chance): four flows cycling through one line would otherwise evict each other on every
+// packet, where this keeps three of them hitting.
+static __always_inline void ct4_put(struct ct4_line *l, const struct ct4_key *k, const struct ct_val *v)
+{
+	__u32 epoch = ct_epoch;
+	if (l->epoch != epoch) {
+		l->s[0].proto = l->s[1].proto = l->s[2].proto = 0;
+		l->epoch = epoch;
+	}
+	struct ct4_slot n = {
+		.saddr = k->saddr, .daddr = k->daddr, .sport = k->sport, .dport = k->dport,
+		.proto = k->proto, .flags = (v->mode & CT4_MODE) | (v->settled ? CT4_SETTLED : 0),
+		.backend = v->backend, .gen = v->gen, .nat_port = v->nat_port,
+	};
+	struct ct4_slot *s0 = &l->s[0], *s1 = &l->s[1], *s2 = &l->s[2];
+	if (ct4_same(s0, k))
+		*s0 = n;
+	else if (ct4_same(s1, k))
+		*s1 = n;
+	else if (ct4_same(s2, k))
+		*s2 = n;
+	else if (!s0->proto)
+		*s0 = n;
+	else if (!s1->proto)
+		*s1 = n;
+	else if (!s2->proto)
+		*s2 = n;
+	else if (!(s0->flags & CT4_REF))
+		*s0 = n;
+	else if (!(s1->flags & CT4_REF))
+		*s1 = n;
+	else if (!(s2->flags & CT4_REF))
+		*s2 = n;
+	else {
+		s0->flags &= ~CT4_REF;
+		s1->flags &= ~CT4_REF;
+		s2->flags &= ~CT4_REF;
+	}
+}
+
+// ct_store records a new flow in conntrack, and for IPv4 in this CPU's ct4_cache line l.
+// Replacing an IPv4 entry that is still honoured with another value (a SYN on an existing
+// flow's addresses and ports, after its backend or its port changed) bumps ct_epoch:
+// other CPUs may cache the old value.
+static __always_inline void ct_store(void *ctmap, void *ck, struct ct_val *nc, struct ct4_line *l, const int v6)
+{
+	if (v6) {
+		bpf_map_update_elem(ctmap, ck, nc, BPF_ANY);
+		return;
+	}
+	if (bpf_map_update_elem(&conntrack4, ck, nc, BPF_NOEXIST)) {
+		struct ct_val *old = bpf_map_lookup_elem(&conntrack4, ck);
+		if (old && (old->backend != nc->backend || old->gen != nc->gen ||
+			    old->nat_port != nc->nat_port || old->mode != nc->mode)) {
+			// Only a value still honoured anywhere: one whose backend slot has moved
+			// on is refused by every CPU's cache too.
+			__u32 ob = old->backend;
+			struct backend *obe = bpf_map_lookup_elem(&backends, &ob);
+			if (obe && obe->gen == old->gen)
+				__sync_fetch_and_add(&ct_epoch, 1);
+		}
+		bpf_map_update_elem(&conntrack4, ck, nc, BPF_ANY);
+	}
+	if (l)
+		ct4_put(l, ck, nc);
+}
+
 static __always_inline __u32 flow_hash(struct flow *f)
 {
 	__u32 a = f->saddr.w[0] ^ f->saddr.w[1] ^ f->saddr.w[2] ^ f->saddr.w[3];
@@ -696,37 +832,34 @@ static __always_inline int same_flow(const struct rev_val *rv, const struct flow
 
 // confirm is the forward path's part in a TCP SNAT flow's state, called for a client ACK
 // (without SYN) of a flow in conntrack until ct->settled: the flow is established, and
-// its port gets snat_idle_tcp, once the client has ACKed the backend's SYN-ACK. Replies
+// its port gets snat_idle_tcp, once the client has ACKed the backend's SYN-ACK. Returns
+// whether the flow is settled. Replies
 // alone cannot say so: a backend answers every SYN, and SYNs that never complete would
 // hold its ports for hours. An ACK before the SYN-ACK, or one that does not acknowledge
 // it, is not the handshake's end (the backend drops it or answers with a RST). Once the
 // flow is established, or its port has gone to another flow, ct->settled stops the
 // lookups: a flow pays one snat_rev lookup and at most one write on each entry.
-static __always_inline void confirm(struct flow *f, struct hdrs *h, struct backend *be, struct ct_val *ct,
-				    const int v6)
+static __always_inline int confirm(struct flow *f, struct hdrs *h, struct backend *be, __be16 nport,
+				   const int v6)
 {
 	struct rev_key rk = {};
 
 	rk.baddr = be->addr;
 	rk.bport = be->port;
-	rk.nport = ct->nat_port;
+	rk.nport = nport;
 	rk.proto = f->proto;
 	rk.family = f->family;
 	struct rev_val *rv = bpf_map_lookup_elem(&snat_rev, &rk);
-	if (!rv || !same_flow(rv, f, v6)) {
-		ct->settled = 1; // the port went to another flow: nothing of ours to record
-		return;
-	}
-	if (rv->established) {
-		ct->settled = 1;
-		return;
-	}
+	if (!rv || !same_flow(rv, f, v6))
+		return 1; // the port went to another flow: nothing of ours to record
+	if (rv->established)
+		return 1;
 	if (!rv->synack || !h->tcp)
-		return;
+		return 0;
 	if (bpf_ntohl(h->tcp->ack_seq) - rv->synack_seq - 1 >= SYNACK_ACK_WINDOW)
-		return;
+		return 0;
 	rv->established = 1;
-	ct->settled = 1;
+	return 1;
 }
 
 // snat_port picks a node port for a new SNAT flow and records the reverse entry. Returns 0
@@ -849,23 +982,65 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	struct backend *be = NULL;
 	__u32 bid = 0;
 	__be16 nport = 0;
-	__u8 mode;
+	__u8 mode = 0;
+	// The flow's entry, for confirm: in conntrack or in this CPU's ct4_cache line.
+	struct ct_val *ct = NULL;
+	struct ct4_slot *cs = NULL;
+	int known = 0, settled = 0; // known: the flow is in conntrack (or the cache)
+	// IPv4: this CPU's line of ct4_cache (see there).
+	struct ct4_line *cl = NULL;
+	if (!v6) {
+		__u32 li = bpf_get_smp_processor_id() * ct4_cache_lines + (ct4_hash(&ck4) & (ct4_cache_lines - 1));
+		cl = bpf_map_lookup_elem(&ct4_cache, &li);
+	}
 	// A TCP SYN starts a flow: it takes the new-flow path even when conntrack still holds
 	// an entry of the same addresses and ports (the client reused its port), so that its
 	// SNAT port is checked again. A retransmitted SYN gets the same backend and port.
-	struct ct_val *ct = NULL;
-	if ((f.tcpflags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
-		ct = bpf_map_lookup_elem(ctmap, ck);
-	if (ct) {
-		bid = ct->backend;
-		be = bpf_map_lookup_elem(&backends, &bid);
-		if (be && be->gen != ct->gen)
-			be = NULL;
-		nport = ct->nat_port;
-		mode = ct->mode;
+	if ((f.tcpflags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		if (cl && cl->epoch == ct_epoch) {
+			if (ct4_same(&cl->s[0], &ck4))
+				cs = &cl->s[0];
+			else if (ct4_same(&cl->s[1], &ck4))
+				cs = &cl->s[1];
+			else if (ct4_same(&cl->s[2], &ck4))
+				cs = &cl->s[2];
+		}
+		if (cs) {
+			bid = cs->backend;
+			be = bpf_map_lookup_elem(&backends, &bid);
+			if (be && (__u16)be->gen != cs->gen)
+				be = NULL;
+			nport = cs->nat_port;
+			mode = cs->flags & CT4_MODE;
+			settled = cs->flags & CT4_SETTLED;
+			known = 1;
+			cs->flags += CT4_HIT;
+			cs->flags |= CT4_REF;
+			if (be && cs->flags < CT4_HIT) {
+				// Every 16th hit: keep the LRU's entry (written back if evicted).
+				struct ct_val cv = {.backend = bid, .gen = be->gen, .nat_port = nport,
+						    .mode = mode, .settled = !!settled};
+				if (!bpf_map_lookup_elem(&conntrack4, &ck4))
+					bpf_map_update_elem(&conntrack4, &ck4, &cv, BPF_NOEXIST);
+			}
+		} else {
+			ct = bpf_map_lookup_elem(ctmap, ck);
+			if (ct) {
+				bid = ct->backend;
+				be = bpf_map_lookup_elem(&backends, &bid);
+				if (be && be->gen != ct->gen)
+					be = NULL;
+				nport = ct->nat_port;
+				mode = ct->mode;
+				settled = ct->settled;
+				known = 1;
+				if (cl && be)
+					ct4_put(cl, &ck4, ct);
+			}
+		}
 	}
 	if (!be) {
-		ct = NULL; // a new flow: its conntrack entry is written below
+		known = 0;
 		struct svc_key sk = {};
 		sk.vip = f.daddr;
 		sk.port = f.dport;
@@ -919,7 +1094,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 		if (be->flags & BE_STACK) {
 			// Remembered, so the flow stays with the stack when the table changes.
 			struct ct_val nc = {.backend = bid, .gen = be->gen, .mode = MODE_STACK};
-			bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
+			ct_store(ctmap, ck, &nc, cl, v6);
 			return verdict(XDP_PASS, REASON_STACK_ENDPOINT);
 		}
 		if (!(be->flags & BE_NEXTHOP))
@@ -935,7 +1110,7 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 				return verdict(XDP_DROP, REASON_SNAT_PORTS_EXHAUSTED);
 		}
 		struct ct_val nc = {.backend = bid, .gen = be->gen, .nat_port = nport, .mode = mode};
-		bpf_map_update_elem(ctmap, ck, &nc, BPF_ANY);
+		ct_store(ctmap, ck, &nc, cl, v6);
 	} else if (f.ttl <= 1) {
 		return verdict(XDP_PASS, REASON_TTL_EXPIRED);
 	}
@@ -944,8 +1119,13 @@ static __always_inline int lb(struct xdp_md *ctx, const int v6)
 	if (!(be->flags & BE_NEXTHOP))
 		return verdict(XDP_PASS, REASON_NO_NEXTHOP);
 	// Flags first: UDP has none, and an established TCP flow's ACKs stop at ct->settled.
-	if ((f.tcpflags & (TCP_SYN | TCP_ACK)) == TCP_ACK && ct && !ct->settled && mode == MODE_SNAT)
-		confirm(&f, &h, be, ct, v6);
+	if ((f.tcpflags & (TCP_SYN | TCP_ACK)) == TCP_ACK && known && !settled && mode == MODE_SNAT &&
+	    confirm(&f, &h, be, nport, v6)) {
+		if (cs)
+			cs->flags |= CT4_SETTLED;
+		else if (ct)
+			ct->settled = 1;
+	}
 
 	__u64 bytes = ctx->data_end - ctx->data;
 	// Per backend slot only; userspace sums a service's slots for its total.
