@@ -87,18 +87,7 @@ func TestDatapathXDP(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, idle); err != nil {
 		t.Fatal(err)
 	}
-	eps := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: namespace, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(""), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
-	for _, a := range backends {
-		eps.Endpoints = append(eps.Endpoints, discoveryv1.Endpoint{Addresses: []string{a},
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
-	}
-	if err := env.Client.Create(ctx, eps); err != nil {
-		t.Fatal(err)
-	}
+	eps := createReadySlice(t, namespace, name, 8080, backends...)
 
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "dp-node"}}
 	if err := env.Client.Create(ctx, n); err != nil {
@@ -312,4 +301,23 @@ func xdpPass(t *testing.T, ns *netns.NS, ifname string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pass.Close() })
+}
+
+// createReadySlice creates the EndpointSlice of Service namespace/name: its unnamed TCP
+// port is port on every one of the IPv4 addrs, all ready. It returns the slice as created.
+func createReadySlice(t *testing.T, namespace, name string, port int32, addrs ...string) *discoveryv1.EndpointSlice {
+	t.Helper()
+	eps := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: namespace, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(""), Port: ptr.To(port), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	for _, a := range addrs {
+		eps.Endpoints = append(eps.Endpoints, discoveryv1.Endpoint{Addresses: []string{a},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	if err := env.Client.Create(context.Background(), eps); err != nil {
+		t.Fatal(err)
+	}
+	return eps
 }

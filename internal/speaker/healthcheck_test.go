@@ -15,10 +15,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/ferrolb/ferrolb/internal/datapath"
@@ -113,17 +111,7 @@ func TestDatapathHealthCheck(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	eps := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: namespace, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(""), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
-	for _, a := range addrs {
-		eps.Endpoints = append(eps.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
-	}
-	if err := env.Client.Create(ctx, eps); err != nil {
-		t.Fatal(err)
-	}
+	createReadySlice(t, namespace, name, 8080, addrs...)
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "flh-node"}}
 	if err := env.Client.Create(ctx, n); err != nil {
 		t.Fatal(err)
