@@ -131,7 +131,15 @@ func (l *lab) balanced(t *testing.T, vip netip.Addr, mode Mode) {
 // IPv6, and an interface deleted and created again gets it back in generic mode.
 func TestLabXDPGeneric(t *testing.T) {
 	l := newLabOpts(t, labOpts{prefix: "flx-g", cfg: Config{XDPMode: XDPGeneric}})
-	l.checkAttached(t, []Attachment{{"n0", XDPGeneric}, {"n1", XDPGeneric}})
+	want := []Attachment{{"n0", XDPGeneric}, {"n1", XDPGeneric}}
+	l.checkAttached(t, want)
+	l.balancedThenRecreated(t, want)
+}
+
+// balancedThenRecreated checks that every family and mode is balanced, then that n1 deleted
+// and created again is reached and attached as want says.
+func (l *lab) balancedThenRecreated(t *testing.T, want []Attachment) {
+	t.Helper()
 	for _, vip := range []netip.Addr{labVIP4, labVIP6} {
 		for _, mode := range []Mode{SNAT, DSR} {
 			t.Run(caseName(vip, mode), func(t *testing.T) { l.balanced(t, vip, mode) })
@@ -145,7 +153,7 @@ func TestLabXDPGeneric(t *testing.T) {
 	}
 	l.recreateN1(t)
 	l.reachAll(t, labVIP4, "after n1 was re-created")
-	l.checkAttached(t, []Attachment{{"n0", XDPGeneric}, {"n1", XDPGeneric}})
+	l.checkAttached(t, want)
 }
 
 // TestLabXDPAuto: in auto mode (the default), on veths the program runs in native mode.
@@ -163,20 +171,7 @@ func TestLabXDPAuto(t *testing.T) {
 		l := newLabOpts(t, labOpts{prefix: "flx-b", bridged: true})
 		want := []Attachment{{"nb0", XDPGeneric}, {"n1", XDPGeneric}}
 		l.checkAttached(t, want)
-		for _, vip := range []netip.Addr{labVIP4, labVIP6} {
-			for _, mode := range []Mode{SNAT, DSR} {
-				t.Run(caseName(vip, mode), func(t *testing.T) { l.balanced(t, vip, mode) })
-			}
-		}
-		if t.Failed() {
-			return
-		}
-		if err := l.d.SetServices(labServices(labVIP4, SNAT, 1, 2, 3)); err != nil {
-			t.Fatal(err)
-		}
-		l.recreateN1(t)
-		l.reachAll(t, labVIP4, "after n1 was re-created")
-		l.checkAttached(t, want)
+		l.balancedThenRecreated(t, want)
 	})
 }
 
