@@ -145,8 +145,14 @@ func nexthops(t *testing.T, l *lab.Lab, addr string) []string {
 
 func waitNexthops(t *testing.T, l *lab.Lab, addr string, want []string) time.Duration {
 	t.Helper()
+	return waitNexthopsWithin(t, l, addr, want, 30*time.Second)
+}
+
+// waitNexthopsWithin is waitNexthops with a bound of its own.
+func waitNexthopsWithin(t *testing.T, l *lab.Lab, addr string, want []string, within time.Duration) time.Duration {
+	t.Helper()
 	slices.Sort(want)
-	return eventually(t, 30*time.Second, "router's route for "+addr, func() (bool, string) {
+	return eventually(t, within, "router's route for "+addr, func() (bool, string) {
 		got := nexthops(t, l, addr)
 		return slices.Equal(got, want), fmt.Sprintf("via %v, want %v", got, want)
 	})
